@@ -1,0 +1,44 @@
+# Every target creates .venv and installs what it needs when missing, so each works on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+.PHONY: serve test lint bench bench-quick clean
+
+$(VENV)/.base: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e . uvicorn
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.base
+	$(PY) -m pip install -q -e '.[test,lint]'
+	touch $@
+
+$(VENV)/.bench: pyproject.toml $(VENV)/.test
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+serve: $(VENV)/.base
+	PYTHONPATH=examples $(PY) -m uvicorn summarizer:app --host $(HOST) --port $(PORT) --no-access-log
+
+test: $(VENV)/.test
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check asgiserve tests examples benchmarks
+	$(VENV)/bin/ruff format --check asgiserve
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.bench
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(PY) benchmarks/run.py
+
+bench-quick: $(VENV)/.bench
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(PY) benchmarks/run.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

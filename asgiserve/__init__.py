@@ -1,0 +1,60 @@
+"""asgiserve: serve a Python class as a fast HTTP inference service, with BentoML's service model.
+
+``import asgiserve as bentoml`` runs code written for BentoML's new SDK. The clients are imported lazily
+so that ``import asgiserve`` stays cheap for servers that never use them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .app import ServiceApp, asgi_app
+from .errors import (
+    BadRequest,
+    HTTPError,
+    InternalServerError,
+    InvalidArgument,
+    NotFound,
+    ServiceUnavailable,
+    Timeout,
+    TooManyRequests,
+    Unauthorized,
+)
+from .service import api, get_current_service, mount_asgi_app, service
+
+if TYPE_CHECKING:
+    from .client import AsyncHTTPClient, SyncHTTPClient
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncHTTPClient",
+    "BadRequest",
+    "HTTPError",
+    "InternalServerError",
+    "InvalidArgument",
+    "NotFound",
+    "ServiceApp",
+    "ServiceUnavailable",
+    "SyncHTTPClient",
+    "Timeout",
+    "TooManyRequests",
+    "Unauthorized",
+    "api",
+    "asgi_app",
+    "get_current_service",
+    "mount_asgi_app",
+    "service",
+]
+
+_LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the client classes on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asgiserve' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,304 @@
+"""The ASGI application for one service: dispatch, traffic rules, infra routes and lifespan.
+
+``ServiceApp`` is a plain ASGI 3 callable, so any ASGI server can run it. Per request it does one dict
+lookup for the route, a counter check for ``max_concurrency``, and hands off to the api handler or the
+mounted app; everything else (route table, codecs, schema documents) is prepared in ``__init__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from time import perf_counter
+from typing import Any
+
+import msgspec
+
+from .codec import JSON_CT, TEXT_CT
+from .handlers import APIHandler, _expire, _uncancel
+from .metrics import Metrics
+from .responses import error_body, send_body, send_error
+from .routing import Mount, Router
+from .schema import docs_page, openapi, service_schema
+from .service import _set_current, get_apis, get_mounts, get_spec
+
+__all__ = ["ServiceApp", "asgi_app"]
+
+logger = logging.getLogger("asgiserve")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[..., Any]
+
+_OK = b"ok\n"
+_METRICS_CT = b"text/plain; version=0.0.4; charset=utf-8"
+_HTML_CT = b"text/html; charset=utf-8"
+_RETRY_AFTER = [(b"retry-after", b"1")]
+_UNAUTHORIZED_HDR = [(b"www-authenticate", b'Bearer realm="asgiserve"')]
+
+
+class ServiceApp:
+    """The ASGI app serving one ``@service`` class: its apis, infra routes and mounted apps."""
+
+    def __init__(self, cls: type, *, api_token: str | None = None) -> None:
+        spec = get_spec(cls)
+        self.cls = cls
+        self.spec = spec
+        self.name = spec.name
+        self.timeout = spec.timeout
+        self.max_concurrency = spec.max_concurrency or 1 << 62
+        self.api_token = api_token.encode() if api_token else None
+        self.in_flight = 0
+        self.instance: Any = None
+        self.draining = False
+        self.metrics = Metrics(spec.name)
+        self.executor = ThreadPoolExecutor(spec.threads, thread_name_prefix="asgiserve-api")
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+        self.handlers = [APIHandler(self, attr, func, aspec) for attr, func, aspec in get_apis(cls)]
+        self.router = router = Router()
+        for h in self.handlers:
+            router.add_route(h.route, ("POST",), h, limited=True)
+        infra = {
+            "/livez": self._livez,
+            "/healthz": self._livez,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+            "/schema.json": self._schema_json,
+            "/docs.json": self._docs_json,
+        }
+        self.mount_specs = get_mounts(cls)
+        if not any(m.path == "/" for m in self.mount_specs):
+            infra["/"] = self._docs_page
+        for path, handler in infra.items():
+            router.add_route(path, ("GET", "HEAD"), handler, limited=False)
+        for m in self.mount_specs:
+            router.add_mount(m.path, m.app, m.name)
+        self.routes = router.routes
+
+        self.schema = service_schema(self.name, self.handlers, [(m.path, m.name) for m in self.mount_specs])
+        self.openapi = openapi(self.name, cls.__doc__, self.handlers)
+        self._schema_bytes = msgspec.json.encode(self.schema)
+        self._docs_bytes = msgspec.json.encode(self.openapi)
+        self._page_bytes = docs_page(self.name, self.schema)
+
+    # -- dispatch -------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI 3 entry point."""
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            root = scope.get("root_path")
+            if root and path.startswith(root):
+                path = path[len(root) :] or "/"
+            route = self.routes.get(path)
+            if route is not None:
+                if scope["method"] not in route.methods:
+                    await send_error(
+                        send, 405, f"Method {scope['method']} not allowed", None, [(b"allow", route.allow)]
+                    )
+                elif route.limited:
+                    await self._limited(route.endpoint, route.handler, scope, receive, send)
+                else:
+                    await route.handler(scope, receive, send)
+                return
+            mount = self.router.match_mount(path)
+            if mount is not None:
+                await self._limited(mount.prefix or "/", self._mount_caller(mount), scope, receive, send)
+            else:
+                await send_error(send, 404, f"Not found: {path}")
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        elif kind == "websocket":
+            path = scope["path"]
+            root = scope.get("root_path")
+            if root and path.startswith(root):
+                path = path[len(root) :] or "/"
+            mount = self.router.match_mount(path) if path not in self.routes else None
+            if mount is None:
+                await send({"type": "websocket.close", "code": 1000})
+            else:
+                await mount.app(mount.child_scope(scope), receive, send)
+        else:
+            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+    async def _limited(
+        self, endpoint: str, handler: Callable[..., Any], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Run an api or mounted route under the token, readiness and concurrency rules, with metrics."""
+        t0 = perf_counter()
+        if self.api_token is not None and not self._authorized(scope):
+            status = await self.answer_error(
+                send, 401, "Missing or invalid API token", extra=_UNAUTHORIZED_HDR
+            )
+        elif self.instance is None:
+            status = await self.answer_error(send, 503, "Service is not ready")
+        elif self.in_flight >= self.max_concurrency:
+            status = await self.answer_error(
+                send, 429, "Too many requests: over max_concurrency", extra=_RETRY_AFTER
+            )
+        else:
+            self.in_flight += 1
+            progress = self.metrics.in_progress
+            progress[endpoint] = progress.get(endpoint, 0) + 1
+            status = 500
+            try:
+                status = await handler(scope, receive, send)
+            finally:
+                self.in_flight -= 1
+                progress[endpoint] -= 1
+                self.metrics.observe(endpoint, status, perf_counter() - t0)
+            return
+        self.metrics.observe(endpoint, status, perf_counter() - t0)
+
+    def _authorized(self, scope: Scope) -> bool:
+        token = self.api_token
+        assert token is not None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, given = bytes(value).partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
+        return False
+
+    async def answer_error(
+        self,
+        send: Send,
+        status: int,
+        message: str,
+        detail: list[Any] | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> int:
+        """Send a JSON error and return its status."""
+        await send_error(send, status, message, detail, extra)
+        return status
+
+    def hold_slot_until(self, work: Future[Any]) -> None:
+        """Keep a concurrency slot taken until ``work`` (a thread running past its timeout) finishes."""
+        loop = asyncio.get_running_loop()
+        self.in_flight += 1
+
+        def release(_: Future[Any]) -> None:
+            loop.call_soon_threadsafe(self._release)
+
+        work.add_done_callback(release)
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+
+    def _mount_caller(self, mount: Mount) -> Callable[..., Any]:
+        async def call(scope: Scope, receive: Receive, send: Send) -> int:
+            return await self._call_mount(mount, scope, receive, send)
+
+        return call
+
+    async def _call_mount(self, mount: Mount, scope: Scope, receive: Receive, send: Send) -> int:
+        """Call a mounted app with its child scope under the traffic timeout; return its status."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        expired: list[bool] = []
+        started = [0]
+        timer = loop.call_later(self.timeout, _expire, task, expired)
+
+        async def send_watch(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                timer.cancel()
+                started[0] = message["status"]
+            await send(message)
+
+        try:
+            await mount.app(mount.child_scope(scope), receive, send_watch)
+        except asyncio.CancelledError:
+            if not expired or started[0]:
+                raise
+            _uncancel(task)
+            return await self.answer_error(send, 504, f"No response within the {self.timeout:g} s timeout")
+        except Exception:
+            if started[0]:
+                raise
+            logger.exception("mounted app at %s raised", mount.prefix or "/")
+            return await self.answer_error(send, 500, "Internal Server Error")
+        finally:
+            timer.cancel()
+        if not started[0]:
+            logger.error("mounted app at %s returned without a response", mount.prefix or "/")
+            return await self.answer_error(send, 500, "Internal Server Error")
+        return started[0]
+
+    # -- infra routes ---------------------------------------------------------------------------------
+
+    async def _livez(self, scope: Scope, receive: Receive, send: Send) -> int:
+        await send_body(send, 200, _OK, TEXT_CT)
+        return 200
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> int:
+        if self.instance is None or self.draining:
+            why = "draining" if self.draining else "starting"
+            await send_body(send, 503, error_body(f"Service is not ready ({why})"), JSON_CT)
+            return 503
+        await send_body(send, 200, _OK, TEXT_CT)
+        return 200
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> int:
+        await send_body(send, 200, self.metrics.render(), _METRICS_CT)
+        return 200
+
+    async def _schema_json(self, scope: Scope, receive: Receive, send: Send) -> int:
+        await send_body(send, 200, self._schema_bytes, JSON_CT)
+        return 200
+
+    async def _docs_json(self, scope: Scope, receive: Receive, send: Send) -> int:
+        await send_body(send, 200, self._docs_bytes, JSON_CT)
+        return 200
+
+    async def _docs_page(self, scope: Scope, receive: Receive, send: Send) -> int:
+        await send_body(send, 200, self._page_bytes, _HTML_CT)
+        return 200
+
+    # -- lifespan -------------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Create the service instance (once per worker) and start mounted apps."""
+        self._loop = asyncio.get_running_loop()
+        instance = self.cls()
+        _set_current(instance)
+        for h in self.handlers:
+            h.bind(instance)
+        self.instance = instance
+
+    async def shutdown(self) -> None:
+        """Stop accepting work, stop mounted apps and release the thread pool."""
+        self.draining = True
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def start_draining(self) -> None:
+        """Turn ``/readyz`` to 503 (the server is stopping)."""
+        self.draining = True
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        try:
+            await self.startup()
+        except BaseException as exc:
+            logger.exception("service %s failed to start", self.name)
+            await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        try:
+            await self.shutdown()
+        except BaseException as exc:
+            logger.exception("service %s failed to shut down", self.name)
+            await send({"type": "lifespan.shutdown.failed", "message": f"{type(exc).__name__}: {exc}"})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def asgi_app(cls: type, *, api_token: str | None = None) -> ServiceApp:
+    """The ASGI application serving service class ``cls`` (for uvicorn, granian, hypercorn or tests)."""
+    return ServiceApp(cls, api_token=api_token)

@@ -1,0 +1,255 @@
+"""Signature -> msgspec types, built once per api: the decoder for request bodies and the output encoder.
+
+Every api's parameters become one msgspec Struct (keyword-only fields, unknown keys forbidden), decoded
+straight from the JSON body by a typed ``msgspec.json.Decoder``: validation and decoding are one C call.
+Outputs are encoded by their declared return type: ``str`` raw text, ``bytes`` raw octets, anything else
+JSON (msgspec; orjson for numpy arrays). Undeclared return types are dispatched on the value's type.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import pathlib
+import re
+import typing
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
+from typing import Any
+
+import msgspec
+import orjson
+
+from .errors import BadRequest
+
+__all__ = ["APICodec", "Output", "validation_detail"]
+
+JSON_CT = b"application/json"
+TEXT_CT = b"text/plain; charset=utf-8"
+BYTES_CT = b"application/octet-stream"
+NDJSON_CT = b"application/x-ndjson"
+SSE_CT = b"text/event-stream"
+
+_LOC_RE = re.compile(r" - at `\$(.*)`$")
+_LOC_PART_RE = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_STREAM_ORIGINS = (Generator, Iterator, Iterable, AsyncGenerator, AsyncIterator, AsyncIterable)
+
+
+class Output:
+    """How an api's return value becomes a response: kind is text, bytes, json, file or dynamic."""
+
+    __slots__ = ("content_type", "kind", "schema_type")
+
+    def __init__(self, kind: str, content_type: bytes, schema_type: Any) -> None:
+        self.kind = kind
+        self.content_type = content_type
+        self.schema_type = schema_type
+
+
+def _is_numpy_array_type(tp: Any) -> bool:
+    return getattr(tp, "__module__", "") == "numpy" and getattr(tp, "__name__", "") == "ndarray"
+
+
+def _dec_hook(tp: Any, obj: Any) -> Any:
+    if _is_numpy_array_type(tp):
+        import numpy
+
+        try:
+            return numpy.asarray(obj)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"Expected a rectangular array: {exc}") from None
+    raise NotImplementedError(f"cannot decode {tp!r}")
+
+
+def _enc_hook(obj: Any) -> Any:
+    # numpy scalars and arrays nested inside other values, and pydantic models, to builtin types.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, pathlib.PurePath):
+        return str(obj)
+    raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
+
+
+def _schema_hook(tp: Any) -> dict[str, Any]:
+    if _is_numpy_array_type(tp):
+        return {"type": "array", "items": {}}
+    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
+        return {"type": "string", "format": "binary"}
+    raise NotImplementedError(f"no JSON Schema for {tp!r}")
+
+
+_json_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON bytes for any api output; numpy arrays take orjson's native path."""
+    if type(value).__module__ == "numpy":
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    return _json_encoder.encode(value)
+
+
+def validation_detail(message: str) -> list[dict[str, Any]]:
+    """Turn a msgspec validation message into a ``detail`` list with the field location."""
+    loc: list[Any] = ["body"]
+    m = _LOC_RE.search(message)
+    if m:
+        for name, index in _LOC_PART_RE.findall(m.group(1)):
+            loc.append(name if name else int(index))
+    missing = re.match(r"Object missing required field `([^`]+)`", message)
+    if missing:
+        loc.append(missing.group(1))
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
+    if unknown:
+        loc.append(unknown.group(1))
+    return [{"loc": loc, "msg": message, "type": "value_error"}]
+
+
+def _default_field(default: Any) -> Any:
+    if isinstance(default, (list, dict, set, bytearray)) and default:
+        return msgspec.field(default_factory=lambda: copy.deepcopy(default))
+    return default
+
+
+def _output_for(tp: Any, media_type: str | None) -> Output:
+    if tp is inspect.Signature.empty or tp is Any:
+        return Output("dynamic", JSON_CT, Any)
+    if tp is str:
+        return Output("text", media_type.encode() if media_type else TEXT_CT, str)
+    if tp in (bytes, bytearray, memoryview):
+        return Output("bytes", media_type.encode() if media_type else BYTES_CT, bytes)
+    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
+        return Output("file", media_type.encode() if media_type else BYTES_CT, pathlib.Path)
+    return Output("json", JSON_CT, tp)
+
+
+class APICodec:
+    """Decoder, encoder and schemas for one api, built from its signature once."""
+
+    def __init__(self, func: Callable[..., Any], api_name: str, media_type: str | None = None) -> None:
+        self.name = api_name
+        sig = inspect.signature(func)
+        try:
+            hints = typing.get_type_hints(func, include_extras=True)
+        except Exception as exc:
+            raise TypeError(f"cannot resolve the type hints of api {api_name!r}: {exc}") from exc
+        params = list(sig.parameters.values())[1:]
+        fields: list[Any] = []
+        self.file_params: dict[str, Any] = {}
+        self.var_kw = False
+        for p in params:
+            if p.kind is p.VAR_KEYWORD:
+                self.var_kw = True
+                continue
+            tp = hints.get(p.name, Any)
+            if _is_path_type(tp):
+                self.file_params[p.name] = tp
+            if p.default is p.empty:
+                fields.append((p.name, tp))
+            else:
+                fields.append((p.name, tp, _default_field(p.default)))
+        struct_name = "".join(part[:1].upper() + part[1:] for part in api_name.split("_")) + "Input"
+        self.input_type: Any = msgspec.defstruct(
+            struct_name, fields, kw_only=True, forbid_unknown_fields=not self.var_kw
+        )
+        self.param_names: tuple[str, ...] = tuple(f[0] for f in fields)
+        # Positional calls are a little cheaper than keyword calls on the hot path.
+        self.positional = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        self._decoder = msgspec.json.Decoder(self.input_type, dec_hook=_dec_hook)
+        self._empty = None if any(len(f) == 2 for f in fields) else b"{}"
+
+        ret = hints.get("return", sig.return_annotation)
+        self.stream = "none"
+        if inspect.isasyncgenfunction(func):
+            self.stream = "async"
+        elif inspect.isgeneratorfunction(func):
+            self.stream = "sync"
+        item = ret
+        if self.stream != "none" or typing.get_origin(ret) in _STREAM_ORIGINS:
+            args = typing.get_args(ret)
+            item = args[0] if args else Any
+        self.output = _output_for(item, media_type)
+        self.sse = media_type == "text/event-stream"
+        if self.stream != "none":
+            if self.sse:
+                self.output.content_type = SSE_CT
+            elif self.output.kind in ("json", "dynamic"):
+                self.output.content_type = NDJSON_CT
+
+    def decode(self, body: bytes) -> Any:
+        """Decode a JSON object body into the api's input Struct; raise ``BadRequest`` when invalid."""
+        if not body:
+            if self._empty is None:
+                required = [n for n, f in zip(self.param_names, _required_flags(self.input_type)) if f]
+                raise BadRequest(
+                    f"Object missing required field `{required[0]}`",
+                    detail=[
+                        {"loc": ["body", n], "msg": "Field required", "type": "missing"} for n in required
+                    ],
+                )
+            body = self._empty
+        try:
+            return self._decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            msg = str(exc)
+            raise BadRequest(msg, detail=validation_detail(msg)) from None
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"Invalid JSON body: {exc}") from None
+
+    def call_args(self, obj: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The positional and keyword arguments for the api function from a decoded input."""
+        if self.positional and not self.var_kw:
+            return msgspec.structs.astuple(obj), {}
+        return (), msgspec.structs.asdict(obj)
+
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the api's input object (nested definitions under ``$defs``)."""
+        (schema,), components = msgspec.json.schema_components(
+            [self.input_type], schema_hook=_schema_hook, ref_template="#/$defs/{name}"
+        )
+        name = self.input_type.__name__
+        out = dict(components.pop(name))
+        out["title"] = name
+        out.setdefault("properties", {})
+        out.setdefault("required", [])
+        if components:
+            out["$defs"] = components
+        del schema
+        return out
+
+    def output_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the output, plus BentoML's ``is_stream`` and ``media_type`` keys."""
+        kind = self.output.kind
+        out: dict[str, Any]
+        if kind == "text":
+            out = {"type": "string"}
+        elif kind in ("bytes", "file"):
+            out = {"type": "string", "format": "binary"}
+        elif kind == "dynamic":
+            out = {}
+        else:
+            try:
+                out = msgspec.json.schema(self.output.schema_type, schema_hook=_schema_hook)
+            except (TypeError, NotImplementedError):
+                out = {}
+        out["is_stream"] = self.stream != "none"
+        out["media_type"] = self.output.content_type.decode().split(";")[0]
+        return out
+
+
+def _is_path_type(tp: Any) -> bool:
+    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
+        return True
+    return any(_is_path_type(a) for a in typing.get_args(tp) if a is not type(None))
+
+
+def _required_flags(struct_type: Any) -> list[bool]:
+    return [f.required for f in msgspec.structs.fields(struct_type)]

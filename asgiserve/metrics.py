@@ -1,0 +1,104 @@
+"""Request metrics in the Prometheus text format (exposition format 0.0.4), kept in plain dicts.
+
+Recording is on the hot path, so it is a dict lookup, a bisect and three additions; cumulative
+histogram buckets and the text are only computed when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+__all__ = ["Metrics"]
+
+DEFAULT_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    """Request count and latency histogram by endpoint and status, and an in-progress gauge by endpoint."""
+
+    def __init__(self, service: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> None:
+        self.service = service
+        self.buckets = buckets
+        # (endpoint, status) -> [count, sum_seconds, per-bucket counts..., +Inf count]
+        self._series: dict[tuple[str, int], list[float]] = {}
+        self.in_progress: dict[str, int] = {}
+        self._batch: dict[str, list[int]] = {}
+
+    def observe(self, endpoint: str, status: int, seconds: float) -> None:
+        """Record one finished request."""
+        row = self._series.get((endpoint, status))
+        if row is None:
+            row = self._series[(endpoint, status)] = [0.0] * (len(self.buckets) + 3)
+        row[0] += 1
+        row[1] += seconds
+        row[2 + bisect_left(self.buckets, seconds)] += 1
+
+    def observe_batch(self, endpoint: str, size: int) -> None:
+        """Record the size of one adaptive batch."""
+        self._batch.setdefault(endpoint, []).append(size)
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus text format."""
+        svc = _label(self.service)
+        lines = [
+            "# HELP asgiserve_request_total Requests answered, by endpoint and status.",
+            "# TYPE asgiserve_request_total counter",
+        ]
+        series = sorted(self._series.items())
+        for (endpoint, status), row in series:
+            lines.append(
+                f'asgiserve_request_total{{service="{svc}",endpoint="{_label(endpoint)}",'
+                f'http_response_code="{status}"}} {int(row[0])}'
+            )
+        lines += [
+            "# HELP asgiserve_request_duration_seconds Time from request start to response end.",
+            "# TYPE asgiserve_request_duration_seconds histogram",
+        ]
+        for (endpoint, status), row in series:
+            base = f'service="{svc}",endpoint="{_label(endpoint)}",http_response_code="{status}"'
+            cumulative = 0
+            for bound, count in zip(self.buckets, row[2:]):
+                cumulative += int(count)
+                lines.append(f'asgiserve_request_duration_seconds_bucket{{{base},le="{bound}"}} {cumulative}')
+            lines.append(f'asgiserve_request_duration_seconds_bucket{{{base},le="+Inf"}} {int(row[0])}')
+            lines.append(f"asgiserve_request_duration_seconds_sum{{{base}}} {row[1]!r}")
+            lines.append(f"asgiserve_request_duration_seconds_count{{{base}}} {int(row[0])}")
+        lines += [
+            "# HELP asgiserve_request_in_progress Requests being handled now, by endpoint.",
+            "# TYPE asgiserve_request_in_progress gauge",
+        ]
+        for endpoint, n in sorted(self.in_progress.items()):
+            lines.append(
+                f'asgiserve_request_in_progress{{service="{svc}",endpoint="{_label(endpoint)}"}} {n}'
+            )
+        if self._batch:
+            lines += [
+                "# HELP asgiserve_batch_size Sizes of adaptive batches, by endpoint.",
+                "# TYPE asgiserve_batch_size summary",
+            ]
+            for endpoint, sizes in sorted(self._batch.items()):
+                lab = f'service="{svc}",endpoint="{_label(endpoint)}"'
+                lines.append(f"asgiserve_batch_size_sum{{{lab}}} {sum(sizes)}")
+                lines.append(f"asgiserve_batch_size_count{{{lab}}} {len(sizes)}")
+        return ("\n".join(lines) + "\n").encode()

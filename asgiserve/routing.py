@@ -1,0 +1,79 @@
+"""The router as data: an exact-path table for apis and infra routes, then mounts by longest prefix.
+
+Built once at startup. Matching is one dict lookup for the common case; mounts are scanned only when the
+exact table misses, longest prefix first, and match at a ``/`` boundary (``/api`` serves ``/api`` and
+``/api/x`` but not ``/apiary``). A mount at ``/`` catches whatever is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["Mount", "Route", "Router"]
+
+Handler = Callable[[dict[str, Any], Callable[[], Any], Callable[..., Any]], Awaitable[int]]
+
+
+class Route:
+    """An exact path with its allowed methods and handler; ``limited`` routes count against traffic rules."""
+
+    __slots__ = ("allow", "endpoint", "handler", "limited", "methods")
+
+    def __init__(self, path: str, methods: tuple[str, ...], handler: Handler, *, limited: bool) -> None:
+        self.endpoint = path
+        self.methods = frozenset(methods)
+        self.allow = ", ".join(methods).encode()
+        self.handler = handler
+        self.limited = limited
+
+
+class Mount:
+    """An ASGI app served under ``prefix``; the child scope's ``root_path`` is extended by the prefix."""
+
+    __slots__ = ("app", "name", "prefix")
+
+    def __init__(self, prefix: str, app: Any, name: str) -> None:
+        self.prefix = "" if prefix == "/" else prefix
+        self.app = app
+        self.name = name
+
+    def matches(self, path: str) -> bool:
+        """Whether ``path`` (relative to the parent's root_path) falls under this mount."""
+        p = self.prefix
+        return not p or path == p or (path.startswith(p) and path[len(p)] == "/")
+
+    def child_scope(self, scope: dict[str, Any]) -> dict[str, Any]:
+        """The scope the mounted app sees: ``path`` unchanged, ``root_path`` + prefix (ASGI convention)."""
+        child = dict(scope)
+        child["root_path"] = scope.get("root_path", "") + self.prefix
+        return child
+
+
+class Router:
+    """Exact routes first, then mounts by longest prefix."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.mounts: list[Mount] = []
+
+    def add_route(self, path: str, methods: tuple[str, ...], handler: Handler, *, limited: bool) -> None:
+        """Register an exact route; a path may be registered once."""
+        if path in self.routes:
+            raise ValueError(f"two routes for {path!r}")
+        self.routes[path] = Route(path, methods, handler, limited=limited)
+
+    def add_mount(self, prefix: str, app: Any, name: str) -> None:
+        """Register a mounted app; longer prefixes are tried first."""
+        norm = "" if prefix == "/" else prefix
+        if any(m.prefix == norm for m in self.mounts):
+            raise ValueError(f"two apps mounted at {prefix!r}")
+        self.mounts.append(Mount(prefix, app, name))
+        self.mounts.sort(key=lambda m: len(m.prefix), reverse=True)
+
+    def match_mount(self, path: str) -> Mount | None:
+        """The mount serving ``path``, if any."""
+        for mount in self.mounts:
+            if mount.matches(path):
+                return mount
+        return None

@@ -1,0 +1,133 @@
+"""Documents about a service, built once at startup: ``/schema.json`` (BentoML's shape), ``/docs.json``
+(OpenAPI 3.1, whose JSON Schema dialect is the one msgspec emits) and the offline docs page at ``/``."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .codec import _schema_hook
+
+if TYPE_CHECKING:
+    from .handlers import APIHandler
+
+__all__ = ["INFRA_PATHS", "docs_page", "openapi", "service_schema"]
+
+INFRA_PATHS = {
+    "/livez": "Liveness: the process is up.",
+    "/readyz": "Readiness: 200 once the service and mounted apps started, 503 before and while draining.",
+    "/healthz": "Health: the process is up.",
+    "/metrics": "Prometheus metrics.",
+    "/schema.json": "The service schema (apis, inputs, outputs).",
+    "/docs.json": "This OpenAPI document.",
+}
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {"type": "array", "items": {"type": "object"}}},
+    "required": ["error"],
+}
+
+
+def service_schema(name: str, handlers: list[APIHandler], mounts: list[tuple[str, str]]) -> dict[str, Any]:
+    """The ``/schema.json`` document: ``name``, ``type``, ``routes`` per api and ``paths``."""
+    routes = []
+    paths: dict[str, Any] = {}
+    for h in handlers:
+        routes.append(
+            {
+                "name": h.spec.name,
+                "route": h.route,
+                "batchable": h.spec.batchable,
+                "input": h.codec.input_schema(),
+                "output": h.codec.output_schema(),
+                "doc": (h.func.__doc__ or "").strip() or None,
+                "is_task": False,
+            }
+        )
+        paths[h.route] = {"methods": ["POST"], "api": h.spec.name}
+    for path in INFRA_PATHS:
+        paths[path] = {"methods": ["GET", "HEAD"], "infra": True}
+    for prefix, mount_name in mounts:
+        paths[prefix] = {"mounted": True, "name": mount_name}
+    return {"name": name, "type": "service", "routes": routes, "paths": paths}
+
+
+def openapi(name: str, doc: str | None, handlers: list[APIHandler]) -> dict[str, Any]:
+    """An OpenAPI 3.1 document for the apis and infra routes."""
+    types = [h.codec.input_type for h in handlers]
+    outputs = [h.codec.output.schema_type for h in handlers if h.codec.output.kind == "json"]
+    refs, components = msgspec.json.schema_components(
+        types + outputs, schema_hook=_schema_hook, ref_template="#/components/schemas/{name}"
+    )
+    components["Error"] = _ERROR_SCHEMA
+    err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    paths: dict[str, Any] = {}
+    out_refs = iter(refs[len(types) :])
+    for h, in_ref in zip(handlers, refs):
+        kind = h.codec.output.kind
+        media = h.codec.output.content_type.decode().split(";")[0]
+        if kind == "json":
+            out_schema: dict[str, Any] = next(out_refs)
+        elif kind == "text":
+            out_schema = {"type": "string"}
+        elif kind in ("bytes", "file"):
+            out_schema = {"type": "string", "format": "binary"}
+        else:
+            out_schema = {}
+        paths[h.route] = {
+            "post": {
+                "operationId": h.spec.name,
+                "summary": (h.func.__doc__ or h.spec.name).strip().splitlines()[0],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": in_ref}}},
+                "responses": {
+                    "200": {"description": "Success", "content": {media: {"schema": out_schema}}},
+                    "400": {"description": "Invalid input", **err},
+                    "429": {"description": "Over max_concurrency", **err},
+                    "500": {"description": "The api raised", **err},
+                    "503": {"description": "Not ready or draining", **err},
+                    "504": {"description": "Timed out", **err},
+                },
+            }
+        }
+    for path, summary in INFRA_PATHS.items():
+        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": name, "version": "1.0.0", "description": (doc or "").strip()},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+def docs_page(name: str, schema: dict[str, Any]) -> bytes:
+    """A small self-contained HTML page listing the apis with a form to try each (no CDN needed)."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>",
+        html.escape(name),
+        "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "textarea{width:100%;height:6em}pre{background:#f4f4f4;padding:.5em;white-space:pre-wrap}</style>"
+        "</head><body><h1>",
+        html.escape(name),
+        "</h1><p><a href='docs.json'>OpenAPI</a> &middot; <a href='schema.json'>schema</a>"
+        " &middot; <a href='metrics'>metrics</a></p>",
+    ]
+    for route in schema["routes"]:
+        example = {k: v.get("default", "") for k, v in route["input"].get("properties", {}).items()}
+        rid = html.escape(route["name"])
+        parts += [
+            f"<h2>POST {html.escape(route['route'])}</h2>",
+            f"<pre>{html.escape(msgspec.json.format(msgspec.json.encode(route['input'])).decode())}</pre>",
+            f"<textarea id='in-{rid}'>{html.escape(msgspec.json.encode(example).decode())}</textarea>",
+            f"<button onclick=\"go('{rid}','{html.escape(route['route'][1:])}')\">Send</button>",
+            f"<pre id='out-{rid}'></pre>",
+        ]
+    parts.append(
+        "<script>async function go(n,r){const o=document.getElementById('out-'+n);"
+        "const res=await fetch(r,{method:'POST',headers:{'content-type':'application/json'},"
+        "body:document.getElementById('in-'+n).value});o.textContent=res.status+'\\n'+await res.text();}"
+        "</script></body></html>"
+    )
+    return "".join(parts).encode()

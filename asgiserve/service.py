@@ -1,0 +1,263 @@
+"""Declarations: ``service``, ``api``, ``mount_asgi_app`` and ``get_current_service``.
+
+Decorators only record metadata; nothing here touches the network or builds codecs. A decorated class stays
+the same class object (so it can be instantiated and type-annotated as usual) with a ``ServiceSpec`` attached
+under ``__asgiserve_service__``; a decorated method stays the same function with an ``APISpec`` attached.
+The ASGI app is built from that metadata once, by ``asgiserve.asgi_app``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+__all__ = [
+    "APISpec",
+    "MountSpec",
+    "ServiceSpec",
+    "api",
+    "get_current_service",
+    "get_spec",
+    "mount_asgi_app",
+    "service",
+]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SERVICE_ATTR = "__asgiserve_service__"
+_API_ATTR = "__asgiserve_api__"
+_MOUNTS_ATTR = "__asgiserve_mounts__"
+_ROUTE_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+_SERVICE_KEYS = frozenset({"traffic", "threads", "workers", "resources", "name", "envs", "image", "logging"})
+_TRAFFIC_KEYS = frozenset({"timeout", "max_concurrency", "concurrency", "external_queue"})
+
+
+@dataclass(frozen=True)
+class APISpec:
+    """What ``@api`` recorded about one inference method."""
+
+    name: str
+    route: str
+    batchable: bool = False
+    batch_dim: int | tuple[int, int] = 0
+    max_batch_size: int = 100
+    max_latency_ms: int = 60_000
+    media_type: str | None = None
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """One ``@mount_asgi_app`` declaration: an ASGI app served under ``path``."""
+
+    app: Any
+    path: str
+    name: str
+
+
+@dataclass
+class ServiceSpec:
+    """Validated configuration of a service class."""
+
+    name: str
+    timeout: float = 60.0
+    max_concurrency: int | None = None
+    threads: int = 1
+    workers: int = 1
+    resources: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_positive(what: str, value: Any, *, allow_float: bool = False) -> None:
+    kinds: tuple[type, ...] = (int, float) if allow_float else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:  # type: ignore[operator]
+        kind = "number" if allow_float else "integer"
+        raise ValueError(f"{what} must be a positive {kind}, got {value!r}")
+
+
+def _make_spec(cls: type, config: dict[str, Any]) -> ServiceSpec:
+    unknown = set(config) - _SERVICE_KEYS
+    if unknown:
+        raise TypeError(f"@service got unknown option(s) {sorted(unknown)}; known: {sorted(_SERVICE_KEYS)}")
+    traffic = config.get("traffic") or {}
+    if not isinstance(traffic, dict):
+        raise TypeError(f"traffic must be a dict, got {type(traffic).__name__}")
+    bad = set(traffic) - _TRAFFIC_KEYS
+    if bad:
+        raise TypeError(f"traffic got unknown key(s) {sorted(bad)}; known: {sorted(_TRAFFIC_KEYS)}")
+    spec = ServiceSpec(name=config.get("name") or cls.__name__, resources=dict(config.get("resources") or {}))
+    spec.config = dict(config)
+    if traffic.get("timeout") is not None:
+        _check_positive("traffic.timeout", traffic["timeout"], allow_float=True)
+        spec.timeout = float(traffic["timeout"])
+    if traffic.get("max_concurrency") is not None:
+        _check_positive("traffic.max_concurrency", traffic["max_concurrency"])
+        spec.max_concurrency = traffic["max_concurrency"]
+    if config.get("threads") is not None:
+        _check_positive("threads", config["threads"])
+        spec.threads = config["threads"]
+    if config.get("workers") is not None:
+        _check_positive("workers", config["workers"])
+        spec.workers = config["workers"]
+    return spec
+
+
+@overload
+def service(cls: type[T], /) -> type[T]: ...
+@overload
+def service(cls: None = None, /, **config: Any) -> Callable[[type[T]], type[T]]: ...
+def service(cls: type[T] | None = None, /, **config: Any) -> Any:
+    """Mark a class as a service: ``@service`` or ``@service(traffic={...}, threads=..., workers=...)``."""
+
+    def wrap(klass: type[T]) -> type[T]:
+        if not inspect.isclass(klass):
+            raise TypeError(f"@service decorates a class, got {klass!r}")
+        setattr(klass, _SERVICE_ATTR, _make_spec(klass, config))
+        return klass
+
+    if cls is not None:
+        if config:
+            raise TypeError("@service takes either a class or keyword options, not both")
+        return wrap(cls)
+    return wrap
+
+
+@overload
+def api(func: F, /) -> F: ...
+@overload
+def api(
+    func: None = None,
+    /,
+    *,
+    route: str | None = None,
+    name: str | None = None,
+    batchable: bool = False,
+    batch_dim: int | tuple[int, int] = 0,
+    max_batch_size: int = 100,
+    max_latency_ms: int = 60_000,
+    media_type: str | None = None,
+) -> Callable[[F], F]: ...
+def api(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    route: str | None = None,
+    name: str | None = None,
+    batchable: bool = False,
+    batch_dim: int | tuple[int, int] = 0,
+    max_batch_size: int = 100,
+    max_latency_ms: int = 60_000,
+    media_type: str | None = None,
+) -> Any:
+    """Mark a method as an inference api served at ``POST {route}`` (default ``/{method name}``)."""
+    if name is not None and (not isinstance(name, str) or not name.isidentifier()):
+        raise ValueError(f"api name must be a Python identifier, got {name!r}")
+    if route is not None and (not isinstance(route, str) or not _ROUTE_RE.match(route)):
+        raise ValueError(f"api route must be a path starting with '/', got {route!r}")
+    if not isinstance(batchable, bool):
+        raise TypeError(f"batchable must be a bool, got {batchable!r}")
+    if isinstance(batch_dim, tuple):
+        if len(batch_dim) != 2 or not all(isinstance(d, int) and d >= 0 for d in batch_dim):
+            raise ValueError(f"batch_dim must be an int or a pair of ints >= 0, got {batch_dim!r}")
+    elif isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
+        raise ValueError(f"batch_dim must be an int >= 0, got {batch_dim!r}")
+    _check_positive("max_batch_size", max_batch_size)
+    _check_positive("max_latency_ms", max_latency_ms, allow_float=True)
+    if media_type is not None and (not isinstance(media_type, str) or "/" not in media_type):
+        raise ValueError(f"media_type must look like 'type/subtype', got {media_type!r}")
+
+    def wrap(fn: F) -> F:
+        if not callable(fn) or not hasattr(fn, "__name__"):
+            raise TypeError(f"@api decorates a function, got {fn!r}")
+        params = list(inspect.signature(fn).parameters.values())
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise TypeError(f"@api method {fn.__qualname__} must take 'self' as its first parameter")
+        for p in params[1:]:
+            if p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY):
+                raise TypeError(f"@api method {fn.__qualname__}: parameter {p.name!r} must be nameable")
+        api_name = name or fn.__name__
+        spec = APISpec(
+            name=api_name,
+            route=route or f"/{api_name}",
+            batchable=batchable,
+            batch_dim=batch_dim,
+            max_batch_size=max_batch_size,
+            max_latency_ms=max_latency_ms,
+            media_type=media_type,
+        )
+        setattr(fn, _API_ATTR, spec)
+        return fn
+
+    if func is not None:
+        return wrap(func)
+    return wrap
+
+
+def mount_asgi_app(app: Any, *, path: str = "/", name: str | None = None) -> Callable[[type[T]], type[T]]:
+    """Serve an ASGI 3 ``app`` under ``path`` beside the service's apis."""
+    if not callable(app):
+        raise TypeError(f"mount_asgi_app needs an ASGI application, got {app!r}")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"mount path must start with '/', got {path!r}")
+    norm = path.rstrip("/") or "/"
+
+    def wrap(cls: type[T]) -> type[T]:
+        # A list of this class's own, so a subclass mounting more does not alter its base.
+        mounts = list(cls.__dict__.get(_MOUNTS_ATTR, ()))
+        for m in mounts:
+            if m.path == norm:
+                raise ValueError(f"{cls.__name__} already mounts an app at {norm!r}")
+        mounts.append(MountSpec(app=app, path=norm, name=name or getattr(app, "__name__", None) or norm))
+        setattr(cls, _MOUNTS_ATTR, mounts)
+        return cls
+
+    return wrap
+
+
+def get_spec(cls: Any) -> ServiceSpec:
+    """The ``ServiceSpec`` of a class decorated with ``@service``."""
+    spec = getattr(cls, _SERVICE_ATTR, None)
+    if not isinstance(spec, ServiceSpec):
+        raise TypeError(f"{cls!r} is not a service: decorate it with @asgiserve.service")
+    return spec
+
+
+def get_apis(cls: type) -> list[tuple[str, Callable[..., Any], APISpec]]:
+    """The ``(attribute, function, spec)`` of every ``@api`` method of ``cls``, in definition order."""
+    seen: dict[str, tuple[str, Callable[..., Any], APISpec]] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in klass.__dict__.items():
+            spec = getattr(value, _API_ATTR, None)
+            if isinstance(spec, APISpec):
+                seen[attr] = (attr, value, spec)
+            elif attr in seen:
+                del seen[attr]
+    return list(seen.values())
+
+
+def get_mounts(cls: type) -> list[MountSpec]:
+    """Every ``@mount_asgi_app`` of ``cls`` and its bases."""
+    out: list[MountSpec] = []
+    for klass in reversed(cls.__mro__):
+        out.extend(klass.__dict__.get(_MOUNTS_ATTR, ()))
+    return out
+
+
+_current: Any = None
+
+
+def _set_current(instance: Any) -> None:
+    global _current
+    _current = instance
+
+
+def get_current_service() -> Any:
+    """This worker's live service instance (available once its ``__init__`` has run)."""
+    if _current is None:
+        raise RuntimeError(
+            "no service instance yet: get_current_service() works once the server has started the service"
+        )
+    return _current
