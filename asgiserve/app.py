@@ -10,20 +10,23 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from asyncio import current_task
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from time import perf_counter
+from time import monotonic
 from typing import Any
 
 import msgspec
 
 from .codec import JSON_CT, TEXT_CT
-from .handlers import APIHandler, _expire, _uncancel
+from .handlers import _INTERNAL_ERROR as _INTERNAL_BODY
+from .handlers import APIHandler, Response
 from .metrics import Metrics
 from .responses import error_body, send_body, send_error
 from .routing import Mount, Router
 from .schema import docs_page, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
+from .traffic import Deadlines
 
 __all__ = ["ServiceApp", "asgi_app"]
 
@@ -38,6 +41,9 @@ _METRICS_CT = b"text/plain; version=0.0.4; charset=utf-8"
 _HTML_CT = b"text/html; charset=utf-8"
 _RETRY_AFTER = [(b"retry-after", b"1")]
 _UNAUTHORIZED_HDR = [(b"www-authenticate", b'Bearer realm="asgiserve"')]
+_UNAUTHORIZED_BODY = error_body("Missing or invalid API token")
+_NOT_READY_BODY = error_body("Service is not ready")
+_TOO_MANY_BODY = error_body("Too many requests: over max_concurrency")
 
 
 class ServiceApp:
@@ -55,6 +61,8 @@ class ServiceApp:
         self.instance: Any = None
         self.draining = False
         self.metrics = Metrics(spec.name)
+        self.deadlines = Deadlines(spec.timeout)
+        self._timeout_message = f"No response within the {spec.timeout:g} s timeout"
         self.executor = ThreadPoolExecutor(spec.threads, thread_name_prefix="asgiserve-api")
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -126,39 +134,92 @@ class ServiceApp:
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
+    def _refuse(self, scope_headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes, Any] | None:
+        """The error to answer instead of running a limited route, or None to admit it."""
+        if self.api_token is not None and not self._authorized(scope_headers):
+            return 401, _UNAUTHORIZED_BODY, _UNAUTHORIZED_HDR
+        if self.instance is None:
+            return 503, _NOT_READY_BODY, None
+        if self.in_flight >= self.max_concurrency:
+            return 429, _TOO_MANY_BODY, _RETRY_AFTER
+        return None
+
     async def _limited(
         self, endpoint: str, handler: Callable[..., Any], scope: Scope, receive: Receive, send: Send
     ) -> None:
-        """Run an api or mounted route under the token, readiness and concurrency rules, with metrics."""
-        t0 = perf_counter()
-        if self.api_token is not None and not self._authorized(scope):
-            status = await self.answer_error(
-                send, 401, "Missing or invalid API token", extra=_UNAUTHORIZED_HDR
-            )
-        elif self.instance is None:
-            status = await self.answer_error(send, 503, "Service is not ready")
-        elif self.in_flight >= self.max_concurrency:
-            status = await self.answer_error(
-                send, 429, "Too many requests: over max_concurrency", extra=_RETRY_AFTER
-            )
-        else:
-            self.in_flight += 1
-            progress = self.metrics.in_progress
-            progress[endpoint] = progress.get(endpoint, 0) + 1
-            status = 500
-            try:
-                status = await handler(scope, receive, send)
-            finally:
-                self.in_flight -= 1
-                progress[endpoint] -= 1
-                self.metrics.observe(endpoint, status, perf_counter() - t0)
+        """Run an api or mounted route under the token, readiness, concurrency and timeout rules."""
+        t0 = monotonic()
+        refused = self._refuse(scope["headers"])
+        if refused is not None:
+            status, body, extra = refused
+            await send_body(send, status, body, JSON_CT, extra)
+            self.metrics.observe(endpoint, status, monotonic() - t0)
             return
-        self.metrics.observe(endpoint, status, perf_counter() - t0)
+        self.in_flight += 1
+        progress = self.metrics.in_progress
+        progress[endpoint] = progress.get(endpoint, 0) + 1
+        deadlines = self.deadlines
+        task = current_task()
+        deadlines.pending[task] = t0 + self.timeout  # type: ignore[index]
+        status = 500
+        try:
+            status = await handler(scope, receive, send)
+        except asyncio.CancelledError:
+            if not deadlines.claim_expiry(task):
+                raise
+            status = await self.answer_error(send, 504, self._timeout_message)
+        finally:
+            deadlines.pending.pop(task, None)  # type: ignore[arg-type]
+            self.in_flight -= 1
+            progress[endpoint] -= 1
+            self.metrics.observe(endpoint, status, monotonic() - t0)
 
-    def _authorized(self, scope: Scope) -> bool:
+    def fast_handler(self, path: str) -> APIHandler | None:
+        """The api handler a server may call through ``call_fast`` for ``POST path`` (not for streams)."""
+        route = self.routes.get(path)
+        handler = route.handler if route is not None else None
+        if isinstance(handler, APIHandler) and not handler.streams:
+            return handler
+        return None
+
+    async def call_fast(
+        self, handler: APIHandler, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> Response:
+        """``POST`` to a non-streaming api with the whole body at hand, without ASGI messages.
+
+        Same rules and results as the ASGI path; the server writes the returned response itself.
+        """
+        t0 = monotonic()
+        endpoint = handler.route
+        refused = self._refuse(headers)
+        if refused is not None:
+            status, body, extra = refused
+            self.metrics.observe(endpoint, status, monotonic() - t0)
+            return status, JSON_CT, body, extra
+        self.in_flight += 1
+        progress = self.metrics.in_progress
+        progress[endpoint] = progress.get(endpoint, 0) + 1
+        deadlines = self.deadlines
+        task = current_task()
+        deadlines.pending[task] = t0 + self.timeout  # type: ignore[index]
+        response: Response = (500, JSON_CT, _INTERNAL_BODY, None)
+        try:
+            response = await handler.respond(headers, body)
+        except asyncio.CancelledError:
+            if not deadlines.claim_expiry(task):
+                raise
+            response = (504, JSON_CT, error_body(self._timeout_message), None)
+        finally:
+            deadlines.pending.pop(task, None)  # type: ignore[arg-type]
+            self.in_flight -= 1
+            progress[endpoint] -= 1
+            self.metrics.observe(endpoint, response[0], monotonic() - t0)
+        return response
+
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
         token = self.api_token
         assert token is not None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"authorization":
                 scheme, _, given = bytes(value).partition(b" ")
                 return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
@@ -196,33 +257,24 @@ class ServiceApp:
         return call
 
     async def _call_mount(self, mount: Mount, scope: Scope, receive: Receive, send: Send) -> int:
-        """Call a mounted app with its child scope under the traffic timeout; return its status."""
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        expired: list[bool] = []
+        """Call a mounted app with its child scope; its deadline ends when its response starts."""
         started = [0]
-        timer = loop.call_later(self.timeout, _expire, task, expired)
+        pending = self.deadlines.pending
+        task = current_task()
 
         async def send_watch(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                timer.cancel()
+                pending.pop(task, None)  # type: ignore[arg-type]
                 started[0] = message["status"]
             await send(message)
 
         try:
             await mount.app(mount.child_scope(scope), receive, send_watch)
-        except asyncio.CancelledError:
-            if not expired or started[0]:
-                raise
-            _uncancel(task)
-            return await self.answer_error(send, 504, f"No response within the {self.timeout:g} s timeout")
         except Exception:
             if started[0]:
                 raise
             logger.exception("mounted app at %s raised", mount.prefix or "/")
             return await self.answer_error(send, 500, "Internal Server Error")
-        finally:
-            timer.cancel()
         if not started[0]:
             logger.error("mounted app at %s returned without a response", mount.prefix or "/")
             return await self.answer_error(send, 500, "Internal Server Error")
@@ -263,6 +315,7 @@ class ServiceApp:
     async def startup(self) -> None:
         """Create the service instance (once per worker) and start mounted apps."""
         self._loop = asyncio.get_running_loop()
+        self.deadlines.start(self._loop)
         instance = self.cls()
         _set_current(instance)
         for h in self.handlers:
@@ -272,6 +325,7 @@ class ServiceApp:
     async def shutdown(self) -> None:
         """Stop accepting work, stop mounted apps and release the thread pool."""
         self.draining = True
+        self.deadlines.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def start_draining(self) -> None:

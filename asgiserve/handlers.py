@@ -1,8 +1,9 @@
 """The api hot path: read body, decode, call (loop or thread pool) under the traffic timeout, encode, send.
 
 Rules kept here:
-- the timeout covers everything before the response starts; it cancels the request's own task with a
-  timer instead of wrapping the call in a new task (``asyncio.wait_for`` would cost a task per request);
+- the timeout covers everything before the response starts; the app's ``Deadlines`` sweep cancels the
+  request's own task (``asyncio.wait_for`` would cost a task and a timer per request) and the app turns
+  that cancellation into a 504;
 - a sync api runs in the service's thread pool; when the timeout answers 504 first, the concurrency slot
   stays held until the thread really finishes (``ServiceApp.hold_slot_until``);
 - streams send each item as it is produced; an error before the first item is an ordinary error
@@ -21,12 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 from .codec import BYTES_CT, JSON_CT, TEXT_CT, APICodec, encode_json
 from .errors import HTTPError, UnsupportedMediaType
+from .responses import error_body
 from .service import APISpec
 
 if TYPE_CHECKING:
     from .app import ServiceApp
 
-__all__ = ["APIHandler", "ClientDisconnected", "read_body"]
+__all__ = ["APIHandler", "ClientDisconnected", "Response", "read_body"]
+
+# (status, content type, body, extra headers or None): what ``APIHandler.respond`` produces.
+Response = tuple[int, bytes, bytes, "list[tuple[bytes, bytes]] | None"]
+_INTERNAL_ERROR = error_body("Internal Server Error")
 
 logger = logging.getLogger("asgiserve")
 _STOP = object()
@@ -55,20 +61,8 @@ async def read_body(receive: Callable[[], Any]) -> bytes:
             return b"".join(parts)
 
 
-def _expire(task: asyncio.Task[Any] | None, expired: list[bool]) -> None:
-    expired.append(True)
-    if task is not None:
-        task.cancel()
-
-
-def _uncancel(task: asyncio.Task[Any] | None) -> None:
-    # Python 3.11+ counts cancellation requests; a timeout we turned into a 504 is not one to propagate.
-    if task is not None and hasattr(task, "uncancel"):
-        task.uncancel()
-
-
-def _content_type(scope: dict[str, Any]) -> bytes | None:
-    for name, value in scope["headers"]:
+def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    for name, value in headers:
         if name == b"content-type":
             return bytes(value).lower()
     return None
@@ -89,6 +83,9 @@ class APIHandler:
         out = self.codec.output
         self._kind = out.kind
         self._ct = out.content_type
+        self.streams = self.codec.stream != "none"
+        if self.streams and self._kind == "text" and not self.codec.sse:
+            self._ct = TEXT_CT
 
     def bind(self, instance: Any) -> None:
         """Point the handler at the live service instance's method."""
@@ -97,65 +94,64 @@ class APIHandler:
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[[], Any], send: Callable[..., Any]
     ) -> int:
-        """Handle one POST to this api and return the status sent."""
-        app = self.app
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        expired: list[bool] = []
-        timer = loop.call_later(app.timeout, _expire, task, expired)
-        cleanup: Callable[[], None] | None = None
+        """Handle one POST to this api over ASGI and return the status sent."""
         try:
             body = await read_body(receive)
-            ctype = _content_type(scope)
-            if ctype is None or ctype.startswith(_JSON_LIKE) or ctype.endswith(b"+json"):
-                obj = self.codec.decode(body)
-            elif ctype.startswith(b"multipart/form-data"):
-                obj, cleanup = await self.decode_form(body, ctype)
-            else:
-                raise UnsupportedMediaType(
-                    f"Unsupported content type {ctype.decode('latin-1')!r}: send application/json"
-                    + (" or multipart/form-data" if self.codec.file_params else "")
-                )
+        except ClientDisconnected:
+            return 499
+        if self.streams:
+            return await self._stream(scope["headers"], body, receive, send)
+        status, ctype, out, extra = await self.respond(scope["headers"], body)
+        headers = [(b"content-type", ctype), (b"content-length", b"%d" % len(out))]
+        if extra:
+            headers.extend(extra)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": out})
+        return status
+
+    async def _decode(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[Any, Any]:
+        ctype = _content_type(headers)
+        cleanup = None
+        if ctype is None or ctype.startswith(_JSON_LIKE) or ctype.endswith(b"+json"):
+            obj = self.codec.decode(body)
+        elif ctype.startswith(b"multipart/form-data"):
+            obj, cleanup = await self.decode_form(body, ctype)
+        else:
+            raise UnsupportedMediaType(
+                f"Unsupported content type {ctype.decode('latin-1')!r}: send application/json"
+                + (" or multipart/form-data" if self.codec.file_params else "")
+            )
+        return obj, cleanup
+
+    async def respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
+        """Decode, call and encode one request; errors become JSON error responses.
+
+        Cancellation (the deadline, or the server going away) propagates to the caller.
+        """
+        cleanup: Callable[[], None] | None = None
+        try:
+            obj, cleanup = await self._decode(headers, body)
             args, kwargs = self.codec.call_args(obj)
-            if self.codec.stream != "none":
-                return await self._stream(scope, receive, send, timer, args, kwargs)
             if self.is_async:
                 result = await self.bound(*args, **kwargs)
             else:
-                cfut: Future[Any] = app.executor.submit(self.bound, *args, **kwargs)
+                cfut: Future[Any] = self.app.executor.submit(self.bound, *args, **kwargs)
                 try:
                     result = await asyncio.wrap_future(cfut)
                 except asyncio.CancelledError:
                     if not cfut.done():
-                        app.hold_slot_until(cfut)
+                        self.app.hold_slot_until(cfut)
                     raise
-            timer.cancel()
-            body_out, ctype_out, extra = await self._encode(result)
-        except asyncio.CancelledError:
-            if not expired:
-                raise
-            _uncancel(task)
-            return await app.answer_error(send, 504, f"No response within the {app.timeout:g} s timeout")
-        except ClientDisconnected:
-            timer.cancel()
-            return 499
+            out, ctype, extra = await self._encode(result)
+            return 200, ctype, out, extra
         except HTTPError as exc:
-            timer.cancel()
-            return await app.answer_error(send, exc.status, exc.message, exc.detail)
+            return exc.status, JSON_CT, error_body(exc.message, exc.detail), None
         except Exception:
-            timer.cancel()
             logger.exception("api %s raised", self.spec.name)
-            return await app.answer_error(send, 500, "Internal Server Error")
+            return 500, JSON_CT, _INTERNAL_ERROR, None
         finally:
-            timer.cancel()
             if cleanup is not None:
                 cleanup()
-        headers = [(b"content-type", ctype_out), (b"content-length", b"%d" % len(body_out))]
-        if extra:
-            headers.extend(extra)
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body_out})
-        return 200
 
     async def decode_form(self, body: bytes, ctype: bytes) -> tuple[Any, Callable[[], None] | None]:
         """Decode a ``multipart/form-data`` body into the api's input (see ``asgiserve.multipart``)."""
@@ -198,15 +194,22 @@ class APIHandler:
 
     async def _stream(
         self,
-        scope: dict[str, Any],
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
         receive: Callable[[], Any],
         send: Callable[..., Any],
-        timer: asyncio.TimerHandle,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
     ) -> int:
         loop = asyncio.get_running_loop()
-        gen = self.bound(*args, **kwargs)
+        cleanup = None
+        try:
+            obj, cleanup = await self._decode(headers, body)
+            args, kwargs = self.codec.call_args(obj)
+            gen = self.bound(*args, **kwargs)
+        except HTTPError as exc:
+            return await self.app.answer_error(send, exc.status, exc.message, exc.detail)
+        except Exception:
+            logger.exception("api %s raised", self.spec.name)
+            return await self.app.answer_error(send, 500, "Internal Server Error")
         if self.codec.stream == "async":
 
             async def step() -> Any:
@@ -221,32 +224,46 @@ class APIHandler:
             async def step() -> Any:
                 return await loop.run_in_executor(executor, next, gen, _STOP)
 
-        # The first item is produced under the timeout: an error here is a normal error response.
-        first = await step()
-        timer.cancel()
-        disconnected = asyncio.Event()
-
-        async def watch() -> None:
-            while True:
-                msg = await receive()
-                if msg["type"] == "http.disconnect":
-                    disconnected.set()
-                    return
-
-        watcher = loop.create_task(watch())
         try:
-            ctype = TEXT_CT if self._kind == "text" and not self.codec.sse else self._ct
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", ctype)]})
-            item = first
-            while item is not _STOP and not disconnected.is_set():
-                await send({"type": "http.response.body", "body": self._encode_item(item), "more_body": True})
-                item = await step()
-            if not disconnected.is_set():
-                await send({"type": "http.response.body", "body": b""})
+            # The first item is produced under the deadline: an error here is a normal error response.
+            try:
+                first = await step()
+            except Exception:
+                logger.exception("api %s raised before its first item", self.spec.name)
+                return await self.app.answer_error(send, 500, "Internal Server Error")
+            self.app.deadlines.pending.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            disconnected = asyncio.Event()
+
+            async def watch() -> None:
+                while True:
+                    msg = await receive()
+                    if msg["type"] == "http.disconnect":
+                        disconnected.set()
+                        return
+
+            watcher = loop.create_task(watch())
+            try:
+                start = {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", self._ct)],
+                }
+                await send(start)
+                item = first
+                while item is not _STOP and not disconnected.is_set():
+                    await send(
+                        {"type": "http.response.body", "body": self._encode_item(item), "more_body": True}
+                    )
+                    item = await step()
+                if not disconnected.is_set():
+                    await send({"type": "http.response.body", "body": b""})
+            finally:
+                watcher.cancel()
         finally:
-            watcher.cancel()
             if self.codec.stream == "async":
                 await gen.aclose()
             else:
                 await loop.run_in_executor(self.app.executor, gen.close)
+            if cleanup is not None:
+                cleanup()
         return 200
