@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, TEXT_CT, APICodec, encode_json
 from .errors import HTTPError, UnsupportedMediaType
 from .responses import error_body
@@ -84,12 +85,37 @@ class APIHandler:
         self._kind = out.kind
         self._ct = out.content_type
         self.streams = self.codec.stream != "none"
+        self.batcher: Batcher | None = None
+        if spec.batchable and (len(self.codec.param_names) != 1 or self.streams):
+            raise TypeError(
+                f"batchable api {spec.name!r} must take exactly one parameter (the batch) and not stream"
+            )
         if self.streams and self._kind == "text" and not self.codec.sse:
             self._ct = TEXT_CT
 
     def bind(self, instance: Any) -> None:
         """Point the handler at the live service instance's method."""
         self.bound = getattr(instance, self.attr)
+        if self.spec.batchable:
+            self.batcher = Batcher(
+                self._call,
+                endpoint=self.route,
+                metrics=self.app.metrics,
+                max_batch_size=self.spec.max_batch_size,
+                max_latency_ms=self.spec.max_latency_ms,
+                batch_dim=self.spec.batch_dim,
+            )
+
+    async def _call(self, *args: Any, **kwargs: Any) -> Any:
+        if self.is_async:
+            return await self.bound(*args, **kwargs)
+        cfut: Future[Any] = self.app.executor.submit(self.bound, *args, **kwargs)
+        try:
+            return await asyncio.wrap_future(cfut)
+        except asyncio.CancelledError:
+            if not cfut.done():
+                self.app.hold_slot_until(cfut)
+            raise
 
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[[], Any], send: Callable[..., Any]
@@ -132,16 +158,12 @@ class APIHandler:
         try:
             obj, cleanup = await self._decode(headers, body)
             args, kwargs = self.codec.call_args(obj)
-            if self.is_async:
+            if self.batcher is not None:
+                result = await self.batcher.submit(args[0] if args else next(iter(kwargs.values())))
+            elif self.is_async:
                 result = await self.bound(*args, **kwargs)
             else:
-                cfut: Future[Any] = self.app.executor.submit(self.bound, *args, **kwargs)
-                try:
-                    result = await asyncio.wrap_future(cfut)
-                except asyncio.CancelledError:
-                    if not cfut.done():
-                        self.app.hold_slot_until(cfut)
-                    raise
+                result = await self._call(*args, **kwargs)
             out, ctype, extra = await self._encode(result)
             return 200, ctype, out, extra
         except HTTPError as exc:
