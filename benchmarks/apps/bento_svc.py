@@ -1,0 +1,22 @@
+"""BentoML peer (runs in benchmarks/.venv-bentoml): the predict api on ``bentoml serve``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+
+
+@bentoml.service(workers=1)
+class Predict:
+    """The benchmark service."""
+
+    @bentoml.api
+    async def predict(self, text: str) -> dict[str, Any]:
+        """Upper-case the text."""
+        return {"result": text.upper(), "length": len(text)}
+
+    @bentoml.api
+    def predict_sync(self, text: str) -> dict[str, Any]:
+        """The same work as a sync api."""
+        return {"result": text.upper(), "length": len(text)}
