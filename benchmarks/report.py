@@ -144,12 +144,11 @@ def check(target: Target, by_group: dict[str, list[Row]]) -> tuple[str, str]:
         return f"{_fmt(row.value)} {row.unit}", "met" if row.value <= target.bound else "MISSED"
     if target.kind == "p99":
         mine = subj.extra.get("p99 ms")
-        others = [
-            (r.name, r.extra.get("p99 ms"))
-            for r in rows
-            if r is not subj and not r.name.startswith("ceiling")
-        ]
-        others = [(n, v) for n, v in others if isinstance(v, float)]
+        others: list[tuple[str, float]] = []
+        for r in rows:
+            v = r.extra.get("p99 ms")
+            if r is not subj and not r.name.startswith("ceiling") and isinstance(v, float):
+                others.append((r.name, v))
         if not isinstance(mine, float) or not others:
             return "not measured", "-"
         best = min(others, key=lambda o: o[1])
@@ -205,8 +204,11 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
     panels = []
     for group, group_rows in groups(rows).items():
         subj = subject_of(group_rows)
-        bars = [(r.name + (" ⚠" if r.flagged else ""), ratio(r, subj)) for r in group_rows if r is not subj]
-        bars = [(n, v) for n, v in bars if v is not None]
+        bars: list[tuple[str, float]] = []
+        for r in group_rows:
+            rt = ratio(r, subj) if r is not subj else None
+            if rt is not None:
+                bars.append((r.name + (" ⚠" if r.flagged else ""), rt))
         if subj is not None and bars:
             panels.append((group, subj.name, bars))
     if not panels:
@@ -235,8 +237,14 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
         lo, hi = min([*values, 1.0]), max([*values, 1.0])
         ax.set_xlim(lo / 1.8, hi * 2.2)
         for y, v in enumerate(values):
-            ax.text(v * 1.06 if v >= 1 else v / 1.06, y, f"{v:.2f}x", va="center", fontsize=7,
-                    ha="left" if v >= 1 else "right")
+            ax.text(
+                v * 1.06 if v >= 1 else v / 1.06,
+                y,
+                f"{v:.2f}x",
+                va="center",
+                fontsize=7,
+                ha="left" if v >= 1 else "right",
+            )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -74,11 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup or (1 if quick else 2),
         only=args.only,
     )
-    command = (
-        "make bench-quick"
-        if quick and argv is None and len(sys.argv) == 2
-        else ("make bench" if not sys.argv[1:] else "python benchmarks/run.py " + " ".join(sys.argv[1:]))
-    )
+    args_text = " ".join(sys.argv[1:] if argv is None else argv)
+    command = f"python benchmarks/run.py {args_text}".strip()
+    command += {"": " (make bench)", "--quick": " (make bench-quick)"}.get(args_text, "")
     t0 = time.monotonic()
     rows: list[Row] = []
     notes: list[str] = []

@@ -26,6 +26,7 @@ from .harness import ROOT, Row, Server, cpu_sets, free_port, request, taskset, t
 STARTUP = "Server start to first ready answer"
 RSS = "Idle RSS after start (process tree)"
 
+GROUP_ORDER = [P.PREDICT, P.HELLO, P.SYNC, P.STREAM, P.MOUNT_GET, P.MOUNT_POST, STARTUP, RSS]
 _BODIES = {P.PREDICT: PREDICT_BODY, P.SYNC: PREDICT_BODY, P.MOUNT_POST: PREDICT_BODY, P.STREAM: STREAM_BODY}
 _EXPECTED = {
     P.PREDICT: PREDICT_EXPECTED,
@@ -176,9 +177,10 @@ def run_suite(cfg: Settings) -> tuple[list[Row], list[str]]:
             print(f"  round {rnd + 1}/{cfg.rounds}: {peer.label}", flush=True)
             _session(peer, cfg, cpus, logs, samples)
     rows: list[Row] = []
-    for peer in chosen:
-        for group in (*peer.routes, STARTUP, RSS):
-            rows.append(_row(group, peer, samples.get((group, peer.label)), unavailable.get(peer.label)))
+    for group in GROUP_ORDER:
+        for peer in chosen:
+            if group in peer.routes or group in (STARTUP, RSS):
+                rows.append(_row(group, peer, samples.get((group, peer.label)), unavailable.get(peer.label)))
     _mark_subjects(rows, chosen)
     return rows, notes
 
