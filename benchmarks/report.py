@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import peers as P
-from .harness import Row
+from .harness import CLIENTS_ASYNC, CLIENTS_SYNC, Row
 from .startup import IMPORT, READY
 from .throughput import RSS
 
@@ -125,6 +125,10 @@ TARGETS = [
         "FastAPI + pydantic on uvicorn",
         1.0,
     ),
+    Target("SyncHTTPClient >= 3x httpx.Client", CLIENTS_SYNC, "ratio", "httpx.Client", 3.0),
+    Target("SyncHTTPClient >= 2x urllib3", CLIENTS_SYNC, "ratio", "urllib3", 2.0),
+    Target("AsyncHTTPClient >= 1.2x aiohttp", CLIENTS_ASYNC, "ratio", "aiohttp", 1.2),
+    Target("AsyncHTTPClient >= 2x httpx.AsyncClient", CLIENTS_ASYNC, "ratio", "httpx.AsyncClient", 2.0),
     Target("import asgiserve <= 80 ms wall", IMPORT, "max", "asgiserve", 80.0),
     Target("example service ready (first 200 from /readyz) <= 0.3 s", READY, "max", "", 0.3),
     Target("idle worker RSS < 40 MiB", RSS, "max", "", 40.0),

@@ -3,7 +3,8 @@
 Per server session: start pinned to the server CPUs, time to the first ready answer, idle RSS, a correctness
 check of every route (status 200 and the exact expected JSON), then per route a warm-up and a measured wrk
 run (or the streaming client) with the server's CPU time read from /proc before and after. Figures are the
-medians over rounds; any error in any round flags the row.
+medians over rounds; any error in any round flags the row. wrk counts answers of 400 and up as "Non-2xx or
+3xx responses"; the check before each run (a 200 with the exact body) is what rules out redirects.
 """
 
 from __future__ import annotations
@@ -108,17 +109,21 @@ def _session(
             return
         samples[(STARTUP, peer.label)].values.append(ready)
         samples[(RSS, peer.label)].values.append(tree_rss_mb(server.proc.pid))
-        measured: dict[str, tuple[float, float, float, float, dict[str, int]]] = {}
+        measured: dict[tuple[str, str], tuple[float, float, float, float, dict[str, int]]] = {}
         for group, path in peer.routes.items():
             s = samples[(group, peer.label)]
             method = "GET" if group in (P.HELLO, P.MOUNT_GET) else "POST"
             if (method, path) not in measured:
-                problem = _check(port, method, path, group)
+                try:
+                    problem = _check(port, method, path, group)
+                    if not problem:
+                        measured[(method, path)] = _measure(server, port, method, path, group, cfg, load_cpus)
+                except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as exc:
+                    problem = f"{method} {path}: {type(exc).__name__}: {exc}; server: {server.tail()}"
                 if problem:
-                    s.failure = problem
+                    s.failure = problem[:300]
                     continue
-                measured[(method, path)] = _measure(server, port, method, path, group, cfg, load_cpus)  # type: ignore[index]
-            value, p50, p99, cpu_us, errors = measured[(method, path)]  # type: ignore[index]
+            value, p50, p99, cpu_us, errors = measured[(method, path)]
             s.values.append(value)
             s.p50.append(p50)
             s.p99.append(p99)
