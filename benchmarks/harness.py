@@ -45,6 +45,7 @@ class Row:
     extra: dict[str, float | str | None] = field(default_factory=dict)
     note: str = ""
     flagged: bool = False
+    context: bool = False  # shown in the table for scale (e.g. the bare interpreter), not charted as a peer
 
     @classmethod
     def coerce(cls, item: Any) -> Row:

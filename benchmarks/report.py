@@ -210,12 +210,16 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
         subj = subject_of(group_rows)
         bars: list[tuple[str, float]] = []
         for r in group_rows:
-            rt = ratio(r, subj) if r is not subj else None
+            rt = ratio(r, subj) if r is not subj and not r.context else None
             if rt is not None:
                 bars.append((r.name + (" ⚠" if r.flagged else ""), rt))
         if subj is not None and bars:
             panels.append((group, subj.name, bars))
     if not panels:
+        fig = plt.figure(figsize=(6, 1.2))
+        fig.text(0.5, 0.5, "no ratios: no asgiserve row was measured in this run", ha="center", va="center")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
         return
     heights = [0.8 + 0.32 * len(b) for _, _, b in panels]
     fig, axes = plt.subplots(
@@ -224,6 +228,7 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
         figsize=(10, sum(heights) + 0.8),
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
+        layout="constrained",
     )
     for ax, (group, subj_name, bars) in zip(axes[:, 0], panels):
         names = [n for n, _ in bars][::-1]
@@ -233,7 +238,7 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
         ax.barh(names, [v - 1 for v in values], left=1.0, color=colors)
         ax.set_xscale("log")
         ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_title(f"{group}: {subj_name} x each", fontsize=9, loc="left")
+        ax.set_title(f"{group}  [reference: {subj_name}]", fontsize=9, loc="left")
         ax.tick_params(axis="y", labelsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))
@@ -250,7 +255,6 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
                 ha="left" if v >= 1 else "right",
             )
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # the full run: 3 rounds, wrk -t1 -c64 -d8s per route
     python benchmarks/run.py --quick    # the same systems, shorter (under 3 minutes once venvs exist)
+    python benchmarks/run.py --render-only --readme yes   # re-render the report from results/latest.json
 
 Suites: the servers (throughput.py), startup and footprint (startup.py), and any of OPTIONAL_SUITES found in
 benchmarks/. A suite module exposes ``run(quick: bool) -> list[Row]`` (Rows or dicts with Row's fields) and,
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import json
 import shutil
 import sys
 import time
 import traceback
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -62,7 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="rewrite README's benchmark section (auto: on full runs only)",
     )
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: re-render latest.md, latest.png (and README) from results/latest.json",
+    )
     args = ap.parse_args(argv)
+    if args.render_only:
+        return _render_saved(args.readme == "yes")
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk, or `make bench`)", file=sys.stderr)
         return 2
@@ -101,17 +112,51 @@ def main(argv: list[str] | None = None) -> int:
     )
     machine = facts.collect()
     RESULTS.mkdir(exist_ok=True)
+    saved = {
+        "rows": [asdict(r) for r in rows],
+        "targets": [asdict(t) for t in targets],
+        "facts": machine,
+        "method": method,
+        "command": command,
+        "notes": notes,
+    }
+    (RESULTS / "latest.json").write_text(json.dumps(saved, indent=1) + "\n")
+    readme = args.readme == "yes" or (args.readme == "auto" and not quick and not args.only)
+    md = _write(rows, machine, method, command, notes, targets, readme)
+    print(md)
+    print(f"\nwrote {RESULTS / 'latest.md'}, latest.png and latest.json in {elapsed:.0f}s")
+    return 0
+
+
+def _render_saved(readme: bool) -> int:
+    """Re-render the report from results/latest.json, measuring nothing."""
+    saved = json.loads((RESULTS / "latest.json").read_text())
+    rows = [Row(**r) for r in saved["rows"]]
+    targets = [report.Target(**t) for t in saved["targets"]]
+    _write(rows, saved["facts"], saved["method"], saved["command"], saved["notes"], targets, readme)
+    print(f"re-rendered {RESULTS / 'latest.md'} and latest.png from latest.json")
+    return 0
+
+
+def _write(
+    rows: list[Row],
+    machine: dict[str, str],
+    method: str,
+    command: str,
+    notes: list[str],
+    targets: list[report.Target],
+    readme: bool,
+) -> str:
+    """Write latest.md and latest.png, and README's section when asked; the markdown."""
     md = report.markdown(rows, machine, method, command, notes, targets)
     (RESULTS / "latest.md").write_text("# Benchmark results\n\n" + md)
     title = f"asgiserve x each peer, measured in the same run\n{machine['CPU']}, Python {machine['Python']}; {command}"
     report.chart(rows, RESULTS / "latest.png", title)
-    if args.readme == "yes" or (args.readme == "auto" and not quick and not args.only):
+    if readme:
         body = md + "\n![asgiserve x each peer](benchmarks/results/latest.png)\n"
         if not report.update_readme(ROOT / "README.md", body):
             print(f"README.md has no {report.README_START} ... {report.README_END} section", file=sys.stderr)
-    print(md)
-    print(f"\nwrote {RESULTS / 'latest.md'} and latest.png in {elapsed:.0f}s")
-    return 0
+    return md
 
 
 if __name__ == "__main__":

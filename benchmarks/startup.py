@@ -115,7 +115,17 @@ def run(quick: bool) -> list[Row]:
             python = sys.executable
         ms, err = _time_import(python, code, runs, server_cpus)
         rows.append(
-            Row(IMPORT, name, ms, "ms", False, subject=name == "asgiserve", note=err, flagged=bool(err))
+            Row(
+                IMPORT,
+                name,
+                ms,
+                "ms",
+                False,
+                subject=name == "asgiserve",
+                context=venv is None and code == "pass",
+                note=err,
+                flagged=bool(err),
+            )
         )
     rows += _example_ready(runs, server_cpus)
     return rows
