@@ -59,7 +59,15 @@ def _venv_versions(venv: str, names: list[str]) -> str:
     return ", ".join(out.stdout.split("\n")[: len(names)]).strip(", ")
 
 
-def collect() -> dict[str, str]:
+def loadavg() -> str:
+    """The 1-minute load average: other work on the machine skews every figure."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "unknown"
+
+
+def collect(load_at_start: str = "") -> dict[str, str]:
     """Facts as label -> text, in display order."""
     server, load = cpu_sets()
     facts = {
@@ -67,6 +75,7 @@ def collect() -> dict[str, str]:
         "Cores": f"{os.cpu_count()} logical, {len(os.sched_getaffinity(0))} usable; server on CPU "
         f"{','.join(map(str, server))}, load generator on CPU {','.join(map(str, load))} (taskset)",
         "OS": f"{platform.system()} {platform.release()}",
+        "Load average (1 min)": f"{load_at_start or '?'} at start, {loadavg()} at end of the run",
         "Python": platform.python_version(),
         "Load generator": wrk.version(),
         "Own server": "yes (python -m asgiserve)" if P.own_server_available() else "not in this checkout",

@@ -3,7 +3,16 @@ server processes started pinned and waited for, and a tiny blocking HTTP probe.
 
 A suite is a module with ``run(quick: bool) -> list[Row]``; ``run.py`` calls each, then builds the report.
 Rows of one ``group`` are compared against the group's ``subject`` row (asgiserve's), so each table shows
-how many times better asgiserve is than each peer, all measured in the same run.
+how many times better asgiserve is than each peer, all measured in the same run. A suite of clients, say:
+
+    server_cpus, client_cpus = cpu_sets()
+    port = free_port()
+    server = Server([sys.executable, "-m", "asgiserve", "asgiserve_svc:Predict", "--port", str(port)], port,
+                    server_cpus, log_path)
+    server.wait_ready("/readyz", 30)
+    os.sched_setaffinity(0, client_cpus)     # the clients run in this process, on the other CPUs
+    ...
+    return [Row(CLIENTS_SYNC, "SyncHTTPClient", calls_per_s, "calls/s", subject=True), ...]
 """
 
 from __future__ import annotations

@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     command = f"python benchmarks/run.py {args_text}".strip()
     command += {"": " (make bench)", "--quick": " (make bench-quick)"}.get(args_text, "")
     t0 = time.monotonic()
+    load_at_start = facts.loadavg()
     rows: list[Row] = []
     notes: list[str] = []
     targets = list(report.TARGETS)
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         f"medians; server CPU from /proc (process tree) per request. Run took {elapsed:.0f}s, finished "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC."
     )
-    machine = facts.collect()
+    machine = facts.collect(load_at_start)
     RESULTS.mkdir(exist_ok=True)
     saved = {
         "rows": [asdict(r) for r in rows],
