@@ -10,7 +10,7 @@ how many times better asgiserve is than each peer, all measured in the same run.
     server = Server([sys.executable, "-m", "asgiserve", "asgiserve_svc:Predict", "--port", str(port)], port,
                     server_cpus, log_path)
     server.wait_ready("/readyz", 30)
-    os.sched_setaffinity(0, client_cpus)     # the clients run in this process, on the other CPUs
+    os.sched_setaffinity(0, client_cpus)     # the clients run in this process: pin, and restore after
     ...
     return [Row(CLIENTS_SYNC, "SyncHTTPClient", calls_per_s, "calls/s", subject=True), ...]
 """

@@ -10,6 +10,7 @@ medians over rounds; any error in any round flags the row. wrk counts answers of
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -187,6 +188,10 @@ def run_suite(cfg: Settings) -> tuple[list[Row], list[str]]:
             if group in peer.routes or group in (STARTUP, RSS):
                 rows.append(_row(group, peer, samples.get((group, peer.label)), unavailable.get(peer.label)))
     _mark_subjects(rows, chosen)
+    if any(r.flagged for r in rows):
+        notes.append(f"server logs of this run are kept in {logs}")
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
     return rows, notes
 
 

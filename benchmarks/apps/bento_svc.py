@@ -7,7 +7,8 @@ from typing import Any
 import bentoml
 
 
-@bentoml.service(workers=1)
+# One worker and no access log, as every other peer runs.
+@bentoml.service(workers=1, logging={"access": {"enabled": False}})
 class Predict:
     """The benchmark service."""
 
