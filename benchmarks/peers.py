@@ -23,8 +23,8 @@ PREDICT = "POST /predict (async api)"
 HELLO = "GET /hello"
 SYNC = "POST /predict_sync (sync def api)"
 STREAM = "POST /stream (64 tokens, 32 concurrent streams)"
-MOUNT_GET = "FastAPI app, GET /hello: mounted in asgiserve vs on uvicorn"
-MOUNT_POST = "FastAPI app, POST /predict: mounted in asgiserve vs on uvicorn"
+MOUNT_GET = "FastAPI app mounted in asgiserve vs on uvicorn: GET /hello"
+MOUNT_POST = "FastAPI app mounted in asgiserve vs on uvicorn: POST /predict"
 
 VENV_PACKAGES = {"bentoml": ["bentoml"], "litserve": ["litserve"]}
 

@@ -238,7 +238,8 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
         ax.barh(names, [v - 1 for v in values], left=1.0, color=colors)
         ax.set_xscale("log")
         ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_title(f"{group}  [reference: {subj_name}]", fontsize=9, loc="left")
+        sep = "  " if len(group) + len(subj_name) < 80 else "\n"
+        ax.set_title(f"{group}{sep}[reference: {subj_name}]", fontsize=9, loc="left")
         ax.tick_params(axis="y", labelsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))

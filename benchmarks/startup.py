@@ -20,7 +20,7 @@ READY = "Example service: process start to first 200 from /readyz"
 _IMPORTS = [
     ("asgiserve", None, "import asgiserve"),
     ("fastapi", None, "import fastapi"),
-    ("bentoml (import bentoml; bentoml.service)", "bentoml", "import bentoml; bentoml.service"),
+    ("bentoml (+ bentoml.service)", "bentoml", "import bentoml; bentoml.service"),
     ("litserve", "litserve", "import litserve"),
     ("python -c pass (interpreter alone)", None, "pass"),
 ]
