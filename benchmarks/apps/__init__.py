@@ -1,0 +1,1 @@
+"""The peers' apps: every one serves the same work (see ``workload.py``)."""

@@ -1,0 +1,281 @@
+"""The systems compared: how each server is started, which routes it serves, and the peers' virtualenvs.
+
+Every peer serves the same work (``apps/workload.py``). BentoML and LitServe pin many packages, so each gets
+its own virtualenv under benchmarks/ (git-ignored), created on first use; when one cannot be installed, its
+rows say why and the rest of the run goes on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .harness import BENCH, HOST
+
+PY = sys.executable
+
+# Benchmark groups (table sections); the route keys below name them.
+PREDICT = "POST /predict (async api)"
+HELLO = "GET /hello"
+SYNC = "POST /predict_sync (sync def api)"
+STREAM = "POST /stream (64 tokens, 32 concurrent streams)"
+MOUNT_GET = "FastAPI app mounted in asgiserve vs on uvicorn: GET /hello"
+MOUNT_POST = "FastAPI app mounted in asgiserve vs on uvicorn: POST /predict"
+
+VENV_PACKAGES = {"bentoml": ["bentoml"], "litserve": ["litserve"]}
+
+
+@dataclass
+class Peer:
+    """One server under test; ``routes`` maps a group to the path that serves it on this peer."""
+
+    key: str
+    label: str
+    cmd: Callable[[int], list[str]]
+    ready_path: str
+    routes: dict[str, str]
+    subject: bool = False
+    venv: str | None = None
+    start_timeout: float = 30.0
+    needs_own_server: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def own_server_available() -> bool:
+    """Whether ``python -m asgiserve`` exists in this checkout (asgiserve's own HTTP server)."""
+    return importlib.util.find_spec("asgiserve.__main__") is not None
+
+
+def venv_python(name: str) -> Path:
+    """The interpreter of a peer's virtualenv."""
+    return BENCH / f".venv-{name}" / "bin" / "python"
+
+
+def ensure_venv(name: str) -> str | None:
+    """Create and fill a peer's virtualenv when missing; None when ready, else why it is not."""
+    root = BENCH / f".venv-{name}"
+    marker = root / ".installed"
+    if marker.exists():
+        return None
+    print(
+        f"  creating {root.relative_to(BENCH.parent)} (pip install {' '.join(VENV_PACKAGES[name])}) ...",
+        flush=True,
+    )
+    try:
+        subprocess.run(
+            [sys.base_prefix + "/bin/python3", "-m", "venv", "--clear", str(root)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        subprocess.run(
+            [str(root / "bin" / "python"), "-m", "pip", "install", "-q", *VENV_PACKAGES[name]],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        err = getattr(exc, "stderr", b"") or b""
+        lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.startswith("ERROR")]
+        return f"could not install {name}: {(lines or [str(exc)])[-1][:200]}"
+    marker.touch()
+    return None
+
+
+def _uvicorn(target: str) -> Callable[[int], list[str]]:
+    return lambda port: [
+        PY,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _own(target: str, parser: str) -> Callable[[int], list[str]]:
+    return lambda port: [
+        PY,
+        "-m",
+        "asgiserve",
+        target,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--http",
+        parser,
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _granian(port: int) -> list[str]:
+    granian = str(Path(PY).parent / "granian")
+    return [
+        granian,
+        "--interface",
+        "asgi",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--loop",
+        "uvloop",
+        "--http",
+        "1",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "raw_asgi:app",
+    ]
+
+
+def _bentoml(port: int) -> list[str]:
+    bentoml = str(venv_python("bentoml").parent / "bentoml")
+    return [bentoml, "serve", "bento_svc:Predict", "--host", HOST, "--port", str(port)]
+
+
+def _litserve(port: int) -> list[str]:
+    return [str(venv_python("litserve")), "litserve_app.py", str(port)]
+
+
+def _ceiling(port: int) -> list[str]:
+    return [PY, "ceiling.py", str(port)]
+
+
+_SVC_ROUTES = {PREDICT: "/predict", HELLO: "/hello", SYNC: "/predict_sync", STREAM: "/stream"}
+
+PEERS = [
+    Peer(
+        "own-httptools",
+        "asgiserve (own server, httptools)",
+        _own("asgiserve_svc:Predict", "httptools"),
+        "/readyz",
+        _SVC_ROUTES,
+        subject=True,
+        needs_own_server=True,
+    ),
+    Peer(
+        "own-h11",
+        "asgiserve (own server, h11)",
+        _own("asgiserve_svc:Predict", "h11"),
+        "/readyz",
+        {PREDICT: "/predict", HELLO: "/hello", SYNC: "/predict_sync"},
+        needs_own_server=True,
+    ),
+    Peer(
+        "asgiserve-uvicorn",
+        "asgiserve app on uvicorn",
+        _uvicorn("asgiserve_svc:app"),
+        "/readyz",
+        _SVC_ROUTES,
+        subject=True,
+    ),
+    Peer(
+        "raw-uvicorn",
+        "raw ASGI + msgspec on uvicorn",
+        _uvicorn("raw_asgi:app"),
+        "/hello",
+        {PREDICT: "/predict", HELLO: "/hello"},
+    ),
+    Peer(
+        "raw-granian",
+        "raw ASGI + msgspec on granian",
+        _granian,
+        "/hello",
+        {PREDICT: "/predict", HELLO: "/hello"},
+    ),
+    Peer(
+        "fastapi-uvicorn",
+        "FastAPI + pydantic on uvicorn",
+        _uvicorn("fastapi_app:app"),
+        "/hello",
+        {
+            PREDICT: "/predict",
+            HELLO: "/hello",
+            SYNC: "/predict_sync",
+            STREAM: "/stream",
+            MOUNT_GET: "/hello",
+            MOUNT_POST: "/predict",
+        },
+    ),
+    Peer(
+        "mount-own",
+        "FastAPI mounted in asgiserve (own server)",
+        _own("asgiserve_mount:MountedFastAPI", "httptools"),
+        "/readyz",
+        {MOUNT_GET: "/v1/hello", MOUNT_POST: "/v1/predict"},
+        subject=True,
+        needs_own_server=True,
+    ),
+    Peer(
+        "mount-uvicorn",
+        "FastAPI mounted in asgiserve, on uvicorn",
+        _uvicorn("asgiserve_mount:app"),
+        "/readyz",
+        {MOUNT_GET: "/v1/hello", MOUNT_POST: "/v1/predict"},
+        subject=True,
+    ),
+    Peer(
+        "bentoml",
+        "BentoML (bentoml serve)",
+        _bentoml,
+        "/readyz",
+        {PREDICT: "/predict", SYNC: "/predict_sync"},
+        venv="bentoml",
+        start_timeout=90,
+        env={"BENTOML_DO_NOT_TRACK": "True"},
+    ),
+    Peer(
+        "litserve",
+        "LitServe",
+        _litserve,
+        "/health",
+        {PREDICT: "/predict"},
+        venv="litserve",
+        start_timeout=90,
+        env={"LITSERVE_DISABLE_TELEMETRY": "1"},
+    ),
+    Peer(
+        "ceiling",
+        "ceiling: uvloop + httptools, fixed bytes",
+        _ceiling,
+        "/hello",
+        {PREDICT: "/predict", HELLO: "/hello"},
+    ),
+]
+
+
+def selected(only: list[str] | None) -> tuple[list[Peer], list[str]]:
+    """The peers to run (all, or those whose key contains one of ``only``), and notes on any left out."""
+    own = own_server_available()
+    peers, notes = [], []
+    for p in PEERS:
+        if only and not any(o in p.key for o in only):
+            continue
+        if p.needs_own_server and not own:
+            notes.append(f"{p.label}: skipped, `python -m asgiserve` is not in this checkout")
+            continue
+        if p.key == "mount-uvicorn" and own and not (only and "mount-uvicorn" in only):
+            continue  # measured only when the own server cannot carry the mount comparison
+        peers.append(p)
+    return peers, notes
