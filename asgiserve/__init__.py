@@ -1,14 +1,13 @@
 """asgiserve: serve a Python class as a fast HTTP inference service, with BentoML's service model.
 
-``import asgiserve as bentoml`` runs code written for BentoML's new SDK. The clients are imported lazily
-so that ``import asgiserve`` stays cheap for servers that never use them.
+``import asgiserve as bentoml`` runs code written for BentoML's new SDK. The app and the clients
+are imported lazily so that ``import asgiserve`` stays cheap.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .app import ServiceApp, asgi_app
 from .errors import (
     BadRequest,
     HTTPError,
@@ -23,6 +22,7 @@ from .errors import (
 from .service import api, get_current_service, mount_asgi_app, service
 
 if TYPE_CHECKING:
+    from .app import ServiceApp, asgi_app
     from .client import AsyncHTTPClient, SyncHTTPClient
 
 __version__ = "0.1.0"
@@ -47,11 +47,12 @@ __all__ = [
     "service",
 ]
 
-_LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client"}
+# asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
+_LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "asgi_app": "app"}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the client classes on first use."""
+    """Import the app and client modules on first use."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'asgiserve' has no attribute {name!r}")
