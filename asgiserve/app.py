@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from time import perf_counter
@@ -43,7 +44,9 @@ _UNAUTHORIZED_HDR = [(b"www-authenticate", b'Bearer realm="asgiserve"')]
 class ServiceApp:
     """The ASGI app serving one ``@service`` class: its apis, infra routes and mounted apps."""
 
-    def __init__(self, cls: type, *, api_token: str | None = None) -> None:
+    def __init__(
+        self, cls: type, *, api_token: str | None = None, allow_private_urls: bool | None = None
+    ) -> None:
         spec = get_spec(cls)
         self.cls = cls
         self.spec = spec
@@ -51,6 +54,10 @@ class ServiceApp:
         self.timeout = spec.timeout
         self.max_concurrency = spec.max_concurrency or 1 << 62
         self.api_token = api_token.encode() if api_token else None
+        if allow_private_urls is None:
+            allow_private_urls = os.environ.get("ASGISERVE_ALLOW_PRIVATE_URLS", "") in ("1", "true", "yes")
+        # File inputs given as URLs may point at private, loopback or link-local hosts only when allowed.
+        self.allow_private_urls = allow_private_urls
         self.in_flight = 0
         self.instance: Any = None
         self.draining = False
@@ -299,6 +306,8 @@ class ServiceApp:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def asgi_app(cls: type, *, api_token: str | None = None) -> ServiceApp:
+def asgi_app(
+    cls: type, *, api_token: str | None = None, allow_private_urls: bool | None = None
+) -> ServiceApp:
     """The ASGI application serving service class ``cls`` (for uvicorn, granian, hypercorn or tests)."""
-    return ServiceApp(cls, api_token=api_token)
+    return ServiceApp(cls, api_token=api_token, allow_private_urls=allow_private_urls)

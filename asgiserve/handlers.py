@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import os
 import pathlib
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ __all__ = ["APIHandler", "ClientDisconnected", "read_body"]
 
 logger = logging.getLogger("asgiserve")
 _STOP = object()
+_FILE_CHUNK = 256 * 1024
 _JSON_LIKE = (b"application/json", b"text/plain", b"application/x-www-form-urlencoded")
 
 
@@ -65,6 +68,15 @@ def _uncancel(task: asyncio.Task[Any] | None) -> None:
     # Python 3.11+ counts cancellation requests; a timeout we turned into a 504 is not one to propagate.
     if task is not None and hasattr(task, "uncancel"):
         task.uncancel()
+
+
+def _disposition(name: str) -> bytes:
+    """A Content-Disposition header value: an ASCII fallback plus the RFC 8187 UTF-8 form when needed."""
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
+    value = f'attachment; filename="{ascii_name}"'
+    if ascii_name != name:
+        value += f"; filename*=UTF-8''{urllib.parse.quote(name)}"
+    return value.encode("latin-1")
 
 
 def _content_type(scope: dict[str, Any]) -> bytes | None:
@@ -104,11 +116,14 @@ class APIHandler:
         expired: list[bool] = []
         timer = loop.call_later(app.timeout, _expire, task, expired)
         cleanup: Callable[[], None] | None = None
+        file_out: tuple[Any, int, bytes, list[tuple[bytes, bytes]]] | None = None
         try:
             body = await read_body(receive)
             ctype = _content_type(scope)
             if ctype is None or ctype.startswith(_JSON_LIKE) or ctype.endswith(b"+json"):
                 obj = self.codec.decode(body)
+                if self.codec.path_params:
+                    obj, cleanup = await self.fetch_urls(obj)
             elif ctype.startswith(b"multipart/form-data"):
                 obj, cleanup = await self.decode_form(body, ctype)
             else:
@@ -130,7 +145,11 @@ class APIHandler:
                         app.hold_slot_until(cfut)
                     raise
             timer.cancel()
-            body_out, ctype_out, extra = await self._encode(result)
+            if isinstance(result, pathlib.PurePath) and self._kind in ("file", "dynamic"):
+                # Opened here so that a missing file is an ordinary 500; sent after the try block.
+                file_out = await self._open_file(pathlib.Path(result))
+            else:
+                body_out, ctype_out, extra = await self._encode(result)
         except asyncio.CancelledError:
             if not expired:
                 raise
@@ -150,6 +169,8 @@ class APIHandler:
             timer.cancel()
             if cleanup is not None:
                 cleanup()
+        if file_out is not None:
+            return await self._send_file(send, *file_out)
         headers = [(b"content-type", ctype_out), (b"content-length", b"%d" % len(body_out))]
         if extra:
             headers.extend(extra)
@@ -159,7 +180,27 @@ class APIHandler:
 
     async def decode_form(self, body: bytes, ctype: bytes) -> tuple[Any, Callable[[], None] | None]:
         """Decode a ``multipart/form-data`` body into the api's input (see ``asgiserve.multipart``)."""
-        raise UnsupportedMediaType("multipart/form-data is not supported by this api")
+        from .multipart import decode_form
+
+        return await decode_form(self, body, ctype)
+
+    async def fetch_urls(self, obj: Any) -> tuple[Any, Callable[[], None] | None]:
+        """Download the URLs given for ``Path`` parameters (see ``asgiserve.downloads``)."""
+        from .codec import FileURL
+
+        if not any(isinstance(getattr(obj, n), (FileURL, list)) for n in self.codec.path_params):
+            return obj, None
+        import shutil
+        import tempfile
+
+        from .downloads import fetch_urls
+
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="asgiserve-download-"))
+        try:
+            return await fetch_urls(self, obj, folder), lambda: shutil.rmtree(folder, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     async def _encode(self, result: Any) -> tuple[bytes, bytes, list[tuple[bytes, bytes]] | None]:
         kind = self._kind
@@ -173,16 +214,38 @@ class APIHandler:
             return result.encode(), TEXT_CT, None
         if isinstance(result, (bytes, bytearray, memoryview)):
             return bytes(result), BYTES_CT, None
-        if isinstance(result, pathlib.PurePath):
-            return await self._file(pathlib.Path(result))
         return encode_json(result), JSON_CT, None
 
-    async def _file(self, path: pathlib.Path) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
-        data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+    async def _open_file(self, path: pathlib.Path) -> tuple[Any, int, bytes, list[tuple[bytes, bytes]]]:
+        fh = await asyncio.get_running_loop().run_in_executor(None, path.open, "rb")
+        size = os.fstat(fh.fileno()).st_size
         guessed = mimetypes.guess_type(path.name)[0]
-        ctype = guessed.encode() if guessed else BYTES_CT
-        name = path.name.replace('"', "").encode("ascii", "replace")
-        return data, ctype, [(b"content-disposition", b'attachment; filename="%s"' % name)]
+        if self._kind == "file" and self._ct != BYTES_CT:  # the api declared its media type
+            ctype = self._ct
+        else:
+            ctype = guessed.encode() if guessed else BYTES_CT
+        return fh, size, ctype, [(b"content-disposition", _disposition(path.name))]
+
+    async def _send_file(
+        self, send: Callable[..., Any], fh: Any, size: int, ctype: bytes, extra: list[tuple[bytes, bytes]]
+    ) -> int:
+        """Stream a file output from disk in chunks (reads off the event loop)."""
+        loop = asyncio.get_running_loop()
+        headers = [(b"content-type", ctype), (b"content-length", b"%d" % size), *extra]
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if not size:
+                await send({"type": "http.response.body", "body": b""})
+            left = size
+            while left > 0:
+                chunk = await loop.run_in_executor(None, fh.read, min(_FILE_CHUNK, left))
+                if not chunk:  # the file shrank while being sent: end the response abnormally
+                    raise RuntimeError(f"file output {fh.name} was truncated while being sent")
+                left -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+        finally:
+            fh.close()
+        return 200
 
     def _encode_item(self, item: Any) -> bytes:
         if isinstance(item, str):
