@@ -102,11 +102,15 @@ def parse_form(body: bytes, ctype: bytes) -> list[Part]:
         if head_end < 0:
             raise BadRequest("multipart part headers are missing or too large")
         name = filename = ptype = None
-        for line in body[pos:head_end].split(b"\r\n"):
-            key, colon, value = line.partition(b":")
-            if not colon or not key or key != key.strip() or line[:1] in (b" ", b"\t"):
+        fields = [line.partition(b":") for line in body[pos:head_end].split(b"\r\n")]
+        for key, colon, _ in fields:  # no folded lines (RFC 7578 4.8 forbids them), no bare names
+            if not colon or not key or key != key.strip():
                 raise BadRequest("malformed multipart part header")
-            text = value.decode("utf-8", "strict").strip()
+        for key, _, value in fields:
+            try:
+                text = value.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise BadRequest("multipart part header is not UTF-8") from None
             lkey = key.lower()
             if lkey == b"content-disposition":
                 if name is not None:

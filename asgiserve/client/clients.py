@@ -9,7 +9,6 @@ response in place; everything else was prepared when the schema was read.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
 import tempfile
 import time
@@ -93,8 +92,9 @@ class _Base:
         return self._tmp.name
 
     def _cleanup_files(self) -> None:
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp.name, ignore_errors=True)
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            tmp.cleanup()
 
     def _encode_plain(self, method: str, path: str, body: bytes, headers: Any) -> bytes:
         extra = header_list(headers)
