@@ -238,6 +238,25 @@ def test_server_killed_mid_response(run_server, runner, tmp_path):
             client.summarize(text="x.")
 
 
+def test_sync_client_shared_by_threads(server, runner):
+    import threading
+
+    results: dict[int, int] = {}
+    with bentoml.SyncHTTPClient(server.url, max_connections=4) as client:
+
+        def work(k: int) -> None:
+            for i in range(25):
+                results[k * 100 + i] = client.add(a=k * 100 + i, b=1)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert results == {k * 100 + i: k * 100 + i + 1 for k in range(8) for i in range(25)}
+        assert client.pool.opened <= 4 and client.pool.active == 0, repr(client.pool)
+
+
 def test_timeouts(server, runner):
     with bentoml.SyncHTTPClient(server.url, timeout=0.3) as client:
         with pytest.raises(TimeoutError):

@@ -30,6 +30,7 @@ _json_encode = msgspec.json.Encoder(
 ).encode
 _json_decode = msgspec.json.decode
 _FILENAME_RE = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]+)"?""", re.IGNORECASE)
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":", b"\n", b"\r\n")
 _JSON_NAME = re.compile(r"^application/(?:[\w.+-]+\+)?json\b")
 
 
@@ -227,6 +228,7 @@ class StreamDecoder:
         self.text_items = ep.text_output
         self._text = codecs.getincrementaldecoder(_charset(ctype))("replace")
         self._buf = b""
+        self._first = True
 
     def feed(self, chunk: bytes) -> Iterator[Any]:
         """The items completed by ``chunk``."""
@@ -244,6 +246,12 @@ class StreamDecoder:
                 if line.strip():
                     yield _json_decode(line)
         else:
+            first, self._first = self._first, False
+            if first and not chunk.startswith(_SSE_FIELDS):
+                # BentoML labels plain text streams text/event-stream without SSE framing.
+                self.kind = "text" if self.text_items else "bytes"
+                yield from self.feed(chunk)
+                return
             self._buf += chunk.replace(b"\r\n", b"\n")
             *events, self._buf = self._buf.split(b"\n\n")
             for event in events:
