@@ -68,6 +68,13 @@ def _bentoml_files(schema: Any) -> Any:
     return schema
 
 
+def _request_content(h: APIHandler, ref: dict[str, Any]) -> dict[str, Any]:
+    content = {"application/json": {"schema": ref}}
+    if h.codec.file_params:  # files upload as form parts named after the parameters
+        content["multipart/form-data"] = {"schema": ref}
+    return content
+
+
 def openapi(name: str, doc: str | None, handlers: list[APIHandler]) -> dict[str, Any]:
     """An OpenAPI 3.1 document for the apis and infra routes."""
     types = [h.codec.input_type for h in handlers]
@@ -94,7 +101,7 @@ def openapi(name: str, doc: str | None, handlers: list[APIHandler]) -> dict[str,
             "post": {
                 "operationId": h.spec.name,
                 "summary": (h.func.__doc__ or h.spec.name).strip().splitlines()[0],
-                "requestBody": {"required": False, "content": {"application/json": {"schema": in_ref}}},
+                "requestBody": {"required": False, "content": _request_content(h, in_ref)},
                 "responses": {
                     "200": {"description": "Success", "content": {media: {"schema": out_schema}}},
                     "400": {"description": "Invalid input", **err},

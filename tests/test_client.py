@@ -168,6 +168,24 @@ def test_http_errors_are_typed(server, runner):
             r.raise_for_status()
         r = client.request("POST", "/add", json={"a": 4})
         assert r.status == 200 and r.json() == 4
+        # HEAD answers have no body, and the connection is not reused after one.
+        discarded = client.pool.discarded
+        r = client.request("HEAD", "/livez")
+        assert r.status == 200 and r.content == b"" and client.pool.discarded == discarded + 1
+        assert client.request("GET", "/livez").status == 200
+
+
+def test_async_client_without_with_block(server, runner):
+    async def main():
+        client = bentoml.AsyncHTTPClient(server.url)
+        try:
+            first = await client.summarize(text="One. Two.")  # reads the schema first
+            return first, await client.call("add", a=1, b=1), client.endpoints.keys()
+        finally:
+            await client.close()
+
+    first, added, names = asyncio.run(main())
+    assert first == "One." and added == 2 and "stream_data" in names
 
 
 def test_200_concurrent_async_calls_are_ordered(server, runner):

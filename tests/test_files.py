@@ -145,6 +145,28 @@ def test_schema_marks_file_parameters_the_bentoml_way(server, runner):
     assert routes["generate"]["output"]["type"] == "file"
     assert routes["join_uploads"]["input"]["properties"]["docs"]["items"]["type"] == "file"
     assert routes["summarize"]["output"]["type"] == "string"
+    # The OpenAPI document offers the form upload for file apis and stays valid.
+    from openapi_spec_validator import validate
+
+    doc = httpx.get(server.url + "/docs.json").json()
+    validate(doc)
+    assert "multipart/form-data" in doc["paths"]["/generate"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" not in doc["paths"]["/add"]["post"]["requestBody"]["content"]
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "10.0.0.1", "169.254.169.254", "::1", "::ffff:127.0.0.1", "100.64.0.1"]
+)
+def test_private_addresses_are_refused(runner, host):
+    import asyncio
+
+    from asgiserve.downloads import _resolve
+    from asgiserve.errors import BadRequest
+
+    with pytest.raises(BadRequest, match="non-public address"):
+        asyncio.run(_resolve(host, 80, False))
+    assert asyncio.run(_resolve(host, 80, True))
+    assert asyncio.run(_resolve("8.8.8.8", 80, False)) == "8.8.8.8"
 
 
 def test_parse_form_bytes_level(runner):
