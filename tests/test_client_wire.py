@@ -107,3 +107,69 @@ def test_encode_head_refuses_injection():
         encode_head("GET", "/x", "h", [("X", "a\r\nInjected: 1")])
     with pytest.raises(ValueError):
         encode_head("GET", "/x HTTP/1.1\r\nX: y", "h", [])
+
+
+# -- fuzzing: the parsers fail only in their documented ways ----------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from asgiserve.client.endpoints import Endpoint  # noqa: E402
+from asgiserve.errors import BadRequest  # noqa: E402
+from asgiserve.multipart import parse_form  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=50))
+def test_response_parser_fuzz(data, split):
+    resp = Response()
+    try:
+        for i in range(0, len(data), split):
+            resp.feed(data[i : i + split])
+        resp.feed_eof()
+    except (RemoteProtocolError, ServerDisconnected):
+        return
+    assert resp.complete and resp.status >= 200
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(CHUNKED)), max_size=6))
+def test_any_split_parses_the_same(cuts):
+    resp = Response()
+    prev = 0
+    for cut in [*sorted(set(cuts)), len(CHUNKED)]:
+        resp.feed(CHUNKED[prev:cut])
+        prev = cut
+    assert resp.complete and resp.keep_alive and resp.take_body() == b"hello world"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_multipart_parser_fuzz(body):
+    try:
+        parts = parse_form(b"--xx\r\n" + body, b"multipart/form-data; boundary=xx")
+    except BadRequest:
+        return
+    assert all(isinstance(p.name, str) for p in parts)
+
+
+FORM_ROUTE = {
+    "name": "f",
+    "route": "/f",
+    "input": {"properties": {"doc": {"type": "file"}, "meta": {"type": "object"}}, "required": ["doc"]},
+    "output": {"type": "string"},
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=500), st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=3))
+def test_client_multipart_round_trips_through_the_server_parser(data, meta):
+    ep = Endpoint(FORM_ROUTE, "h", "", [])
+    request = ep.encode({"doc": data, "meta": meta})
+    head, _, body = request.partition(b"\r\n\r\n")
+    ctype = next(line for line in head.split(b"\r\n") if line.startswith(b"Content-Type:"))
+    parts = parse_form(body, ctype.partition(b":")[2].strip())
+    assert (parts[0].name, parts[0].data) == ("doc", data)
+    import msgspec
+
+    assert parts[1].name == "meta" and msgspec.json.decode(parts[1].data) == meta

@@ -114,7 +114,7 @@ class Response:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Parse received bytes; raise ``RemoteProtocolError`` on broken framing."""
         self.received += len(data)
-        if self.complete:
+        if self.complete and data:
             self.extra = True
             self.keep_alive = False
             return
