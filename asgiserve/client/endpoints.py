@@ -86,7 +86,7 @@ class Endpoint:
                 raise TypeError(
                     f"{self.name}() takes {len(self.params)} arguments but {len(args)} were given"
                 )
-            for name, value in zip(self.params, args):
+            for name, value in zip(self.signature.parameters, args):
                 if name in kwargs:
                     raise TypeError(f"{self.name}() got multiple values for argument {name!r}")
                 kwargs[name] = value
