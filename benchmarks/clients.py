@@ -4,7 +4,7 @@ Every client makes the same api call (``POST /add`` with a JSON object, a JSON n
 one uvicorn process serving the same asgiserve app: sync clients sequentially, async clients with
 ``--concurrency`` tasks. The server and the clients are pinned to different CPUs with ``taskset`` when
 there are two or more, so that the client's own cost shows. Each client gets a warm-up, then the best of
-``--repeat`` timed runs is kept (shared machines are noisy).
+``--repeat`` timed rounds is kept (shared machines are noisy).
 
     python benchmarks/clients.py [--calls 5000] [--concurrency 32] [--repeat 3]
 """
@@ -202,8 +202,13 @@ def main() -> None:
     try:
         for title, runs in (("sync, sequential", sync_runs), (f"async, {conc} tasks", async_runs)):
             print(f"\n{title}: {n} calls of POST /add, best of {args.repeat}")
-            for name, run in runs.items():
-                best = min(run() for _ in range(args.repeat))
+            # Rounds interleave the clients so that a burst of load elsewhere hits them all alike.
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            for _ in range(args.repeat):
+                for name, run in runs.items():
+                    times[name].append(run())
+            for name, runs_s in times.items():
+                best = min(runs_s)
                 rates[name] = n / best
                 print(f"  {name:<28} {rates[name]:>9.0f} calls/s  {best * 1e6 / n:>7.1f} us/call")
     finally:
