@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 from asyncio import current_task
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +21,7 @@ import msgspec
 
 from .codec import JSON_CT, TEXT_CT
 from .handlers import _INTERNAL_ERROR as _INTERNAL_BODY
-from .handlers import APIHandler, Response
+from .handlers import APIHandler, FileOut, Response
 from .metrics import Metrics
 from .responses import error_body, send_body, send_error
 from .routing import Mount, Router
@@ -49,7 +50,9 @@ _TOO_MANY_BODY = error_body("Too many requests: over max_concurrency")
 class ServiceApp:
     """The ASGI app serving one ``@service`` class: its apis, infra routes and mounted apps."""
 
-    def __init__(self, cls: type, *, api_token: str | None = None) -> None:
+    def __init__(
+        self, cls: type, *, api_token: str | None = None, allow_private_urls: bool | None = None
+    ) -> None:
         spec = get_spec(cls)
         self.cls = cls
         self.spec = spec
@@ -57,6 +60,10 @@ class ServiceApp:
         self.timeout = spec.timeout
         self.max_concurrency = spec.max_concurrency or 1 << 62
         self.api_token = api_token.encode() if api_token else None
+        if allow_private_urls is None:
+            allow_private_urls = os.environ.get("ASGISERVE_ALLOW_PRIVATE_URLS", "") in ("1", "true", "yes")
+        # File inputs given as URLs may point at private, loopback or link-local hosts only when allowed.
+        self.allow_private_urls = allow_private_urls
         self.in_flight = 0
         self.instance: Any = None
         self.draining = False
@@ -205,6 +212,8 @@ class ServiceApp:
         response: Response = (500, JSON_CT, _INTERNAL_BODY, None)
         try:
             response = await handler.respond(headers, body)
+            if isinstance(response[2], FileOut):
+                response = (200, response[1], await response[2].read_all(), response[3])
         except asyncio.CancelledError:
             if not deadlines.claim_expiry(task):
                 raise
@@ -353,6 +362,8 @@ class ServiceApp:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def asgi_app(cls: type, *, api_token: str | None = None) -> ServiceApp:
+def asgi_app(
+    cls: type, *, api_token: str | None = None, allow_private_urls: bool | None = None
+) -> ServiceApp:
     """The ASGI application serving service class ``cls`` (for uvicorn, granian, hypercorn or tests)."""
-    return ServiceApp(cls, api_token=api_token)
+    return ServiceApp(cls, api_token=api_token, allow_private_urls=allow_private_urls)

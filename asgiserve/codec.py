@@ -29,7 +29,7 @@ import orjson
 
 from .errors import BadRequest
 
-__all__ = ["APICodec", "Output", "validation_detail"]
+__all__ = ["APICodec", "FileURL", "Output", "validation_detail"]
 
 JSON_CT = b"application/json"
 TEXT_CT = b"text/plain; charset=utf-8"
@@ -57,7 +57,32 @@ def _is_numpy_array_type(tp: Any) -> bool:
     return getattr(tp, "__module__", "") == "numpy" and getattr(tp, "__name__", "") == "ndarray"
 
 
+class FileURL(type(pathlib.Path())):  # type: ignore[misc]
+    """An http(s) URL given for a file input; the handler downloads it and passes a ``Path`` instead.
+
+    A ``Path`` subclass so that it passes msgspec's type check for ``Path`` fields; ``url`` is the URL.
+    """
+
+    __slots__ = ("url",)
+    url: str
+
+    @classmethod
+    def of(cls, url: str) -> FileURL:
+        """Wrap an http(s) URL (any other string is not a file input)."""
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("Expected a file upload (multipart/form-data) or an http(s) URL")
+        path = cls(url)
+        path.url = url
+        return path
+
+
 def _dec_hook(tp: Any, obj: Any) -> Any:
+    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
+        if isinstance(obj, pathlib.PurePath):
+            return obj
+        if isinstance(obj, str):
+            return FileURL.of(obj)
+        raise ValueError("Expected a file upload (multipart/form-data) or an http(s) URL")
     if _is_numpy_array_type(tp):
         import numpy
 
@@ -143,14 +168,21 @@ class APICodec:
             raise TypeError(f"cannot resolve the type hints of api {api_name!r}: {exc}") from exc
         params = list(sig.parameters.values())[1:]
         fields: list[Any] = []
+        # Parameters taking a file: Path types (uploaded, or downloaded from a URL) and bytes.
         self.file_params: dict[str, Any] = {}
+        self.path_params: tuple[str, ...] = ()
+        self.param_types: dict[str, Any] = {}
         self.var_kw = False
         for p in params:
             if p.kind is p.VAR_KEYWORD:
                 self.var_kw = True
                 continue
             tp = hints.get(p.name, Any)
+            self.param_types[p.name] = tp
             if _is_path_type(tp):
+                self.file_params[p.name] = tp
+                self.path_params += (p.name,)
+            elif _is_bytes_type(tp):
                 self.file_params[p.name] = tp
             if p.default is p.empty:
                 fields.append((p.name, tp))
@@ -249,6 +281,12 @@ def _is_path_type(tp: Any) -> bool:
     if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
         return True
     return any(_is_path_type(a) for a in typing.get_args(tp) if a is not type(None))
+
+
+def _is_bytes_type(tp: Any) -> bool:
+    if tp in (bytes, bytearray):
+        return True
+    return any(_is_bytes_type(a) for a in typing.get_args(tp) if a is not type(None))
 
 
 def _required_flags(struct_type: Any) -> list[bool]:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import os
 import pathlib
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, TEXT_CT, APICodec, encode_json
@@ -29,14 +31,32 @@ from .service import APISpec
 if TYPE_CHECKING:
     from .app import ServiceApp
 
-__all__ = ["APIHandler", "ClientDisconnected", "Response", "read_body"]
+__all__ = ["APIHandler", "ClientDisconnected", "FileOut", "Response", "read_body"]
+
+
+class FileOut(NamedTuple):
+    """A file output, opened and ready to stream from disk."""
+
+    fh: Any
+    size: int
+    ctype: bytes
+    extra: list[tuple[bytes, bytes]]
+
+    async def read_all(self) -> bytes:
+        """The whole file (for callers that need the body in one piece), closing it."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self.fh.read)
+        finally:
+            self.fh.close()
+
 
 # (status, content type, body, extra headers or None): what ``APIHandler.respond`` produces.
-Response = tuple[int, bytes, bytes, "list[tuple[bytes, bytes]] | None"]
+Response = tuple[int, bytes, "bytes | FileOut", "list[tuple[bytes, bytes]] | None"]
 _INTERNAL_ERROR = error_body("Internal Server Error")
 
 logger = logging.getLogger("asgiserve")
 _STOP = object()
+_FILE_CHUNK = 256 * 1024
 _JSON_LIKE = (b"application/json", b"text/plain", b"application/x-www-form-urlencoded")
 
 
@@ -60,6 +80,15 @@ async def read_body(receive: Callable[[], Any]) -> bytes:
         parts.append(msg.get("body", b""))
         if not msg.get("more_body"):
             return b"".join(parts)
+
+
+def _disposition(name: str) -> bytes:
+    """A Content-Disposition header value: an ASCII fallback plus the RFC 8187 UTF-8 form when needed."""
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
+    value = f'attachment; filename="{ascii_name}"'
+    if ascii_name != name:
+        value += f"; filename*=UTF-8''{urllib.parse.quote(name)}"
+    return value.encode("latin-1")
 
 
 def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -128,6 +157,10 @@ class APIHandler:
         if self.streams:
             return await self._stream(scope["headers"], body, receive, send)
         status, ctype, out, extra = await self.respond(scope["headers"], body)
+        if isinstance(out, FileOut):
+            # A file output: the response starts now, so its deadline ends; then it streams from disk.
+            self.app.deadlines.pending.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            return await self._send_file(send, out)
         headers = [(b"content-type", ctype), (b"content-length", b"%d" % len(out))]
         if extra:
             headers.extend(extra)
@@ -140,6 +173,8 @@ class APIHandler:
         cleanup = None
         if ctype is None or ctype.startswith(_JSON_LIKE) or ctype.endswith(b"+json"):
             obj = self.codec.decode(body)
+            if self.codec.path_params:
+                obj, cleanup = await self.fetch_urls(obj)
         elif ctype.startswith(b"multipart/form-data"):
             obj, cleanup = await self.decode_form(body, ctype)
         else:
@@ -164,6 +199,10 @@ class APIHandler:
                 result = await self.bound(*args, **kwargs)
             else:
                 result = await self._call(*args, **kwargs)
+            if isinstance(result, pathlib.PurePath) and self._kind in ("file", "dynamic"):
+                # Opened here so that a missing file is an ordinary 500; the caller streams it.
+                fo = await self._open_file(pathlib.Path(result))
+                return 200, fo.ctype, fo, fo.extra
             out, ctype, extra = await self._encode(result)
             return 200, ctype, out, extra
         except HTTPError as exc:
@@ -177,7 +216,27 @@ class APIHandler:
 
     async def decode_form(self, body: bytes, ctype: bytes) -> tuple[Any, Callable[[], None] | None]:
         """Decode a ``multipart/form-data`` body into the api's input (see ``asgiserve.multipart``)."""
-        raise UnsupportedMediaType("multipart/form-data is not supported by this api")
+        from .multipart import decode_form
+
+        return await decode_form(self, body, ctype)
+
+    async def fetch_urls(self, obj: Any) -> tuple[Any, Callable[[], None] | None]:
+        """Download the URLs given for ``Path`` parameters (see ``asgiserve.downloads``)."""
+        from .codec import FileURL
+
+        if not any(isinstance(getattr(obj, n), (FileURL, list)) for n in self.codec.path_params):
+            return obj, None
+        import shutil
+        import tempfile
+
+        from .downloads import fetch_urls
+
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="asgiserve-download-"))
+        try:
+            return await fetch_urls(self, obj, folder), lambda: shutil.rmtree(folder, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     async def _encode(self, result: Any) -> tuple[bytes, bytes, list[tuple[bytes, bytes]] | None]:
         kind = self._kind
@@ -191,16 +250,37 @@ class APIHandler:
             return result.encode(), TEXT_CT, None
         if isinstance(result, (bytes, bytearray, memoryview)):
             return bytes(result), BYTES_CT, None
-        if isinstance(result, pathlib.PurePath):
-            return await self._file(pathlib.Path(result))
         return encode_json(result), JSON_CT, None
 
-    async def _file(self, path: pathlib.Path) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
-        data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+    async def _open_file(self, path: pathlib.Path) -> FileOut:
+        fh = await asyncio.get_running_loop().run_in_executor(None, path.open, "rb")
+        size = os.fstat(fh.fileno()).st_size
         guessed = mimetypes.guess_type(path.name)[0]
-        ctype = guessed.encode() if guessed else BYTES_CT
-        name = path.name.replace('"', "").encode("ascii", "replace")
-        return data, ctype, [(b"content-disposition", b'attachment; filename="%s"' % name)]
+        if self._kind == "file" and self._ct != BYTES_CT:  # the api declared its media type
+            ctype = self._ct
+        else:
+            ctype = guessed.encode() if guessed else BYTES_CT
+        return FileOut(fh, size, ctype, [(b"content-disposition", _disposition(path.name))])
+
+    async def _send_file(self, send: Callable[..., Any], fo: FileOut) -> int:
+        """Stream a file output from disk in chunks (reads off the event loop)."""
+        loop = asyncio.get_running_loop()
+        fh, size = fo.fh, fo.size
+        headers = [(b"content-type", fo.ctype), (b"content-length", b"%d" % size), *fo.extra]
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if not size:
+                await send({"type": "http.response.body", "body": b""})
+            left = size
+            while left > 0:
+                chunk = await loop.run_in_executor(None, fh.read, min(_FILE_CHUNK, left))
+                if not chunk:  # the file shrank while being sent: end the response abnormally
+                    raise RuntimeError(f"file output {fh.name} was truncated while being sent")
+                left -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+        finally:
+            fh.close()
+        return 200
 
     def _encode_item(self, item: Any) -> bytes:
         if isinstance(item, str):

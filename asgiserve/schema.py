@@ -41,8 +41,10 @@ def service_schema(name: str, handlers: list[APIHandler], mounts: list[tuple[str
                 "name": h.spec.name,
                 "route": h.route,
                 "batchable": h.spec.batchable,
-                "input": h.codec.input_schema(),
-                "output": h.codec.output_schema(),
+                "input": _bentoml_files(h.codec.input_schema()),
+                "output": _bentoml_files(h.codec.output_schema())
+                if h.codec.output.kind == "file"
+                else h.codec.output_schema(),
                 "doc": (h.func.__doc__ or "").strip() or None,
                 "is_task": False,
             }
@@ -53,6 +55,24 @@ def service_schema(name: str, handlers: list[APIHandler], mounts: list[tuple[str
     for prefix, mount_name in mounts:
         paths[prefix] = {"mounted": True, "name": mount_name}
     return {"name": name, "type": "service", "routes": routes, "paths": paths}
+
+
+def _bentoml_files(schema: Any) -> Any:
+    """File values as BentoML's schema writes them (``"type": "file"``), which its client relies on."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and schema.get("format") == "binary":
+            return {**schema, "type": "file"}
+        return {k: _bentoml_files(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_bentoml_files(v) for v in schema]
+    return schema
+
+
+def _request_content(h: APIHandler, ref: dict[str, Any]) -> dict[str, Any]:
+    content = {"application/json": {"schema": ref}}
+    if h.codec.file_params:  # files upload as form parts named after the parameters
+        content["multipart/form-data"] = {"schema": ref}
+    return content
 
 
 def openapi(name: str, doc: str | None, handlers: list[APIHandler]) -> dict[str, Any]:
@@ -81,7 +101,7 @@ def openapi(name: str, doc: str | None, handlers: list[APIHandler]) -> dict[str,
             "post": {
                 "operationId": h.spec.name,
                 "summary": (h.func.__doc__ or h.spec.name).strip().splitlines()[0],
-                "requestBody": {"required": False, "content": {"application/json": {"schema": in_ref}}},
+                "requestBody": {"required": False, "content": _request_content(h, in_ref)},
                 "responses": {
                     "200": {"description": "Success", "content": {media: {"schema": out_schema}}},
                     "400": {"description": "Invalid input", **err},

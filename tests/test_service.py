@@ -12,7 +12,15 @@ from asgiserve.service import get_spec
 
 
 def test_bentoml_alias_names():
-    for name in ("service", "api", "mount_asgi_app", "get_current_service", "asgi_app"):
+    for name in (
+        "service",
+        "api",
+        "mount_asgi_app",
+        "get_current_service",
+        "asgi_app",
+        "SyncHTTPClient",
+        "AsyncHTTPClient",
+    ):
         assert hasattr(bentoml, name), name
 
 
