@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import FastAPI, Header, HTTPException, Query
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from pydantic import BaseModel
 
@@ -29,7 +29,7 @@ async def user(user_id: int, verbose: bool = False) -> dict[str, Any]:
 
 
 @app.get("/search")
-async def search(q: str, limit: int = 10, tags: list[str] | None = None) -> dict[str, Any]:
+async def search(q: str, limit: int = 10, tags: list[str] | None = Query(default=None)) -> dict[str, Any]:
     return {"q": q, "limit": limit, "tags": tags}
 
 
@@ -46,6 +46,11 @@ async def teapot() -> None:
 @app.get("/text", response_class=PlainTextResponse)
 async def text() -> str:
     return "plain words"
+
+
+@app.api_route("/both", methods=["GET", "HEAD"])
+async def both() -> dict[str, str]:
+    return {"method": "either"}
 
 
 @app.get("/go")
