@@ -159,7 +159,9 @@ class _Lifespan:
 
     @property
     def where(self) -> str:
-        return f"mounted app {self.mount.name!r} at {self.mount.prefix or '/'}"
+        path = self.mount.prefix or "/"
+        named = f" {self.mount.name!r}" if self.mount.name.rstrip("/") != self.mount.prefix else ""
+        return f"mounted app{named} at {path}"
 
     async def _receive(self) -> dict[str, Any]:
         self.received += 1

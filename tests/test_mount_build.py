@@ -1,0 +1,68 @@
+"""Mounted apps inside one process: the app object's build and lifespan steps, with real frameworks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from fastapi import FastAPI
+from openapi_spec_validator import validate
+
+import asgiserve
+from asgiserve.mount import MountStartupError
+from tests.apps import mount_lifespan, mount_routing
+
+
+def test_building_twice_rewrites_once():
+    first = asgiserve.asgi_app(mount_routing.Frameworks)
+    second = asgiserve.asgi_app(mount_routing.Frameworks)
+    assert first.openapi["paths"] == second.openapi["paths"]
+    params = second.openapi["paths"]["/v1/self/{n}"]["get"]["parameters"]
+    assert [p["name"] for p in params] == ["n", "shout"]
+
+
+def test_same_operation_ids_are_kept_apart():
+    inner = FastAPI()
+
+    @inner.post("/predict", operation_id="predict")
+    async def predict() -> int:
+        return 1
+
+    @asgiserve.service
+    @asgiserve.mount_asgi_app(inner, path="/inner", name="inner")
+    class Clash:
+        @asgiserve.api
+        def predict(self) -> int:
+            return 0
+
+    doc = asgiserve.asgi_app(Clash).openapi
+    validate(doc)
+    assert doc["paths"]["/predict"]["post"]["operationId"] == "predict"
+    assert doc["paths"]["/inner/predict"]["post"]["operationId"] == "inner_predict"
+
+
+def test_apps_without_lifespan_are_skipped_with_a_debug_log(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MOUNT_EVENTS", str(tmp_path / "events.txt"))
+    app = asgiserve.asgi_app(mount_lifespan.Lifespans)
+
+    async def cycle() -> None:
+        await app.startup()
+        await app.shutdown()
+
+    with caplog.at_level(logging.DEBUG, logger="asgiserve"):
+        asyncio.run(cycle())
+    skipped = [r.getMessage() for r in caplog.records if "does not support the lifespan" in r.getMessage()]
+    assert len(skipped) == 2 and all(r.levelno == logging.DEBUG for r in caplog.records)
+    assert any("at /raw" in m and "http only" in m for m in skipped), skipped
+    assert any("at /plain" in m for m in skipped), skipped
+    assert (tmp_path / "events.txt").read_text().splitlines()[-1] == "fastapi shutdown"
+
+
+def test_startup_failure_names_the_mount(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOUNT_EVENTS", str(tmp_path / "events.txt"))
+    app = asgiserve.asgi_app(mount_lifespan.BrokenRaw)
+    with pytest.raises(
+        MountStartupError, match="mounted app 'failing_raw' at /raw failed to start: ValueError: cache"
+    ):
+        asyncio.run(app.startup())
