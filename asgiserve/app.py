@@ -205,12 +205,13 @@ class ServiceApp:
             timer = asyncio.get_running_loop().call_later(timeout, _expire, task, expired)
             status = 0
 
-            async def watch(message: dict[str, Any]) -> None:
+            # A plain function handing back send's awaitable: no extra coroutine per message.
+            def watch(message: dict[str, Any]) -> Any:
                 nonlocal status
                 if not status and message["type"] == "http.response.start":
                     timer.cancel()
                     status = message["status"]
-                await send(message)
+                return send(message)
 
             try:
                 await app(child_scope(scope), receive, watch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
@@ -66,3 +67,31 @@ def test_startup_failure_names_the_mount(monkeypatch, tmp_path):
         MountStartupError, match="mounted app 'failing_raw' at /raw failed to start: ValueError: cache"
     ):
         asyncio.run(app.startup())
+
+
+def test_parent_root_path_is_extended():
+    app = asgiserve.asgi_app(mount_routing.Boundaries)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def call(path: str) -> dict:
+        sent.clear()
+        scope = {"type": "http", "method": "GET", "path": path, "root_path": "/base", "headers": []}
+        await app(scope, receive, send)
+        return json.loads(sent[-1]["body"])
+
+    async def run() -> list[dict]:
+        await app.startup()
+        try:
+            return [await call("/base/api/v2/x"), await call("/base/apiary")]
+        finally:
+            await app.shutdown()
+
+    first, second = asyncio.run(run())
+    assert first == {"app": "api-v2", "root_path": "/base/api/v2", "path": "/base/api/v2/x"}
+    assert second == {"app": "root", "root_path": "/base", "path": "/base/apiary"}
