@@ -54,6 +54,7 @@ def test_fastapi_self_routes_including_routers(frameworks):
     assert httpx.get(url + "/v1/self/x").status_code == 422
     assert httpx.get(url + "/v1/router/who").json() == "Frameworks"
     assert httpx.get(url + "/v1/router/outside").json() == "outside Frameworks"
+    assert httpx.get(url + "/v1/sub/deep", params={"depth": 2}).json() == "Frameworks at depth 2"
     params = httpx.get(url + "/v1/openapi.json").json()["paths"]["/self/{n}"]["get"]["parameters"]
     assert [p["name"] for p in params] == ["n", "shout"]
 

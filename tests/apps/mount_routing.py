@@ -21,6 +21,7 @@ import asgiserve
 
 api = FastAPI(title="Inner API")
 router = APIRouter(prefix="/router")
+sub = FastAPI()  # mounted inside ``api`` at /sub, with a ``self`` route of the service
 
 
 class Item(BaseModel):
@@ -83,6 +84,10 @@ class Frameworks:
     async def who(self) -> str:
         return self.name
 
+    @sub.get("/deep")
+    async def deep(self, depth: int = 1) -> str:
+        return f"{self.name} at depth {depth}"
+
 
 @router.get("/outside")
 async def outside(service: Frameworks = Depends(asgiserve.get_current_service)) -> str:
@@ -90,6 +95,7 @@ async def outside(service: Frameworks = Depends(asgiserve.get_current_service)) 
 
 
 api.include_router(router)
+api.mount("/sub", sub)
 
 # -- boundaries and precedence with raw ASGI apps ---------------------------------------------------------
 
