@@ -48,7 +48,8 @@ async def text() -> str:
     return "plain words"
 
 
-@app.api_route("/both", methods=["GET", "HEAD"])
+@app.head("/both")
+@app.get("/both")
 async def both() -> dict[str, str]:
     return {"method": "either"}
 
