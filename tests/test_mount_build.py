@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 from fastapi import FastAPI
@@ -13,6 +15,7 @@ from openapi_spec_validator import validate
 import asgiserve
 from asgiserve.mount import MountStartupError
 from tests.apps import mount_lifespan, mount_routing
+from tests.conftest import ROOT
 
 
 def test_building_twice_rewrites_once():
@@ -95,3 +98,14 @@ def test_parent_root_path_is_extended():
     first, second = asyncio.run(run())
     assert first == {"app": "api-v2", "root_path": "/base/api/v2", "path": "/base/api/v2/x"}
     assert second == {"app": "root", "root_path": "/base", "path": "/base/apiary"}
+
+
+def test_fastapi_is_not_imported_for_other_apps():
+    code = (
+        "import sys, asgiserve, tests.apps.mount_seed_quart as m\n"
+        "app = asgiserve.asgi_app(m.MyService)\n"
+        "assert app.openapi['paths'] and 'fastapi' not in sys.modules, sorted(sys.modules)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
