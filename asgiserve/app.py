@@ -23,8 +23,9 @@ from .codec import JSON_CT, TEXT_CT
 from .handlers import _INTERNAL_ERROR as _INTERNAL_BODY
 from .handlers import APIHandler, FileOut, Response
 from .metrics import Metrics
+from .mount import MountedApps, merge_openapi
 from .responses import error_body, send_body, send_error
-from .routing import Mount, Router
+from .routing import Handler, Mount, Router
 from .schema import docs_page, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
 from .traffic import Deadlines
@@ -90,12 +91,14 @@ class ServiceApp:
             infra["/"] = self._docs_page
         for path, handler in infra.items():
             router.add_route(path, ("GET", "HEAD"), handler, limited=False)
-        for m in self.mount_specs:
-            router.add_mount(m.path, m.app, m.name)
+        mounts = [router.add_mount(m.path, m.app, m.name) for m in self.mount_specs]
+        for mount in mounts:
+            mount.handler = self._mount_caller(mount)
+        self.mounted = MountedApps(cls, mounts)
         self.routes = router.routes
 
         self.schema = service_schema(self.name, self.handlers, [(m.path, m.name) for m in self.mount_specs])
-        self.openapi = openapi(self.name, cls.__doc__, self.handlers)
+        self.openapi = merge_openapi(openapi(self.name, cls.__doc__, self.handlers), mounts)
         self._schema_bytes = msgspec.json.encode(self.schema)
         self._docs_bytes = msgspec.json.encode(self.openapi)
         self._page_bytes = docs_page(self.name, self.schema)
@@ -123,7 +126,7 @@ class ServiceApp:
                 return
             mount = self.router.match_mount(path)
             if mount is not None:
-                await self._limited(mount.prefix or "/", self._mount_caller(mount), scope, receive, send)
+                await self._limited(mount.endpoint, mount.handler, scope, receive, send)
             else:
                 await send_error(send, 404, f"Not found: {path}")
         elif kind == "lifespan":
@@ -259,35 +262,38 @@ class ServiceApp:
     def _release(self) -> None:
         self.in_flight -= 1
 
-    def _mount_caller(self, mount: Mount) -> Callable[..., Any]:
+    def _mount_caller(self, mount: Mount) -> Handler:
+        """Build, once per mount, the handler calling its app; the deadline ends when its response starts."""
+        app = mount.app
+        child_scope = mount.child_scope
+        where = mount.prefix or "/"
+        pending = self.deadlines.pending
+
         async def call(scope: Scope, receive: Receive, send: Send) -> int:
-            return await self._call_mount(mount, scope, receive, send)
+            task = current_task()
+            status = 0
+
+            # A plain function handing back send's awaitable: no extra coroutine per message.
+            def watch(message: dict[str, Any]) -> Any:
+                nonlocal status
+                if not status and message["type"] == "http.response.start":
+                    pending.pop(task, None)  # type: ignore[arg-type]
+                    status = message["status"]
+                return send(message)
+
+            try:
+                await app(child_scope(scope), receive, watch)
+            except Exception:
+                if status:
+                    raise
+                logger.exception("mounted app at %s raised", where)
+                return await self.answer_error(send, 500, "Internal Server Error")
+            if not status:
+                logger.error("mounted app at %s returned without a response", where)
+                return await self.answer_error(send, 500, "Internal Server Error")
+            return status
 
         return call
-
-    async def _call_mount(self, mount: Mount, scope: Scope, receive: Receive, send: Send) -> int:
-        """Call a mounted app with its child scope; its deadline ends when its response starts."""
-        started = [0]
-        pending = self.deadlines.pending
-        task = current_task()
-
-        async def send_watch(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                pending.pop(task, None)  # type: ignore[arg-type]
-                started[0] = message["status"]
-            await send(message)
-
-        try:
-            await mount.app(mount.child_scope(scope), receive, send_watch)
-        except Exception:
-            if started[0]:
-                raise
-            logger.exception("mounted app at %s raised", mount.prefix or "/")
-            return await self.answer_error(send, 500, "Internal Server Error")
-        if not started[0]:
-            logger.error("mounted app at %s returned without a response", mount.prefix or "/")
-            return await self.answer_error(send, 500, "Internal Server Error")
-        return started[0]
 
     # -- infra routes ---------------------------------------------------------------------------------
 
@@ -329,13 +335,17 @@ class ServiceApp:
         _set_current(instance)
         for h in self.handlers:
             h.bind(instance)
+        await self.mounted.startup()
         self.instance = instance
 
     async def shutdown(self) -> None:
         """Stop accepting work, stop mounted apps and release the thread pool."""
         self.draining = True
         self.deadlines.stop()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            await self.mounted.shutdown()
+        finally:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
     def start_draining(self) -> None:
         """Turn ``/readyz`` to 503 (the server is stopping)."""

@@ -15,6 +15,10 @@ __all__ = ["Mount", "Route", "Router"]
 Handler = Callable[[dict[str, Any], Callable[[], Any], Callable[..., Any]], Awaitable[int]]
 
 
+async def _no_handler(scope: dict[str, Any], receive: Callable[[], Any], send: Callable[..., Any]) -> int:
+    raise RuntimeError("this mount has no handler: build the app with asgiserve.asgi_app")
+
+
 class Route:
     """An exact path with its allowed methods and handler; ``limited`` routes count against traffic rules."""
 
@@ -31,12 +35,16 @@ class Route:
 class Mount:
     """An ASGI app served under ``prefix``; the child scope's ``root_path`` is extended by the prefix."""
 
-    __slots__ = ("app", "name", "prefix")
+    __slots__ = ("app", "endpoint", "handler", "name", "prefix", "state")
 
     def __init__(self, prefix: str, app: Any, name: str) -> None:
         self.prefix = "" if prefix == "/" else prefix
+        self.endpoint = prefix  # the metrics label
         self.app = app
         self.name = name
+        # The app's own lifespan state (ASGI lifespan "state"), copied into each of its request scopes.
+        self.state: dict[str, Any] = {}
+        self.handler: Handler = _no_handler  # set by the app that serves this router
 
     def matches(self, path: str) -> bool:
         """Whether ``path`` (relative to the parent's root_path) falls under this mount."""
@@ -44,10 +52,17 @@ class Mount:
         return not p or path == p or (path.startswith(p) and path[len(p)] == "/")
 
     def child_scope(self, scope: dict[str, Any]) -> dict[str, Any]:
-        """The scope the mounted app sees: ``path`` unchanged, ``root_path`` + prefix (ASGI convention)."""
-        child = dict(scope)
-        child["root_path"] = scope.get("root_path", "") + self.prefix
-        return child
+        """Turn ``scope`` into the mounted app's: ``path`` unchanged, ``root_path`` + prefix (ASGI convention).
+
+        The scope is updated in place, as Starlette's own Mount does: it belongs to this request alone,
+        and copying it would cost a dict per request.
+        """
+        if self.prefix:
+            root = scope.get("root_path")
+            scope["root_path"] = root + self.prefix if root else self.prefix
+        if self.state:
+            scope["state"] = self.state.copy()
+        return scope
 
 
 class Router:
@@ -63,13 +78,15 @@ class Router:
             raise ValueError(f"two routes for {path!r}")
         self.routes[path] = Route(path, methods, handler, limited=limited)
 
-    def add_mount(self, prefix: str, app: Any, name: str) -> None:
+    def add_mount(self, prefix: str, app: Any, name: str) -> Mount:
         """Register a mounted app; longer prefixes are tried first."""
         norm = "" if prefix == "/" else prefix
         if any(m.prefix == norm for m in self.mounts):
             raise ValueError(f"two apps mounted at {prefix!r}")
-        self.mounts.append(Mount(prefix, app, name))
+        mount = Mount(prefix, app, name)
+        self.mounts.append(mount)
         self.mounts.sort(key=lambda m: len(m.prefix), reverse=True)
+        return mount
 
     def match_mount(self, path: str) -> Mount | None:
         """The mount serving ``path``, if any."""
