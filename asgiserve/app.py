@@ -38,6 +38,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[..., Any]
 
+DEFAULT_MAX_BODY = 100 * 1024 * 1024
 _OK = b"ok\n"
 _METRICS_CT = b"text/plain; version=0.0.4; charset=utf-8"
 _HTML_CT = b"text/html; charset=utf-8"
@@ -52,7 +53,12 @@ class ServiceApp:
     """The ASGI app serving one ``@service`` class: its apis, infra routes and mounted apps."""
 
     def __init__(
-        self, cls: type, *, api_token: str | None = None, allow_private_urls: bool | None = None
+        self,
+        cls: type,
+        *,
+        api_token: str | None = None,
+        allow_private_urls: bool | None = None,
+        max_body_size: int | None = None,
     ) -> None:
         spec = get_spec(cls)
         self.cls = cls
@@ -65,6 +71,10 @@ class ServiceApp:
             allow_private_urls = os.environ.get("ASGISERVE_ALLOW_PRIVATE_URLS", "") in ("1", "true", "yes")
         # File inputs given as URLs may point at private, loopback or link-local hosts only when allowed.
         self.allow_private_urls = allow_private_urls
+        if max_body_size is None:
+            max_body_size = int(os.environ.get("ASGISERVE_MAX_BODY_SIZE", DEFAULT_MAX_BODY))
+        # Enforced here too, so that the limit holds under any ASGI server, not only asgiserve's own.
+        self.max_body_size = max_body_size
         self.in_flight = 0
         self.instance: Any = None
         self.draining = False
@@ -137,8 +147,9 @@ class ServiceApp:
             if root and path.startswith(root):
                 path = path[len(root) :] or "/"
             mount = self.router.match_mount(path) if path not in self.routes else None
-            if mount is None:
-                await send({"type": "websocket.close", "code": 1000})
+            if mount is None or self._refuse(scope["headers"]) is not None:
+                # Closing before accepting makes the server answer the handshake with 403.
+                await send({"type": "websocket.close", "code": 1008 if mount is not None else 1000})
             else:
                 await mount.app(mount.child_scope(scope), receive, send)
         else:
@@ -148,7 +159,7 @@ class ServiceApp:
         """The error to answer instead of running a limited route, or None to admit it."""
         if self.api_token is not None and not self._authorized(scope_headers):
             return 401, _UNAUTHORIZED_BODY, _UNAUTHORIZED_HDR
-        if self.instance is None:
+        if self.instance is None or self.draining:
             return 503, _NOT_READY_BODY, None
         if self.in_flight >= self.max_concurrency:
             return 429, _TOO_MANY_BODY, _RETRY_AFTER
@@ -179,16 +190,19 @@ class ServiceApp:
                 raise
             status = await self.answer_error(send, 504, self._timeout_message)
         finally:
-            deadlines.pending.pop(task, None)  # type: ignore[arg-type]
+            deadlines.finish(task)
             self.in_flight -= 1
             progress[endpoint] -= 1
             self.metrics.observe(endpoint, status, monotonic() - t0)
 
     def fast_handler(self, path: str) -> APIHandler | None:
-        """The api handler a server may call through ``call_fast`` for ``POST path`` (not for streams)."""
+        """The api handler a server may call through ``call_fast`` for ``POST path``.
+
+        Not for streams and file outputs, which need ASGI messages to go out piece by piece.
+        """
         route = self.routes.get(path)
         handler = route.handler if route is not None else None
-        if isinstance(handler, APIHandler) and not handler.streams:
+        if isinstance(handler, APIHandler) and not handler.streams and handler.codec.output.kind != "file":
             return handler
         return None
 
@@ -222,7 +236,7 @@ class ServiceApp:
                 raise
             response = (504, JSON_CT, error_body(self._timeout_message), None)
         finally:
-            deadlines.pending.pop(task, None)  # type: ignore[arg-type]
+            deadlines.finish(task)
             self.in_flight -= 1
             progress[endpoint] -= 1
             self.metrics.observe(endpoint, response[0], monotonic() - t0)
@@ -373,7 +387,13 @@ class ServiceApp:
 
 
 def asgi_app(
-    cls: type, *, api_token: str | None = None, allow_private_urls: bool | None = None
+    cls: type,
+    *,
+    api_token: str | None = None,
+    allow_private_urls: bool | None = None,
+    max_body_size: int | None = None,
 ) -> ServiceApp:
     """The ASGI application serving service class ``cls`` (for uvicorn, granian, hypercorn or tests)."""
-    return ServiceApp(cls, api_token=api_token, allow_private_urls=allow_private_urls)
+    return ServiceApp(
+        cls, api_token=api_token, allow_private_urls=allow_private_urls, max_body_size=max_body_size
+    )

@@ -2,8 +2,10 @@
 
 Policy: a call that arrives while the api is idle runs at once (no added latency under light load);
 calls that arrive while a batch is running wait, and run together as the next batch as soon as it ends,
-up to ``max_batch_size`` items. A call that waited longer than ``max_latency_ms`` without being taken
-into a batch fails with 503, so a queue never grows without bound. Inputs are lists (concatenated) or
+up to ``max_batch_size`` items (a call larger than that runs as a batch of its own, never beside another).
+Waiting for the running batch is not held against a call; ``max_latency_ms`` bounds the time a call
+spends left behind because the batches were full, after which it fails with 503, so that an overloaded
+api sheds load instead of queueing without bound. Inputs are lists (concatenated) or
 numpy arrays (concatenated along the input ``batch_dim``); outputs are split back by each call's size.
 """
 
@@ -45,7 +47,8 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000
         self.in_dim, self.out_dim = batch_dim if isinstance(batch_dim, tuple) else (batch_dim, batch_dim)
-        self._queue: deque[tuple[Any, int, asyncio.Future[Any], float]] = deque()
+        # [items, size, future, time it was first left out of a full batch (0.0: never)]
+        self._queue: deque[list[Any]] = deque()
         self._busy = False
 
     def __repr__(self) -> str:
@@ -54,11 +57,8 @@ class Batcher:
     async def submit(self, items: Any) -> Any:
         """Run ``items`` (a list or array) as part of a batch and return this call's share of the output."""
         n = _size(items, self.in_dim)
-        if n > self.max_batch_size:
-            # Larger than any batch may be: run it alone rather than refuse it.
-            return await self._run(items)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((items, n, fut, monotonic()))
+        self._queue.append([items, n, fut, 0.0])
         if not self._busy:
             self._busy = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -77,22 +77,26 @@ class Batcher:
         batch: list[tuple[Any, int, asyncio.Future[Any]]] = []
         total = 0
         now = monotonic()
-        while self._queue:
-            items, n, fut, queued_at = self._queue[0]
+        full = False
+        kept: deque[list[Any]] = deque()
+        for entry in self._queue:
+            items, n, fut, left_out_at = entry
             if fut.done():  # the caller went away (cancelled by its deadline or its client)
-                self._queue.popleft()
                 continue
-            if now - queued_at > self.max_latency:
-                self._queue.popleft()
+            if left_out_at and now - left_out_at > self.max_latency:
                 fut.set_exception(
                     ServiceUnavailable(f"Waited over max_latency_ms ({self.max_latency * 1000:g})")
                 )
                 continue
-            if total + n > self.max_batch_size and batch:
-                break
-            self._queue.popleft()
+            if full or (batch and total + n > self.max_batch_size):
+                full = True  # keep arrival order: nothing later jumps ahead of a call left out
+                if not left_out_at:
+                    entry[3] = now
+                kept.append(entry)
+                continue
             batch.append((items, n, fut))
             total += n
+        self._queue = kept
         return batch
 
     async def _execute(self, batch: list[tuple[Any, int, asyncio.Future[Any]]]) -> None:

@@ -12,6 +12,7 @@ import copy
 import inspect
 import pathlib
 import re
+import types
 import typing
 from collections.abc import (
     AsyncGenerator,
@@ -19,7 +20,6 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Generator,
-    Iterable,
     Iterator,
 )
 from typing import Any
@@ -39,7 +39,8 @@ SSE_CT = b"text/event-stream"
 
 _LOC_RE = re.compile(r" - at `\$(.*)`$")
 _LOC_PART_RE = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-_STREAM_ORIGINS = (Generator, Iterator, Iterable, AsyncGenerator, AsyncIterator, AsyncIterable)
+_SYNC_STREAMS = (Generator, Iterator)
+_ASYNC_STREAMS = (AsyncGenerator, AsyncIterator, AsyncIterable)
 
 
 class Output:
@@ -151,7 +152,7 @@ def _output_for(tp: Any, media_type: str | None) -> Output:
         return Output("text", media_type.encode() if media_type else TEXT_CT, str)
     if tp in (bytes, bytearray, memoryview):
         return Output("bytes", media_type.encode() if media_type else BYTES_CT, bytes)
-    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
+    if _is_path_output(tp):  # Path, or Optional[Path]: a file either way, never its server-side name
         return Output("file", media_type.encode() if media_type else BYTES_CT, pathlib.Path)
     return Output("json", JSON_CT, tp)
 
@@ -199,13 +200,21 @@ class APICodec:
         self._empty = None if any(len(f) == 2 for f in fields) else b"{}"
 
         ret = hints.get("return", sig.return_annotation)
+        origin = typing.get_origin(ret)
+        # A stream is a generator function, or a function annotated to return an iterator (which it
+        # builds itself: ``iterator_factory`` tells the handler to call it before iterating).
         self.stream = "none"
+        self.iterator_factory = False
         if inspect.isasyncgenfunction(func):
             self.stream = "async"
         elif inspect.isgeneratorfunction(func):
             self.stream = "sync"
+        elif origin in _ASYNC_STREAMS:
+            self.stream, self.iterator_factory = "async", True
+        elif origin in _SYNC_STREAMS:
+            self.stream, self.iterator_factory = "sync", True
         item = ret
-        if self.stream != "none" or typing.get_origin(ret) in _STREAM_ORIGINS:
+        if self.stream != "none" or origin in _SYNC_STREAMS or origin in _ASYNC_STREAMS:
             args = typing.get_args(ret)
             item = args[0] if args else Any
         self.output = _output_for(item, media_type)
@@ -275,6 +284,16 @@ class APICodec:
         out["is_stream"] = self.stream != "none"
         out["media_type"] = self.output.content_type.decode().split(";")[0]
         return out
+
+
+def _is_path_output(tp: Any) -> bool:
+    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
+        return True
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    is_union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    return (
+        is_union and bool(args) and all(isinstance(a, type) and issubclass(a, pathlib.PurePath) for a in args)
+    )
 
 
 def _is_path_type(tp: Any) -> bool:

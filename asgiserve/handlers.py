@@ -19,12 +19,12 @@ import os
 import pathlib
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, TEXT_CT, APICodec, encode_json
-from .errors import HTTPError, UnsupportedMediaType
+from .errors import HTTPError, PayloadTooLarge, UnsupportedMediaType
 from .responses import error_body
 from .service import APISpec
 
@@ -53,6 +53,7 @@ class FileOut(NamedTuple):
 # (status, content type, body, extra headers or None): what ``APIHandler.respond`` produces.
 Response = tuple[int, bytes, "bytes | FileOut", "list[tuple[bytes, bytes]] | None"]
 _INTERNAL_ERROR = error_body("Internal Server Error")
+_SLOW = object()  # marks a body that needs the async decoding path
 
 logger = logging.getLogger("asgiserve")
 _STOP = object()
@@ -64,20 +65,27 @@ class ClientDisconnected(Exception):
     """The client went away before the request body was complete."""
 
 
-async def read_body(receive: Callable[[], Any]) -> bytes:
-    """The whole request body (one ``receive`` call in the common case)."""
+async def read_body(receive: Callable[[], Any], limit: int) -> bytes:
+    """The whole request body (one ``receive`` call in the common case), at most ``limit`` bytes."""
     msg = await receive()
     if msg["type"] == "http.disconnect":
         raise ClientDisconnected
     body: bytes = msg.get("body", b"")
     if not msg.get("more_body"):
+        if len(body) > limit:
+            raise PayloadTooLarge(f"Request body over the {limit} byte limit")
         return body
     parts = [body]
+    size = len(body)
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
             raise ClientDisconnected
-        parts.append(msg.get("body", b""))
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body over the {limit} byte limit")
+        parts.append(chunk)
         if not msg.get("more_body"):
             return b"".join(parts)
 
@@ -94,7 +102,7 @@ def _disposition(name: str) -> bytes:
 def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     for name, value in headers:
         if name == b"content-type":
-            return bytes(value).lower()
+            return bytes(value)  # not lowercased: a multipart boundary is case-sensitive
     return None
 
 
@@ -151,15 +159,17 @@ class APIHandler:
     ) -> int:
         """Handle one POST to this api over ASGI and return the status sent."""
         try:
-            body = await read_body(receive)
+            body = await read_body(receive, self.app.max_body_size)
         except ClientDisconnected:
             return 499
+        except PayloadTooLarge as exc:
+            return await self.app.answer_error(send, 413, exc.message)
         if self.streams:
             return await self._stream(scope["headers"], body, receive, send)
         status, ctype, out, extra = await self.respond(scope["headers"], body)
+        # The response starts now, so its deadline ends (a slow reader must not turn it into a 504).
+        self.app.deadlines.pending.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
         if isinstance(out, FileOut):
-            # A file output: the response starts now, so its deadline ends; then it streams from disk.
-            self.app.deadlines.pending.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             return await self._send_file(send, out)
         headers = [(b"content-type", ctype), (b"content-length", b"%d" % len(out))]
         if extra:
@@ -168,21 +178,28 @@ class APIHandler:
         await send({"type": "http.response.body", "body": out})
         return status
 
-    async def _decode(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[Any, Any]:
+    def _decode_json(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Any:
+        """The decoded input for a JSON body, or ``_SLOW`` when the body needs ``_decode`` (files)."""
         ctype = _content_type(headers)
-        cleanup = None
-        if ctype is None or ctype.startswith(_JSON_LIKE) or ctype.endswith(b"+json"):
-            obj = self.codec.decode(body)
-            if self.codec.path_params:
-                obj, cleanup = await self.fetch_urls(obj)
-        elif ctype.startswith(b"multipart/form-data"):
-            obj, cleanup = await self.decode_form(body, ctype)
-        else:
-            raise UnsupportedMediaType(
-                f"Unsupported content type {ctype.decode('latin-1')!r}: send application/json"
-                + (" or multipart/form-data" if self.codec.file_params else "")
-            )
-        return obj, cleanup
+        if ctype is not None:
+            low = ctype.lower()
+            if not (low.startswith(_JSON_LIKE) or low.endswith(b"+json")):
+                if low.startswith(b"multipart/form-data"):
+                    return _SLOW
+                raise UnsupportedMediaType(
+                    f"Unsupported content type {ctype.decode('latin-1')!r}: send application/json"
+                    + (" or multipart/form-data" if self.codec.file_params else "")
+                )
+        obj = self.codec.decode(body)
+        return _SLOW if self.codec.path_params else obj
+
+    async def _decode(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[Any, Any]:
+        """Decode any body: JSON (downloading URLs given for files) or multipart/form-data."""
+        ctype = _content_type(headers) or b""
+        if ctype.lower().startswith(b"multipart/form-data"):
+            return await self.decode_form(body, ctype)
+        obj = self.codec.decode(body)
+        return await self.fetch_urls(obj)
 
     async def respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
         """Decode, call and encode one request; errors become JSON error responses.
@@ -191,7 +208,9 @@ class APIHandler:
         """
         cleanup: Callable[[], None] | None = None
         try:
-            obj, cleanup = await self._decode(headers, body)
+            obj = self._decode_json(headers, body)
+            if obj is _SLOW:
+                obj, cleanup = await self._decode(headers, body)
             args, kwargs = self.codec.call_args(obj)
             if self.batcher is not None:
                 result = await self.batcher.submit(args[0] if args else next(iter(kwargs.values())))
@@ -203,7 +222,7 @@ class APIHandler:
                 # Opened here so that a missing file is an ordinary 500; the caller streams it.
                 fo = await self._open_file(pathlib.Path(result))
                 return 200, fo.ctype, fo, fo.extra
-            out, ctype, extra = await self._encode(result)
+            out, ctype, extra = self._encode(result)
             return 200, ctype, out, extra
         except HTTPError as exc:
             return exc.status, JSON_CT, error_body(exc.message, exc.detail), None
@@ -238,7 +257,7 @@ class APIHandler:
             shutil.rmtree(folder, ignore_errors=True)
             raise
 
-    async def _encode(self, result: Any) -> tuple[bytes, bytes, list[tuple[bytes, bytes]] | None]:
+    def _encode(self, result: Any) -> tuple[bytes, bytes, list[tuple[bytes, bytes]] | None]:
         kind = self._kind
         if kind == "text" and type(result) is str:
             return result.encode(), self._ct, None
@@ -290,7 +309,7 @@ class APIHandler:
         else:
             data = encode_json(item) + (b"" if self.codec.sse else b"\n")
         if self.codec.sse:
-            lines = data.decode().split("\n")
+            lines = data.decode().splitlines() or [""]
             return ("".join(f"data: {line}\n" for line in lines) + "\n").encode()
         return data
 
@@ -302,38 +321,57 @@ class APIHandler:
         send: Callable[..., Any],
     ) -> int:
         loop = asyncio.get_running_loop()
+        app = self.app
         cleanup = None
+        gen: Any = None
+        running: Future[Any] | None = None  # a sync ``next()`` still running in the pool
         try:
-            obj, cleanup = await self._decode(headers, body)
-            args, kwargs = self.codec.call_args(obj)
-            gen = self.bound(*args, **kwargs)
-        except HTTPError as exc:
-            return await self.app.answer_error(send, exc.status, exc.message, exc.detail)
-        except Exception:
-            logger.exception("api %s raised", self.spec.name)
-            return await self.app.answer_error(send, 500, "Internal Server Error")
-        if self.codec.stream == "async":
+            try:
+                obj, cleanup = await self._decode(headers, body)
+                args, kwargs = self.codec.call_args(obj)
+                if not self.codec.iterator_factory:
+                    gen = self.bound(*args, **kwargs)
+                elif self.codec.stream == "async":
+                    gen = (await self.bound(*args, **kwargs)).__aiter__()
+                else:
+                    gen = iter(await self._call(*args, **kwargs))
+            except HTTPError as exc:
+                return await app.answer_error(send, exc.status, exc.message, exc.detail)
+            except Exception:
+                logger.exception("api %s raised", self.spec.name)
+                return await app.answer_error(send, 500, "Internal Server Error")
 
-            async def step() -> Any:
-                try:
-                    return await gen.__anext__()
-                except StopAsyncIteration:
-                    return _STOP
+            if self.codec.stream == "async":
 
-        else:
-            executor: ThreadPoolExecutor = self.app.executor
+                async def step() -> Any:
+                    try:
+                        return await gen.__anext__()
+                    except StopAsyncIteration:
+                        return _STOP
 
-            async def step() -> Any:
-                return await loop.run_in_executor(executor, next, gen, _STOP)
+            else:
 
-        try:
-            # The first item is produced under the deadline: an error here is a normal error response.
+                async def step() -> Any:
+                    nonlocal running
+                    running = app.executor.submit(next, gen, _STOP)
+                    try:
+                        item = await asyncio.wrap_future(running)
+                    except asyncio.CancelledError:
+                        if not running.done():
+                            app.hold_slot_until(running)  # the thread goes on: keep its slot taken
+                        raise
+                    running = None
+                    return item
+
+            # The first item is produced and encoded under the deadline: an error here is a normal
+            # error response; after the response started, an error ends it without its last chunk.
             try:
                 first = await step()
+                chunk = self._encode_item(first) if first is not _STOP else b""
             except Exception:
                 logger.exception("api %s raised before its first item", self.spec.name)
-                return await self.app.answer_error(send, 500, "Internal Server Error")
-            self.app.deadlines.pending.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+                return await app.answer_error(send, 500, "Internal Server Error")
+            app.deadlines.pending.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             disconnected = asyncio.Event()
 
             async def watch() -> None:
@@ -345,27 +383,37 @@ class APIHandler:
 
             watcher = loop.create_task(watch())
             try:
-                start = {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", self._ct)],
-                }
-                await send(start)
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": [(b"content-type", self._ct)]}
+                )
                 item = first
                 while item is not _STOP and not disconnected.is_set():
-                    await send(
-                        {"type": "http.response.body", "body": self._encode_item(item), "more_body": True}
-                    )
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     item = await step()
+                    if item is not _STOP:
+                        chunk = self._encode_item(item)
                 if not disconnected.is_set():
                     await send({"type": "http.response.body", "body": b""})
             finally:
                 watcher.cancel()
         finally:
-            if self.codec.stream == "async":
-                await gen.aclose()
-            else:
-                await loop.run_in_executor(self.app.executor, gen.close)
+            if gen is not None:
+                await self._close_stream(gen, running)
             if cleanup is not None:
                 cleanup()
         return 200
+
+    async def _close_stream(self, gen: Any, running: Future[Any] | None) -> None:
+        """Close a stream's generator; a sync one still inside ``next()`` is closed once that returns."""
+        if self.codec.stream == "async":
+            aclose = getattr(gen, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            return
+        close = getattr(gen, "close", None)
+        if close is None:
+            return
+        if running is not None and not running.done():
+            running.add_done_callback(lambda _: close())
+        else:
+            await asyncio.get_running_loop().run_in_executor(self.app.executor, close)

@@ -43,7 +43,7 @@ class Metrics:
         # (endpoint, status) -> [count, sum_seconds, per-bucket counts..., +Inf count]
         self._series: dict[tuple[str, int], list[float]] = {}
         self.in_progress: dict[str, int] = {}
-        self._batch: dict[str, list[int]] = {}
+        self._batch: dict[str, list[int]] = {}  # endpoint -> [sum of sizes, number of batches]
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         """Record one finished request."""
@@ -56,7 +56,11 @@ class Metrics:
 
     def observe_batch(self, endpoint: str, size: int) -> None:
         """Record the size of one adaptive batch."""
-        self._batch.setdefault(endpoint, []).append(size)
+        row = self._batch.get(endpoint)
+        if row is None:
+            row = self._batch[endpoint] = [0, 0]
+        row[0] += size
+        row[1] += 1
 
     def render(self) -> bytes:
         """The metrics in Prometheus text format."""
@@ -97,8 +101,8 @@ class Metrics:
                 "# HELP asgiserve_batch_size Sizes of adaptive batches, by endpoint.",
                 "# TYPE asgiserve_batch_size summary",
             ]
-            for endpoint, sizes in sorted(self._batch.items()):
+            for endpoint, (total, count) in sorted(self._batch.items()):
                 lab = f'service="{svc}",endpoint="{_label(endpoint)}"'
-                lines.append(f"asgiserve_batch_size_sum{{{lab}}} {sum(sizes)}")
-                lines.append(f"asgiserve_batch_size_count{{{lab}}} {len(sizes)}")
+                lines.append(f"asgiserve_batch_size_sum{{{lab}}} {total}")
+                lines.append(f"asgiserve_batch_size_count{{{lab}}} {count}")
         return ("\n".join(lines) + "\n").encode()

@@ -32,7 +32,8 @@ __all__ = ["Part", "decode_form", "parse_form"]
 
 MAX_PARTS = 1000
 MAX_PART_HEADER = 8192
-_BOUNDARY_RE = re.compile(rb"""boundary=(?:"([^"]{1,70})"|([0-9A-Za-z'()+_,\-./:=?]{1,70}))(?:;|\s|$)""")
+# Parameter names are case-insensitive (RFC 9110 5.6.6); the boundary value itself is not.
+_BOUNDARY_RE = re.compile(rb"""(?i:boundary)=(?:"([^"]{1,70})"|([0-9A-Za-z'()+_,\-./:=?]{1,70}))(?:;|\s|$)""")
 _BCHARS = re.compile(rb"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
 _PARAM_RE = re.compile(r';\s*([A-Za-z0-9_*-]+)="((?:[^"\\]|\\.)*)"|;\s*([A-Za-z0-9_*-]+)=([^;\s]*)')
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")

@@ -44,13 +44,24 @@ class Deadlines:
         assert loop is not None
         now = monotonic()
         if self.pending:
-            late = [task for task, deadline in self.pending.items() if deadline <= now]
+            # Deadlines are start time + one timeout, so insertion order is deadline order.
+            late = []
+            for task, deadline in self.pending.items():
+                if deadline > now:
+                    break
+                late.append(task)
             for task in late:
                 del self.pending[task]
                 if not task.done():
                     self.expired.add(task)
                     task.cancel()
         self._handle = loop.call_later(self.interval, self._sweep)
+
+    def finish(self, task: asyncio.Task[Any] | None) -> None:
+        """The request served by ``task`` ended: forget its deadline and any expiry it swallowed."""
+        self.pending.pop(task, None)  # type: ignore[arg-type]
+        if self.expired and task in self.expired:
+            self.claim_expiry(task)
 
     def claim_expiry(self, task: asyncio.Task[Any] | None) -> bool:
         """True (once) if ``task`` was cancelled by its deadline; undoes the cancellation request."""

@@ -47,6 +47,14 @@ def test_numpy_batches_split_back(batched):
         assert r.json() == [[2 * i, 2 * i], [2 * i, 2 * i]]
 
 
+def test_waiting_for_a_running_batch_is_not_latency(batched):
+    responses = asyncio.run(_concurrent(batched.url, "/tight", [{"xs": [i]} for i in range(8)]))
+    assert [r.status_code for r in responses] == [200] * 8
+    assert [r.json() for r in responses] == [[i + 1] for i in range(8)]
+    batches = httpx.post(batched.url + "/seen").json()
+    assert sum(batches) == 8 and len(batches) < 8
+
+
 def test_batchable_needs_one_parameter(runner):
     @asgiserve.service
     class Bad:

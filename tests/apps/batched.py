@@ -27,6 +27,13 @@ class Batched:
         await asyncio.sleep(0.02)
         return a * 2
 
+    @asgiserve.api(batchable=True, max_batch_size=8, max_latency_ms=10)
+    async def tight(self, xs: list[int]) -> list[int]:
+        # Slower than max_latency_ms: waiting for a running batch must not count against a call.
+        self.batches.append(len(xs))
+        await asyncio.sleep(0.05)
+        return [x + 1 for x in xs]
+
     @asgiserve.api
     def seen(self) -> list[int]:
         return self.batches

@@ -5,14 +5,16 @@ import asgiserve as bentoml
 
 app = FastAPI()
 
+
 @bentoml.service
 @bentoml.mount_asgi_app(app, path="/v1")
 class MyService:
     name = "MyService"
 
-    @app.get('/hello')
+    @app.get("/hello")
     def hello(self):  # Inside service class, use `self` to access the service
         return f"Hello {self.name}"
+
 
 @app.get("/hello1")
 async def hello(service: MyService = Depends(bentoml.get_current_service)):

@@ -11,6 +11,7 @@ EXAMPLE_INPUT = "Breaking News: In an astonishing turn of events, the small town
 # Create a FastAPI app instance
 app = FastAPI()
 
+
 @bentoml.service(
     resources={"cpu": "2"},
     traffic={"timeout": 10},
@@ -18,7 +19,7 @@ app = FastAPI()
 @bentoml.mount_asgi_app(app, path="/v1")
 class Summarization:
     def __init__(self) -> None:
-        self.pipeline = pipeline('summarization')
+        self.pipeline = pipeline("summarization")
 
     # Define a name attribute
     name = "MyService"
@@ -27,13 +28,14 @@ class Summarization:
     @bentoml.api
     def summarize(self, text: str = EXAMPLE_INPUT) -> str:
         result = self.pipeline(text)
-        return result[0]['summary_text']
+        return result[0]["summary_text"]
 
     # Access the Service instance inside the class
     @app.get("/hello-inside")
     def hello(self):
         # Add other logic here if needed
         return f"Hello {self.name}. You can access the Service instance inside the class."
+
 
 # Access the Service instance outside the class
 @app.get("/hello-outside")

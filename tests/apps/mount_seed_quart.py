@@ -6,10 +6,12 @@ from quart import Quart
 
 app = Quart(__name__)
 
+
 @app.get("/hello")
 async def hello_world():
     service = bentoml.get_current_service()
     return f"Hello, {service.name}"
+
 
 @bentoml.service
 @bentoml.mount_asgi_app(app, path="/v1")

@@ -11,11 +11,13 @@ EXAMPLE_INPUT = "Breaking News: In an astonishing turn of events, the small town
 # Create a Quart app instance
 app = Quart(__name__)
 
+
 @app.get("/hello")
 async def hello_world():
     service = bentoml.get_current_service()
     # Add other logic here if needed
     return f"Hello, {service.name}"
+
 
 @bentoml.service(
     resources={"cpu": "2"},
@@ -24,7 +26,7 @@ async def hello_world():
 @bentoml.mount_asgi_app(app, path="/v1")
 class Summarization:
     def __init__(self) -> None:
-        self.pipeline = pipeline('summarization')
+        self.pipeline = pipeline("summarization")
 
     # Define a name attribute
     name = "MyService"
@@ -33,4 +35,4 @@ class Summarization:
     @bentoml.api
     def summarize(self, text: str = EXAMPLE_INPUT) -> str:
         result = self.pipeline(text)
-        return result[0]['summary_text']
+        return result[0]["summary_text"]
