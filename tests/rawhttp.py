@@ -43,7 +43,7 @@ def read_all(s: socket.socket, timeout: float = 3.0) -> tuple[bytes, bool]:
     while True:
         try:
             data = s.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return out, False
         except ConnectionResetError:
             return out, True
