@@ -6,8 +6,9 @@ and ``send``, pipelining (requests queue behind the running one, answered in ord
 deadlines (checked by the server's tick, so no timer per request), flow control, app misbehaviour.
 
 Hot path rules: one task per request (the app's), the response head is built when the first body message
-arrives so that head and body go out in one ``transport.write`` with an exact Content-Length; a
-``call_soon`` flushes the head alone if the body is not sent in the same loop step.
+arrives so that head and body go out in one ``transport.write``; for a response without Content-Length a
+``call_soon`` flushes the head alone if the body is not sent in the same loop step (else the head gets an
+exact Content-Length instead of chunked framing).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class HTTPProtocol(asyncio.Protocol):
         if len(headers) > server.max_headers:
             raise ProtocolError("Too many header fields", 431)
         length, keep_alive, expect, _ = request_framing(method, version, headers, server.max_body)
-        path, raw_path, query = split_target(target)
+        path, raw_path, query = _targets.get(target) or split_target(target)
         scope = {
             "type": "http",
             "asgi": _ASGI,
@@ -460,7 +461,12 @@ class RequestCycle:
                 raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
             self.started = True
             self.status = message["status"]
-            self.headers = message.get("headers") or ()
+            headers = self.headers = message.get("headers") or ()
+            # A response with a Content-Length is about to send its body: hold the head for it. Any other
+            # (a stream, perhaps slow to start) gets its head flushed at the end of this loop step.
+            for name, _ in headers:
+                if name == b"content-length":
+                    return
             self.proto.loop.call_soon(self._flush_head)
             return
         if kind != "http.response.body":
@@ -469,11 +475,23 @@ class RequestCycle:
             raise RuntimeError("response already completed")
         body = message.get("body", b"")
         more = message.get("more_body", False)
+        proto = self.proto
         head = self.head
-        prefix = None
         if head is None:
             head = self.head = self._build_head(-1 if more else len(body))
+            if not more and not head.chunked and (head.length == len(body) or head.no_body):
+                # The common case: a whole response in one message, one write.
+                data = head.data if head.no_body else head.data + body
+                proto.transport.write(data)
+                self.finished = True
+                self.sent = len(body)
+                if self.waiter is not None:
+                    self.wake()
+                proto.response_complete(self, head.keep_alive)
+                return
             prefix = head.data
+        else:
+            prefix = None
         if head.no_body:
             data = b""
         elif head.chunked:
@@ -487,10 +505,10 @@ class RequestCycle:
                 logger.error("ASGI app sent more than its Content-Length of %d bytes", head.length)
                 self.finished = True
                 if prefix is not None:
-                    self.proto.transport.write(prefix)
-                self.proto.transport.close()
+                    proto.transport.write(prefix)
+                proto.transport.close()
                 return
-        transport = self.proto.transport
+        transport = proto.transport
         if prefix is not None:
             if len(data) < 65536:
                 transport.write(prefix + data if data else prefix)
@@ -506,9 +524,9 @@ class RequestCycle:
                 logger.error("ASGI app sent %d bytes for a Content-Length of %d", self.sent, head.length)
                 transport.close()
                 return
-            self.proto.response_complete(self, head.keep_alive)
-        elif self.proto.flow.write_paused:
-            await self.proto.flow.drain()
+            proto.response_complete(self, head.keep_alive)
+        elif proto.flow.write_paused:
+            await proto.flow.drain()
 
     def _build_head(self, body_len: int) -> ResponseHead:
         proto = self.proto

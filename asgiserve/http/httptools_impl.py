@@ -25,6 +25,7 @@ class HttpToolsProtocol(HTTPProtocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0
         self.raw_head = 0
+        self.count_head = False
 
     def data_received(self, data: bytes) -> None:
         if self.stopped:
@@ -32,6 +33,10 @@ class HttpToolsProtocol(HTTPProtocol):
         if self.idle:
             self.begin_head()
         was_in_head = self.in_head
+        # Headers are only measured one by one when this chunk could take the head over the limit.
+        count = self.count_head = self.raw_head + len(data) > self.server.max_header_size
+        if count and self.raw_head > self.head_size:
+            self.head_size = self.raw_head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -56,7 +61,7 @@ class HttpToolsProtocol(HTTPProtocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
-        self.head_size = self.raw_head = 0
+        self.raw_head = 0
         self.in_head = True
         self.idle = False
 
@@ -68,10 +73,11 @@ class HttpToolsProtocol(HTTPProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_head:
             return  # a chunked trailer: read and dropped
-        size = self.head_size + len(name) + len(value) + 4
-        self.head_size = size
-        if size > self.server.max_header_size:
-            raise ProtocolError("Request header fields too large", 431)
+        if self.count_head:
+            size = self.head_size + len(name) + len(value) + 4
+            self.head_size = size
+            if size > self.server.max_header_size:
+                raise ProtocolError("Request header fields too large", 431)
         self.headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
