@@ -66,10 +66,10 @@ def server_cmd(kind: str, port: int) -> list[str]:
     """The command line starting ``kind`` on ``port``, pinned to CPU 0."""
     py = [sys.executable, "-m"]
     if kind == "asgiserve":
-        cmd = py + ["asgiserve", "server_vs_uvicorn:Bench", "--app-dir", str(HERE), "--no-access-log"]
+        cmd = [*py, "asgiserve", "server_vs_uvicorn:Bench", "--app-dir", str(HERE), "--no-access-log"]
         cmd += ["--port", str(port), "--log-level", "warning"]
     else:
-        cmd = py + ["uvicorn", "server_vs_uvicorn:app", "--app-dir", str(HERE), "--no-access-log"]
+        cmd = [*py, "uvicorn", "server_vs_uvicorn:app", "--app-dir", str(HERE), "--no-access-log"]
         cmd += ["--port", str(port), "--log-level", "warning", "--http", "httptools", "--loop", "uvloop"]
     return ["taskset", "-c", "0", *cmd]
 
