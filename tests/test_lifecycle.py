@@ -137,3 +137,22 @@ def test_max_connections(tmp_path):
         assert wait_for(lambda: get(server.port, "/echo").status == 200)
     finally:
         assert server.stop() == 0
+
+
+def test_ctrl_c_with_workers_drains(tmp_path):
+    # Ctrl-C reaches the parent and every worker at once; in-flight requests still finish.
+    server = start("asgiserve", "tests.apps.traffic:Unlimited", tmp_path, "--workers", "2")
+    assert wait_for(lambda: len(children(server.proc.pid)) == 2)
+    result: dict[str, int] = {}
+
+    def call() -> None:
+        result["status"] = httpx.post(server.url + "/sleep", json={"seconds": 1.0}, timeout=10).status_code
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.3)
+    for pid in (server.proc.pid, *children(server.proc.pid)):
+        os.kill(pid, signal.SIGINT)
+    t.join(10)
+    assert result == {"status": 200}
+    assert server.proc.wait(10) == 0

@@ -47,9 +47,12 @@ def bind_socket(config: Config) -> socket.socket:
 class Server:
     """Serves one ASGI app on an already bound socket until told to stop."""
 
-    def __init__(self, config: Config, app: Any) -> None:
+    def __init__(
+        self, config: Config, app: Any, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+    ) -> None:
         self.config = config
         self.app = app
+        self.signals = signals
         self.state: ServerState | None = None
         self.stop: asyncio.Event | None = None
         self.forced = False
@@ -82,7 +85,7 @@ class Server:
         config = self.config
         loop = asyncio.get_running_loop()
         self.stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in self.signals:
             loop.add_signal_handler(sig, self.handle_signal)
         state = self.state = ServerState(self.app, loop, **config.limits())
         self.tick()
@@ -102,7 +105,7 @@ class Server:
         finally:
             if self._tick_handle is not None:
                 self._tick_handle.cancel()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in self.signals:
                 loop.remove_signal_handler(sig)
 
     async def _drain(self, server: asyncio.AbstractServer) -> None:
@@ -134,12 +137,17 @@ def _name(app: Any) -> str:
     return str(getattr(app, "name", None) or getattr(app, "__name__", None) or type(app).__name__)
 
 
-def run_server(config: Config, app: Any, sock: socket.socket) -> int:
-    """Run one server process on its own event loop (uvloop when available)."""
+def run_server(config: Config, app: Any, sock: socket.socket, *, worker: bool = False) -> int:
+    """Run one server process on its own event loop (uvloop when available).
+
+    A prefork ``worker`` drains on SIGTERM only: a Ctrl-C reaches the whole process group, and the parent
+    turns it into one SIGTERM per worker, which must not count as a second, forcing signal.
+    """
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
+    signals = (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT)
     try:
-        return loop.run_until_complete(Server(config, app).serve(sock))
+        return loop.run_until_complete(Server(config, app, signals).serve(sock))
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

@@ -49,8 +49,8 @@ class Supervisor:
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                code = run_server(self.config, self.app, self.sock)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                code = run_server(self.config, self.app, self.sock, worker=True)
             except BaseException:
                 logger.exception("worker %d crashed", os.getpid())
             finally:
