@@ -146,6 +146,28 @@ def test_keep_alive_and_default_headers(port):
             time.strptime(r.headers["date"], "%a, %d %b %Y %H:%M:%S GMT")
 
 
+def test_body_bytes_are_not_head_bytes(port):
+    body = b'{\n  "a": "x\ry"\n}\r\n\r\n\n'
+    ex = exchange(port, req("/echo", "POST", f"Content-Length: {len(body)}\r\n", body), timeout=0.5)
+    assert ex.statuses == [200] and ex.responses[0].body == body
+
+
+def test_unread_body_over_limit_after_response(port):
+    # The app answers without reading; the body then runs over the limit: the connection just closes.
+    with connect(port) as s:
+        s.sendall(req("/status?code=200", "POST", "Transfer-Encoding: chunked\r\n"))
+        head = s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200")
+        try:
+            for _ in range(40):
+                s.sendall(b"10000\r\n" + b"z" * 0x10000 + b"\r\n")
+        except OSError:
+            pass
+        raw, closed = read_all(s, timeout=3)
+        assert closed and b"HTTP/1.1" not in raw
+    assert get(port, "/echo").status == 200
+
+
 def test_pipelining_answers_in_order(port):
     data = req("/slow?s=0.3") + req("/slow?s=0.01") + req("/echo", "POST", "Content-Length: 3\r\n", b"abc")
     with connect(port) as s:

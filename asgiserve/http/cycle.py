@@ -242,6 +242,9 @@ class HTTPProtocol(asyncio.Protocol):
         c = self.cycle
         if p is not None and not p.body_done:
             # The body of ``p`` broke a limit or its framing.
+            if p.finished:
+                self.transport.close()  # answered already; the rest of its body is not wanted
+                return
             if p is not c:
                 self.pipeline.remove(p)
             elif p.head is None and not p.finished:

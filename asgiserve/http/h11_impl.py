@@ -69,11 +69,12 @@ class H11Protocol(HTTPProtocol):
                 if not buf:
                     return buf
             self.begin_head()
-        if has_bad_eol(buf):
-            raise ProtocolError("Invalid line ending (bare LF or lone CR)")
         end = buf.find(b"\r\n\r\n")
         server = self.server
         if end < 0:
+            # Only head bytes so far: refuse a bare LF or lone CR now rather than wait for more.
+            if has_bad_eol(buf):
+                raise ProtocolError("Invalid line ending (bare LF or lone CR)")
             if b"\r\n" not in buf and len(buf) > server.max_url:
                 raise ProtocolError("Request target too long", 414)
             if len(buf) > server.max_header_size:
