@@ -6,7 +6,7 @@ import asyncio
 import importlib.util
 from collections.abc import Callable
 
-from .cycle import HTTPProtocol, ServerState
+from .connection import HTTPProtocol, ServerState
 
 __all__ = ["new_event_loop", "protocol_class"]
 

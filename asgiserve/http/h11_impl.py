@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import h11
 
-from .cycle import HTTPProtocol, ServerState
-from .wire import CHUNKED, ChunkedDecoder, ProtocolError, check_raw_head, has_bad_eol
+from .chunked import ChunkedDecoder
+from .connection import HTTPProtocol, ServerState
+from .wire import CHUNKED, ProtocolError, check_raw_head, has_bad_eol
 
 __all__ = ["H11Protocol"]
 

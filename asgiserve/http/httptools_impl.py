@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httptools
 
-from .cycle import HTTPProtocol, ServerState
+from .connection import HTTPProtocol, ServerState
 from .wire import ProtocolError
 
 __all__ = ["HttpToolsProtocol"]

@@ -1,7 +1,7 @@
-"""Sans-IO HTTP/1.1 rules shared by both parsers: request verdicts, framing, response heads, chunk coding.
+"""Sans-IO HTTP/1.1 rules shared by both parsers: request verdicts and framing, response heads.
 
-Nothing here does I/O or imports asyncio. The protocols feed parsed request heads in and get either a
-``RequestHead``-shaped decision (body framing, keep-alive, 100-continue) or a ``ProtocolError`` carrying the
+Nothing here does I/O or imports asyncio. The protocols feed parsed request heads in and get either the
+framing decision (body length or chunked, keep-alive, 100-continue) or a ``ProtocolError`` carrying the
 status to answer (400, 413, 414, 431, 501) before the connection is closed. Both parsers go through the
 same checks, so httptools and h11 give the same verdict on hostile input (RFC 9112 section 6.3 for framing,
 section 5 for field syntax). ``check_raw_head`` holds the byte-level checks that llhttp applies by itself
@@ -14,13 +14,21 @@ import re
 from http import HTTPStatus
 
 __all__ = [
+    "CHUNKED",
+    "CONTINUE",
+    "LAST_CHUNK",
     "METHODS",
     "STATUS_LINES",
-    "ChunkedDecoder",
     "ProtocolError",
+    "ResponseHead",
     "check_raw_head",
     "check_transfer_encoding",
+    "encode_chunk",
+    "error_response",
+    "has_bad_eol",
+    "is_field",
     "request_framing",
+    "response_head",
     "status_line",
 ]
 
@@ -217,76 +225,6 @@ def has_bad_eol(data: bytes | bytearray) -> bool:
     return _BAD_EOL.search(data, 0, len(data) - 1 if data.endswith(b"\r") else len(data)) is not None
 
 
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(;[^\r\n]*)?")
-
-
-class ChunkedDecoder:
-    """Incremental strict decoder of a chunked body (RFC 9112 7.1); trailers are read and dropped."""
-
-    __slots__ = ("_buf", "_left", "_state", "done")
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._left = 0
-        self._state = 0  # 0 size line, 1 data, 2 CRLF after data, 3 trailers
-        self.done = False
-
-    def feed(self, data: bytes) -> tuple[list[bytes], bytes]:
-        """Decode ``data``: return the body pieces and the bytes left over after the final chunk."""
-        buf = self._buf + data if self._buf else data
-        out: list[bytes] = []
-        pos = 0
-        n = len(buf)
-        while pos < n and not self.done:
-            state = self._state
-            if state == 1:
-                take = min(self._left, n - pos)
-                out.append(buf[pos : pos + take])
-                pos += take
-                self._left -= take
-                if self._left == 0:
-                    self._state = 2
-                continue
-            if state == 2:
-                if n - pos < 2:
-                    break
-                if buf[pos : pos + 2] != b"\r\n":
-                    raise ProtocolError("Chunk data not followed by CRLF")
-                pos += 2
-                self._state = 0
-                continue
-            end = buf.find(b"\r\n", pos)
-            if end < 0:
-                if n - pos > 4096:
-                    raise ProtocolError("Chunk size line too long")
-                break
-            line = buf[pos:end]
-            pos = end + 2
-            if state == 0:
-                m = _CHUNK_SIZE.fullmatch(line)
-                if m is None or b"\n" in line or b"\r" in line:
-                    raise ProtocolError("Invalid chunk size")
-                size = int(m.group(1), 16)
-                if size == 0:
-                    self._state = 3
-                else:
-                    self._left = size
-                    self._state = 1
-            elif line:
-                if _FIELD.fullmatch(line) is None:
-                    raise ProtocolError("Invalid trailer line")
-            else:
-                self.done = True
-        rest = buf[pos:]
-        if self.done:
-            self._buf = b""
-            return out, rest
-        self._buf = rest
-        if len(rest) > 8192:
-            raise ProtocolError("Chunk framing too long")
-        return out, b""
-
-
 class ResponseHead:
     """A response head ready to write, with the framing chosen for its body."""
 
@@ -432,3 +370,8 @@ def encode_chunk(data: bytes) -> bytes:
 
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def is_field(line: bytes) -> bool:
+    """True for a well-formed ``name: value`` field line (no CR, LF or control characters)."""
+    return _FIELD.fullmatch(line) is not None

@@ -18,7 +18,7 @@ from email.utils import formatdate
 from typing import Any
 
 from ..http.auto import new_event_loop, protocol_class
-from ..http.cycle import ServerState
+from ..http.connection import ServerState
 from .config import Config
 from .lifespan import Lifespan
 
