@@ -6,6 +6,8 @@ import argparse
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 
@@ -97,7 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     workers = config.workers or default_workers
     if workers <= 1:
         try:
-            return run_server(config, app, sock)
+            code = run_server(config, app, sock)
         finally:
             sock.close()
+        _exit_past_stuck_threads(code)
+        return code
     return Supervisor(config, app, sock, workers).run()
+
+
+def _exit_past_stuck_threads(code: int, grace: float = 2.0) -> None:
+    """Exit now if a thread (a sync api still running after the graceful timeout) would hold the process."""
+    deadline = time.monotonic() + grace
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon:
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                logging.getLogger("asgiserve").warning("Exiting with work still running in thread %s", t.name)
+                logging.shutdown()
+                os._exit(code)

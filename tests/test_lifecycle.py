@@ -156,3 +156,16 @@ def test_ctrl_c_with_workers_drains(tmp_path):
     t.join(10)
     assert result == {"status": 200}
     assert server.proc.wait(10) == 0
+
+
+def test_stuck_sync_api_does_not_hold_the_exit(tmp_path):
+    # A sync api still blocking its thread after the graceful timeout must not keep the process alive.
+    server = start("asgiserve", "tests.apps.traffic:Traffic", tmp_path, "--graceful-timeout", "0.3")
+    t = threading.Thread(target=lambda: httpx.post(server.url + "/block", json={"seconds": 8}, timeout=10))
+    t.daemon = True
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(10) == 0
+    assert time.monotonic() - t0 < 5
