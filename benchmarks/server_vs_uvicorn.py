@@ -4,7 +4,8 @@
 
 The server is pinned to CPU 0 and wrk to CPU 1 (``taskset``); each round runs both servers back to back
 on a JSON api call (async, JSON in and out), a sync api call (thread pool) and ``GET /livez``, and the
-closing lines give requests per second for both and the ratio (best of the rounds). Because a shared
+closing lines give requests per second for both and the ratio (best of the rounds). A bare uvloop +
+httptools protocol answering fixed bytes is measured too, as the ceiling for Python here. Because a shared
 machine makes req/s noisy, the server's CPU time per request (from /proc, all its threads) is reported
 too: it does not depend on how long the server waited for a CPU. Needs ``wrk`` on PATH.
 """
@@ -62,9 +63,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def bare_server(port: int) -> None:
+    """A uvloop + httptools protocol answering every request with the same fixed bytes."""
+    import asyncio
+
+    import httptools
+    import uvloop
+
+    reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+    class Bare(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_message_complete(self) -> None:
+            self.transport.write(reply)
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Bare, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(serve())
+
+
 def server_cmd(kind: str, port: int) -> list[str]:
     """The command line starting ``kind`` on ``port``, pinned to CPU 0."""
     py = [sys.executable, "-m"]
+    if kind == "bare":
+        return ["taskset", "-c", "0", sys.executable, __file__, "--bare-server", str(port)]
     if kind == "asgiserve":
         cmd = [*py, "asgiserve", "server_vs_uvicorn:Bench", "--app-dir", str(HERE), "--no-access-log"]
         cmd += ["--port", str(port), "--log-level", "warning"]
@@ -75,7 +105,7 @@ def server_cmd(kind: str, port: int) -> list[str]:
 
 
 def wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
-    """Poll /readyz until the server answers 200."""
+    """Poll /readyz until the server answers 200 (the bare server answers 200 to anything)."""
     for _ in range(200):
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
@@ -154,10 +184,10 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 1
-    best: dict[str, dict[str, Result]] = {"asgiserve": {}, "uvicorn": {}}
-    cpu: dict[str, dict[str, float]] = {"asgiserve": {}, "uvicorn": {}}
+    best: dict[str, dict[str, Result]] = {"asgiserve": {}, "uvicorn": {}, "bare": {}}
+    cpu: dict[str, dict[str, float]] = {"asgiserve": {}, "uvicorn": {}, "bare": {}}
     for _ in range(args.rounds):
-        for kind in ("asgiserve", "uvicorn"):
+        for kind in ("asgiserve", "uvicorn", "bare"):
             for name, result in measure(kind, args.duration, args.connections).items():
                 if name not in best[kind] or result[0] > best[kind][name][0]:
                     best[kind][name] = result
@@ -172,8 +202,15 @@ def main() -> int:
             f"{name:32} {ours[0]:10.0f} {theirs[0]:8.0f} {ours[0] / theirs[0]:6.2f}"
             f" {c_ours:16.1f} {c_theirs:8.1f} {c_theirs / c_ours:6.2f}   p99 {ours[1]} / {theirs[1]}"
         )
+    print("bare uvloop+httptools fixed bytes, and asgiserve as a share of it:")
+    for name in CASES:
+        bare, ours = best["bare"][name], best["asgiserve"][name]
+        print(f"  {name:32} {bare[0]:10.0f} req/s   asgiserve at {ours[0] / bare[0]:4.0%}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == ["--bare-server"]:
+        bare_server(int(sys.argv[2]))
+    else:
+        sys.exit(main())
