@@ -102,6 +102,7 @@ class HTTPProtocol(asyncio.Protocol):
     # -- transport callbacks -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Accept the connection, or answer 503 and close when over ``max_connections`` or draining."""
         server = self.server
         # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
         transport = self.transport = cast(asyncio.Transport, transport)
@@ -119,6 +120,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.deadline = server.now + server.header_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The peer is gone: every request of this connection sees ``http.disconnect``."""
         self.server.connections.discard(self)
         self.stopped = True
         if self.cycle is not None:
@@ -130,12 +132,15 @@ class HTTPProtocol(asyncio.Protocol):
             self.flow.resume_writing()
 
     def pause_writing(self) -> None:
+        """The transport's buffer is full: ``send`` waits."""
         self.flow.pause_writing()
 
     def resume_writing(self) -> None:
+        """The transport's buffer drained."""
         self.flow.resume_writing()
 
     def eof_received(self) -> bool | None:
+        """The client closed its side: treated as gone (apps watching for ``http.disconnect`` rely on it)."""
         return None
 
     # -- called by the parser adapters ---------------------------------------------------------------

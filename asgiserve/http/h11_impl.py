@@ -27,6 +27,7 @@ class H11Protocol(HTTPProtocol):
         self.decoder: ChunkedDecoder | None = None
 
     def data_received(self, data: bytes) -> None:
+        """Split the stream into heads (h11) and bodies (Content-Length or chunked)."""
         if self.stopped:
             return
         buf = self.buf + data if self.buf else data

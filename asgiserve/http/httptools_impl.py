@@ -28,6 +28,7 @@ class HttpToolsProtocol(HTTPProtocol):
         self.count_head = False
 
     def data_received(self, data: bytes) -> None:
+        """Feed llhttp; its errors become the shared refusal (400 unless a limit says otherwise)."""
         if self.stopped:
             return
         if self.idle:
@@ -59,6 +60,7 @@ class HttpToolsProtocol(HTTPProtocol):
     # -- llhttp callbacks ----------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        """A new request starts."""
         self.url = b""
         self.headers = []
         self.raw_head = 0
@@ -66,11 +68,13 @@ class HttpToolsProtocol(HTTPProtocol):
         self.idle = False
 
     def on_url(self, url: bytes) -> None:
+        """The request target (possibly in pieces)."""
         self.url = url if not self.url else self.url + url
         if len(self.url) > self.server.max_url:
             raise ProtocolError("Request target too long", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """One header field; names are lowercased and trailing whitespace dropped, as h11 does."""
         if not self.in_head:
             return  # a chunked trailer: read and dropped
         if self.count_head:
@@ -81,5 +85,6 @@ class HttpToolsProtocol(HTTPProtocol):
         self.headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
+        """The head is complete: hand it to the shared connection."""
         parser = self.parser
         self.on_request(parser.get_method(), self.url, parser.get_http_version(), self.headers)
