@@ -10,7 +10,7 @@ PORT ?= 3000
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e . uvicorn
+	$(PY) -m pip install -q -e .
 	touch $@
 
 $(VENV)/.test: pyproject.toml $(VENV)/.base
@@ -22,7 +22,7 @@ $(VENV)/.bench: pyproject.toml $(VENV)/.test
 	touch $@
 
 serve: $(VENV)/.base
-	PYTHONPATH=examples $(PY) -m uvicorn summarizer:app --host $(HOST) --port $(PORT) --no-access-log
+	PYTHONPATH=examples $(PY) -m asgiserve summarizer:Summarization --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Every end-to-end test of the app runs on each of these servers.
-RUNNERS = ["uvicorn"]
+RUNNERS = ["asgiserve", "asgiserve-h11", "uvicorn"]
 
 
 def free_port() -> int:
@@ -73,13 +73,18 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 def start(
     runner: str, target: str, tmp: Path, *extra: str, env: dict[str, str] | None = None, ready: bool = True
 ) -> ServerProc:
-    """Start ``target`` under ``runner`` ("uvicorn" takes module:app, "asgiserve" takes module:Service)."""
+    """Start ``target`` under ``runner`` ("uvicorn" takes module:app, "asgiserve*" takes module:Service).
+
+    "asgiserve-h11" is our server with ``--http h11``.
+    """
     port = free_port()
     if runner == "uvicorn":
         cmd = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--no-access-log", "--log-level", "warning", *extra]
     else:
-        cmd = [sys.executable, "-m", "asgiserve", target, "--host", "127.0.0.1", "--port", str(port), *extra]
+        cmd = [sys.executable, "-m", "asgiserve", target, "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--http", "h11"] if runner == "asgiserve-h11" else []
+        cmd += extra
     log = tmp / f"server-{port}.log"
     full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'examples'}", **(env or {})}
     fh = log.open("wb")

@@ -1,0 +1,7 @@
+"""``python -m asgiserve``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""``python -m asgiserve module:Class``: flags (each with an ``ASGISERVE_*`` variable) -> Config -> serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import fields
+
+from .server.config import Config, load_app
+
+__all__ = ["build_parser", "main"]
+
+_HELP = {
+    "host": "interface to bind",
+    "port": "TCP port to bind",
+    "workers": "worker processes sharing the socket (default: the service's workers config, else 1)",
+    "http": "HTTP parser: auto (httptools when installed), httptools or h11",
+    "log_level": "debug, info, warning, error or critical",
+    "access_log": "log one line per request",
+    "api_token": "require 'Authorization: Bearer TOKEN' on a service's apis (probes and /metrics stay open)",
+    "app_dir": "directory put first on sys.path before importing the target",
+    "root_path": "ASGI root_path for apps served behind a path prefix",
+    "max_header_size": "largest request head in bytes (431 above)",
+    "max_headers": "most header fields per request (431 above)",
+    "max_url_size": "longest request target in bytes (414 above)",
+    "max_body_size": "largest request body in bytes (413 above)",
+    "keep_alive_timeout": "seconds an idle keep-alive connection stays open",
+    "header_timeout": "seconds a client has to send a complete request head",
+    "max_connections": "most open connections per worker (503 above)",
+    "graceful_timeout": "seconds in-flight requests get to finish on SIGTERM",
+    "backlog": "listen backlog",
+}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get("ASGISERVE_" + name.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; defaults come from ``ASGISERVE_*`` variables, then ``Config``."""
+    p = argparse.ArgumentParser(prog="asgiserve", description="Serve an asgiserve service or any ASGI 3 app.")
+    p.add_argument("target", nargs="?", default=_env("target"), help="module:Class, module:app or module")
+    for f in fields(Config):
+        if f.name == "target":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        raw = _env(f.name)
+        if f.type == "bool":
+            default = f.default if raw is None else raw.lower() in _TRUE
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_HELP[f.name])
+            continue
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        default = f.default if raw is None else kind(raw)
+        extra = {"choices": ["auto", "httptools", "h11"]} if f.name == "http" else {}
+        if f.name == "log_level":
+            extra = {"choices": ["debug", "info", "warning", "error", "critical"]}
+        p.add_argument(flag, type=kind, default=default, help=_HELP[f.name], **extra)  # type: ignore[arg-type]
+    return p
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger("asgiserve")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``asgiserve`` and ``python -m asgiserve``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if not args.target:
+        print("asgiserve: error: a target (module:Class, module:app or module) is required", file=sys.stderr)
+        return 2
+    config = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
+    setup_logging(config.log_level)
+    log = logging.getLogger("asgiserve")
+    try:
+        app, default_workers = load_app(config)
+    except (ImportError, ValueError) as exc:
+        log.error("Could not load %r: %s", config.target, exc)
+        return 1
+    from .server.server import bind_socket, run_server
+    from .server.workers import Supervisor
+
+    try:
+        sock = bind_socket(config)
+    except OSError as exc:
+        log.error("Could not bind %s:%d: %s", config.host, config.port, exc)
+        return 1
+    workers = config.workers or default_workers
+    if workers <= 1:
+        try:
+            code = run_server(config, app, sock)
+        finally:
+            sock.close()
+        _exit_past_stuck_threads(code)
+        return code
+    return Supervisor(config, app, sock, workers).run()
+
+
+def _exit_past_stuck_threads(code: int, grace: float = 2.0) -> None:
+    """Exit now if a thread (a sync api still running after the graceful timeout) would hold the process."""
+    deadline = time.monotonic() + grace
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon:
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                logging.getLogger("asgiserve").warning("Exiting with work still running in thread %s", t.name)
+                logging.shutdown()
+                os._exit(code)

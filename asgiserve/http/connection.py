@@ -1,0 +1,309 @@
+"""One HTTP/1.1 connection, whichever parser reads it: pipelining, deadlines, refusals, keep-alive.
+
+A parser adapter (``httptools_impl``, ``h11_impl``) only turns bytes into four calls: ``on_request`` (a
+complete head), ``on_body``, ``on_message_complete`` and ``protocol_error``. Everything else lives here
+once: the ASGI scope, the request queue (pipelined requests wait behind the running one and are answered
+in order), keep-alive and header deadlines (checked by the server's tick, so no timer per request), and
+the order of a refusal (after the responses already owed, then close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+from urllib.parse import unquote
+
+from .cycle import RequestCycle
+from .flow_control import HIGH_WATER, FlowControl
+from .wire import METHODS, ProtocolError, error_response, request_framing
+
+__all__ = ["HTTPProtocol", "ServerState", "split_target"]
+
+access_logger = logging.getLogger("asgiserve.access")
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_targets: dict[bytes, tuple[str, bytes, bytes]] = {}
+
+
+class ServerState:
+    """What all connections of one server share: the app, limits, the Date clock and live connections."""
+
+    def __init__(self, app: ASGIApp, loop: asyncio.AbstractEventLoop, **limits: Any) -> None:
+        self.app = app
+        self.loop = loop
+        self.connections: set[HTTPProtocol] = set()
+        self.defaults = b""  # server and date headers, refreshed every second by the server's tick
+        self.now = loop.time()
+        self.state: dict[str, Any] = {}
+        self.draining = False
+        self.root_path = ""
+        self.access_log = False
+        self.max_body = 100 * 1024 * 1024
+        self.max_header_size = 64 * 1024
+        self.max_headers = 100
+        self.max_url = 8 * 1024
+        self.header_timeout = 10.0
+        self.keep_alive_timeout = 5.0
+        self.max_connections = 2048
+        for key, value in limits.items():
+            if not hasattr(self, key):
+                raise TypeError(f"unknown server setting {key!r}")
+            setattr(self, key, value)
+
+
+def split_target(target: bytes) -> tuple[str, bytes, bytes]:
+    """``(path, raw_path, query_string)`` of a request target (origin, absolute or asterisk form)."""
+    hit = _targets.get(target)
+    if hit is not None:
+        return hit
+    if target[:1] == b"/":
+        raw, _, query = target.partition(b"?")
+    elif target == b"*":
+        raw, query = b"*", b""
+    else:
+        # absolute-form (RFC 9112 3.2.2): keep the path and query, drop scheme and authority.
+        _, sep, rest = target.partition(b"://")
+        if not sep:
+            raise ProtocolError("Invalid request target")
+        slash = rest.find(b"/")
+        raw, _, query = (rest[slash:] if slash >= 0 else b"/").partition(b"?")
+    text = raw.decode("latin-1")
+    path = unquote(text) if "%" in text else text
+    hit = (path, raw, query)
+    if len(_targets) < 4096:
+        _targets[target] = hit
+    return hit
+
+
+class HTTPProtocol(asyncio.Protocol):
+    """The parser-independent part of a connection; adapters add ``data_received``."""
+
+    def __init__(self, server: ServerState) -> None:
+        self.server = server
+        self.app = server.app
+        self.loop = server.loop
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow: FlowControl = None  # type: ignore[assignment]
+        self.client: tuple[str, int] | None = None
+        self.sockname: tuple[str, int] | None = None
+        self.cycle: RequestCycle | None = None  # the request being answered
+        self.parsing: RequestCycle | None = None  # the request whose body is arriving
+        self.pipeline: deque[RequestCycle] = deque()
+        self.pending_error: tuple[int, str] | None = None
+        self.idle = True
+        self.in_head = False
+        self.stopped = False
+        self.deadline = 0.0  # monotonic time after which the tick closes us; 0 for none
+
+    # -- transport callbacks -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Accept the connection, or answer 503 and close when over ``max_connections`` or draining."""
+        server = self.server
+        # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
+        transport = self.transport = cast(asyncio.Transport, transport)
+        self.flow = FlowControl(transport)
+        if len(server.connections) >= server.max_connections or server.draining:
+            self.stopped = True
+            transport.write(error_response(503, "Too many connections", server.defaults))
+            transport.close()
+            return
+        server.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        self.sockname = (sock[0], sock[1]) if isinstance(sock, tuple) else None
+        self.deadline = server.now + server.header_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The peer is gone: every request of this connection sees ``http.disconnect``."""
+        self.server.connections.discard(self)
+        self.stopped = True
+        if self.cycle is not None:
+            self.cycle.on_disconnect()
+        for c in self.pipeline:
+            c.on_disconnect()
+        self.pipeline.clear()
+        if self.flow is not None:
+            self.flow.resume_writing()
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: ``send`` waits."""
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        """The transport's buffer drained."""
+        self.flow.resume_writing()
+
+    def eof_received(self) -> bool | None:
+        """The client closed its side: treated as gone (apps watching for ``http.disconnect`` rely on it)."""
+        return None
+
+    # -- called by the parser adapters ---------------------------------------------------------------
+
+    def begin_head(self) -> None:
+        """The first bytes of a new request arrived: the header deadline starts."""
+        self.idle = False
+        self.in_head = True
+        if self.cycle is None:
+            self.deadline = self.server.now + self.server.header_timeout
+
+    def on_request(
+        self, method: bytes, target: bytes, version: str, headers: list[tuple[bytes, bytes]]
+    ) -> int:
+        """A complete request head: validate it, start (or queue) its cycle; return the body framing."""
+        server = self.server
+        self.in_head = False
+        self.deadline = 0.0
+        name = METHODS.get(method)
+        if name is None:
+            raise ProtocolError("Unknown or malformed method")
+        if len(headers) > server.max_headers:
+            raise ProtocolError("Too many header fields", 431)
+        length, keep_alive, expect, _ = request_framing(method, version, headers, server.max_body)
+        path, raw_path, query = _targets.get(target) or split_target(target)
+        scope = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": version,
+            "server": self.sockname,
+            "client": self.client,
+            "scheme": "http",
+            "method": name,
+            "root_path": server.root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": server.state.copy(),
+        }
+        c = RequestCycle(self, scope, keep_alive, expect, name == "HEAD", version == "1.0")
+        if length == 0:
+            c.body_done = True
+        self.parsing = c
+        if self.cycle is None:
+            self.cycle = c
+            c.task = self.loop.create_task(c.run())
+        else:
+            self.pipeline.append(c)
+            self.flow.pause_reading()
+        return length
+
+    def on_body(self, body: bytes) -> None:
+        """A piece of the current request's body."""
+        c = self.parsing
+        assert c is not None
+        size = c.received + len(body)
+        c.received = size
+        if size > self.server.max_body:
+            raise ProtocolError(f"Request body over the {self.server.max_body} byte limit", 413)
+        if c.finished or c.disconnected:
+            return
+        c.chunks.append(body)
+        c.buffered += len(body)
+        if c.buffered > HIGH_WATER:
+            self.flow.pause_reading()
+        if c.waiter is not None:
+            c.wake()
+
+    def on_message_complete(self) -> None:
+        """The current request's body is complete."""
+        c = self.parsing
+        assert c is not None
+        c.body_done = True
+        if c.waiter is not None:
+            c.wake()
+        if not c.keep_alive:
+            # Connection: close, HTTP/1.0 or an upgrade: nothing after this request is read.
+            self.stop_reading()
+
+    def stop_reading(self) -> None:
+        """Parse nothing more on this connection."""
+        self.stopped = True
+        self.flow.pause_reading()
+
+    def protocol_error(self, status: int, message: str) -> None:
+        """Refuse a request: answer ``status`` in turn (after earlier pipelined responses) and close."""
+        self.stop_reading()
+        p = self.parsing
+        c = self.cycle
+        if p is not None and not p.body_done:
+            # The body of ``p`` broke a limit or its framing.
+            if p.finished:
+                self.transport.close()  # answered already; the rest of its body is not wanted
+                return
+            if p is not c:
+                self.pipeline.remove(p)
+            elif p.head is None and not p.finished:
+                p.finished = True
+                p.on_disconnect()
+                self.transport.write(error_response(status, message, self.server.defaults))
+                self.transport.close()
+                return
+            else:
+                self.transport.close()
+                return
+        if c is not None and not c.finished:
+            self.pending_error = (status, message)
+            return
+        self.transport.write(error_response(status, message, self.server.defaults))
+        self.transport.close()
+
+    # -- called by the cycle -------------------------------------------------------------------------
+
+    def response_complete(self, c: RequestCycle, keep_alive: bool) -> None:
+        """``c`` sent its last byte: close, or move on to the next pipelined request."""
+        server = self.server
+        if server.access_log:
+            _log_access(c)
+        if not keep_alive or server.draining:
+            self.transport.close()
+            return
+        self.cycle = None
+        if self.pipeline:
+            nxt = self.cycle = self.pipeline.popleft()
+            nxt.task = self.loop.create_task(nxt.run())
+            if not self.pipeline and not self.stopped:
+                self.flow.resume_reading()
+            return
+        if self.pending_error is not None:
+            status, message = self.pending_error
+            self.transport.write(error_response(status, message, server.defaults))
+            self.transport.close()
+            return
+        if not self.stopped:
+            self.flow.resume_reading()
+        if self.in_head:
+            self.deadline = server.now + server.header_timeout
+        else:
+            self.idle = True
+            self.deadline = server.now + server.keep_alive_timeout
+
+    # -- called by the server ------------------------------------------------------------------------
+
+    def expire(self) -> None:
+        """The keep-alive or header deadline passed: close (a silent or trickling client)."""
+        self.deadline = 0.0
+        if self.cycle is None:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """The server is draining: close now when idle, else after the current response."""
+        if self.cycle is None:
+            self.transport.close()
+
+
+def _log_access(c: RequestCycle) -> None:
+    scope = c.scope
+    client = scope["client"]
+    who = f"{client[0]}:{client[1]}" if client else "-"
+    query = scope["query_string"]
+    target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+    # repr() escapes control characters, so a hostile path cannot forge log lines.
+    access_logger.info(
+        '%s - "%s %s HTTP/%s" %d', who, scope["method"], repr(target)[1:-1], scope["http_version"], c.status
+    )

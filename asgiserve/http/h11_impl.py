@@ -1,0 +1,107 @@
+"""The h11 protocol: h11 parses each request head; the body framing is the shared wire module's.
+
+h11 is more lenient than llhttp in places (bare LF, obs-fold, control characters, repeated Content-Length,
+which it merges), so each head is collected here and checked byte by byte with ``wire.check_raw_head``
+before h11 sees it; both parsers then refuse the same requests with the same status. One h11 connection
+is used per request head, because the response is written by the shared cycle, not by h11.
+"""
+
+from __future__ import annotations
+
+import h11
+
+from .chunked import ChunkedDecoder
+from .connection import HTTPProtocol, ServerState
+from .wire import CHUNKED, ProtocolError, check_raw_head, has_bad_eol
+
+__all__ = ["H11Protocol"]
+
+
+class H11Protocol(HTTPProtocol):
+    """An HTTP/1.1 connection whose request heads are parsed by h11."""
+
+    def __init__(self, server: ServerState) -> None:
+        super().__init__(server)
+        self.buf = b""
+        self.left = -1  # Content-Length bytes still to come; -1 when reading a head
+        self.decoder: ChunkedDecoder | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Split the stream into heads (h11) and bodies (Content-Length or chunked)."""
+        if self.stopped:
+            return
+        buf = self.buf + data if self.buf else data
+        self.buf = b""
+        try:
+            self._process(buf)
+        except ProtocolError as exc:
+            self.protocol_error(exc.status, str(exc))
+
+    def _process(self, buf: bytes) -> None:
+        while buf and not self.stopped:
+            if self.decoder is not None:
+                pieces, buf = self.decoder.feed(buf)
+                for piece in pieces:
+                    self.on_body(piece)
+                if not self.decoder.done:
+                    return
+                self.decoder = None
+                self.on_message_complete()
+            elif self.left > 0:
+                take = min(self.left, len(buf))
+                self.on_body(buf[:take] if take < len(buf) else buf)
+                buf = buf[take:]
+                self.left -= take
+                if self.left == 0:
+                    self.left = -1
+                    self.on_message_complete()
+            else:
+                rest = self._head(buf)
+                if rest is None:
+                    self.buf = buf
+                    return
+                buf = rest
+
+    def _head(self, buf: bytes) -> bytes | None:
+        """Parse one request head from ``buf``; return the bytes after it, or None until it is complete."""
+        if not self.in_head:
+            # RFC 9112 2.2: empty lines before a request line are ignored.
+            if buf[:1] in (b"\r", b"\n"):
+                buf = buf.lstrip(b"\r\n")
+                if not buf:
+                    return buf
+            self.begin_head()
+        end = buf.find(b"\r\n\r\n")
+        server = self.server
+        if end < 0:
+            # Only head bytes so far: refuse a bare LF or lone CR now rather than wait for more.
+            if has_bad_eol(buf):
+                raise ProtocolError("Invalid line ending (bare LF or lone CR)")
+            if b"\r\n" not in buf and len(buf) > server.max_url:
+                raise ProtocolError("Request target too long", 414)
+            if len(buf) > server.max_header_size:
+                raise ProtocolError("Request header fields too large", 431)
+            return None
+        head, rest = buf[: end + 4], buf[end + 4 :]
+        line_end = head.find(b"\r\n")
+        if line_end > server.max_url + 16:
+            raise ProtocolError("Request target too long", 414)
+        if len(head) - line_end > server.max_header_size:
+            raise ProtocolError("Request header fields too large", 431)
+        check_raw_head(head)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=len(head) + 1)
+        conn.receive_data(head)
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ProtocolError(f"Invalid HTTP request: {exc}") from None
+        if not isinstance(event, h11.Request):
+            raise ProtocolError("Invalid HTTP request")
+        length = self.on_request(event.method, event.target, event.http_version.decode(), list(event.headers))
+        if length == CHUNKED:
+            self.decoder = ChunkedDecoder()
+        elif length > 0:
+            self.left = length
+        else:
+            self.on_message_complete()
+        return rest

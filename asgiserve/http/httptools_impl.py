@@ -1,0 +1,90 @@
+"""The httptools (llhttp) protocol: parser callbacks translated into the shared cycle's calls.
+
+llhttp is strict by default (CRLF only, no obs-fold, no whitespace before colons, Content-Length and
+Transfer-Encoding rules), so most hostile input is refused inside ``feed_data``; the size limits are
+counted here as the callbacks arrive, and the framing rules both parsers share run in ``on_request``.
+"""
+
+from __future__ import annotations
+
+import httptools
+
+from .connection import HTTPProtocol, ServerState
+from .wire import ProtocolError
+
+__all__ = ["HttpToolsProtocol"]
+
+
+class HttpToolsProtocol(HTTPProtocol):
+    """An HTTP/1.1 connection parsed by httptools."""
+
+    def __init__(self, server: ServerState) -> None:
+        super().__init__(server)
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
+        self.raw_head = 0
+        self.count_head = False
+
+    def data_received(self, data: bytes) -> None:
+        """Feed llhttp; its errors become the shared refusal (400 unless a limit says otherwise)."""
+        if self.stopped:
+            return
+        if self.idle:
+            self.begin_head()
+        was_in_head = self.in_head
+        # Headers are only measured one by one when this chunk could take the head over the limit.
+        count = self.count_head = self.raw_head + len(data) > self.server.max_header_size
+        if count and self.raw_head > self.head_size:
+            self.head_size = self.raw_head
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # CONNECT or Upgrade: the request itself was parsed and is answered; the rest is not HTTP.
+            self.stop_reading()
+            return
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ProtocolError):
+                self.protocol_error(cause.status, str(cause))
+            else:
+                self.protocol_error(400, f"Invalid HTTP request: {exc}")
+            return
+        if was_in_head and self.in_head:
+            # The whole chunk was head bytes (llhttp buffers an unfinished header itself).
+            self.raw_head += len(data)
+            if self.raw_head > self.server.max_header_size:
+                self.protocol_error(431, "Request header fields too large")
+
+    # -- llhttp callbacks ----------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        """A new request starts."""
+        self.url = b""
+        self.headers = []
+        self.raw_head = 0
+        self.in_head = True
+        self.idle = False
+
+    def on_url(self, url: bytes) -> None:
+        """The request target (possibly in pieces)."""
+        self.url = url if not self.url else self.url + url
+        if len(self.url) > self.server.max_url:
+            raise ProtocolError("Request target too long", 414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header field; names are lowercased and trailing whitespace dropped, as h11 does."""
+        if not self.in_head:
+            return  # a chunked trailer: read and dropped
+        if self.count_head:
+            size = self.head_size + len(name) + len(value) + 4
+            self.head_size = size
+            if size > self.server.max_header_size:
+                raise ProtocolError("Request header fields too large", 431)
+        self.headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        """The head is complete: hand it to the shared connection."""
+        parser = self.parser
+        self.on_request(parser.get_method(), self.url, parser.get_http_version(), self.headers)

@@ -1,0 +1,94 @@
+"""Server configuration: every setting with its default, its flag and its ``ASGISERVE_*`` variable.
+
+``Config`` is plain data; ``load_app`` turns the ``module:Attr`` target into the ASGI app to serve (a
+``@service`` class becomes ``asgi_app(cls)``, any other ASGI 3 callable is served as is).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Config", "load_app"]
+
+
+@dataclass
+class Config:
+    """Everything the server and its workers need to know."""
+
+    target: str = ""
+    host: str = "127.0.0.1"
+    port: int = 3000
+    workers: int = 0  # 0: the service's ``workers`` config, else 1
+    http: str = "auto"
+    log_level: str = "info"
+    access_log: bool = True
+    api_token: str | None = None
+    app_dir: str = "."
+    root_path: str = ""
+    max_header_size: int = 64 * 1024
+    max_headers: int = 100
+    max_url_size: int = 8 * 1024
+    max_body_size: int = 100 * 1024 * 1024
+    keep_alive_timeout: float = 5.0
+    header_timeout: float = 10.0
+    max_connections: int = 2048
+    graceful_timeout: float = 30.0
+    backlog: int = 2048
+
+    def limits(self) -> dict[str, Any]:
+        """The settings every connection checks, under ``ServerState``'s names."""
+        return {
+            "max_body": self.max_body_size,
+            "max_header_size": self.max_header_size,
+            "max_headers": self.max_headers,
+            "max_url": self.max_url_size,
+            "header_timeout": self.header_timeout,
+            "keep_alive_timeout": self.keep_alive_timeout,
+            "max_connections": self.max_connections,
+            "access_log": self.access_log,
+            "root_path": self.root_path,
+        }
+
+
+def _is_service(obj: Any) -> bool:
+    return inspect.isclass(obj) and hasattr(obj, "__asgiserve_service__")
+
+
+def load_app(config: Config) -> tuple[Any, int]:
+    """Import the target; return ``(asgi_app, default_workers)``. Raises ``ImportError``/``ValueError``."""
+    from ..app import asgi_app
+    from ..service import get_spec
+
+    app_dir = str(Path(config.app_dir).resolve())
+    if app_dir not in sys.path[:1]:
+        sys.path.insert(0, app_dir)
+    module_name, _, attr = config.target.partition(":")
+    if not module_name:
+        raise ValueError(f"invalid target {config.target!r}: use module:Attr or module")
+    module = importlib.import_module(module_name)
+    if attr:
+        obj: Any = module
+        for part in attr.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise ValueError(f"{module_name!r} has no attribute {attr!r}") from None
+    else:
+        found = {id(v): v for v in vars(module).values() if _is_service(v)}
+        if len(found) != 1:
+            names = sorted(v.__name__ for v in found.values())
+            raise ValueError(
+                f"module {module_name!r} must hold exactly one @service class, found {names or 'none'}: "
+                "name one as module:Class"
+            )
+        obj = next(iter(found.values()))
+    if _is_service(obj):
+        return asgi_app(obj, api_token=config.api_token), get_spec(obj).workers
+    if not callable(obj):
+        raise ValueError(f"{config.target!r} is neither a @service class nor an ASGI application")
+    return obj, 1

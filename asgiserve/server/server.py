@@ -1,0 +1,156 @@
+"""One server process: bind, lifespan, the once-a-second tick (Date header, deadlines) and the drain.
+
+The tick replaces per-request timers: it refreshes the pre-encoded ``server``/``date`` headers and closes
+connections whose keep-alive or header deadline passed, so a request costs no timer handle. On SIGTERM or
+SIGINT the server drains: readiness turns 503 (``app.start_draining``), the listener closes, idle
+keep-alive connections close, in-flight requests get up to ``graceful_timeout`` to finish (each then
+closes its connection), lifespan shutdown runs, and the exit status is 0. A second signal cuts it short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from email.utils import formatdate
+from typing import Any
+
+from ..http.auto import new_event_loop, protocol_class
+from ..http.connection import ServerState
+from .config import Config
+from .lifespan import Lifespan
+
+__all__ = ["STARTUP_FAILED", "Server", "bind_socket", "run_server"]
+
+logger = logging.getLogger("asgiserve")
+STARTUP_FAILED = 3
+_TICK = 0.5
+
+
+def bind_socket(config: Config) -> socket.socket:
+    """The listening socket (shared by every worker)."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(config.backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Server:
+    """Serves one ASGI app on an already bound socket until told to stop."""
+
+    def __init__(
+        self, config: Config, app: Any, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+    ) -> None:
+        self.config = config
+        self.app = app
+        self.signals = signals
+        self.state: ServerState | None = None
+        self.stop: asyncio.Event | None = None
+        self.forced = False
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._second = -1
+
+    def handle_signal(self) -> None:
+        """First signal: drain. Second: stop waiting for in-flight requests."""
+        assert self.stop is not None
+        if self.stop.is_set():
+            self.forced = True
+        self.stop.set()
+
+    def tick(self) -> None:
+        """Refresh the Date header and close connections past their deadline."""
+        state = self.state
+        assert state is not None
+        loop = state.loop
+        now = state.now = loop.time()
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            state.defaults = b"server: asgiserve\r\ndate: %s\r\n" % formatdate(usegmt=True).encode()
+        for conn in [c for c in state.connections if c.deadline and c.deadline < now]:
+            conn.expire()
+        self._tick_handle = loop.call_later(_TICK, self.tick)
+
+    async def serve(self, sock: socket.socket) -> int:
+        """Run lifespan startup, serve until a signal, drain, run shutdown; return the exit status."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self.stop = asyncio.Event()
+        for sig in self.signals:
+            loop.add_signal_handler(sig, self.handle_signal)
+        state = self.state = ServerState(self.app, loop, **config.limits())
+        self.tick()
+        lifespan = Lifespan(self.app, state.state)
+        try:
+            if not await lifespan.startup():
+                return STARTUP_FAILED
+            factory = protocol_class(config.http)
+            server = await loop.create_server(lambda: factory(state), sock=sock, backlog=config.backlog)
+            host, port = sock.getsockname()[:2]
+            logger.info("asgiserve serving %s on http://%s:%d", _name(self.app), host, port)
+            await self.stop.wait()
+            logger.info("Shutting down: draining connections")
+            await self._drain(server)
+            await lifespan.shutdown(config.graceful_timeout)
+            return 0
+        finally:
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
+            for sig in self.signals:
+                loop.remove_signal_handler(sig)
+
+    async def _drain(self, server: asyncio.AbstractServer) -> None:
+        state = self.state
+        assert state is not None and self.stop is not None
+        start_draining = getattr(self.app, "start_draining", None)
+        if callable(start_draining):
+            start_draining()
+        server.close()
+        state.draining = True
+        for conn in list(state.connections):
+            conn.shutdown()
+        loop = state.loop
+        deadline = loop.time() + self.config.graceful_timeout
+        while state.connections and loop.time() < deadline and not self.forced:
+            await asyncio.sleep(0.05)
+        if state.connections:
+            logger.warning(
+                "Graceful timeout: closing %d connection(s) with requests in flight", len(state.connections)
+            )
+            for conn in list(state.connections):
+                if conn.cycle is not None and conn.cycle.task is not None:
+                    conn.cycle.task.cancel()
+                conn.transport.close()
+            await asyncio.sleep(0)
+
+
+def _name(app: Any) -> str:
+    return str(getattr(app, "name", None) or getattr(app, "__name__", None) or type(app).__name__)
+
+
+def run_server(config: Config, app: Any, sock: socket.socket, *, worker: bool = False) -> int:
+    """Run one server process on its own event loop (uvloop when available).
+
+    A prefork ``worker`` drains on SIGTERM only: a Ctrl-C reaches the whole process group, and the parent
+    turns it into one SIGTERM per worker, which must not count as a second, forcing signal.
+    """
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    signals = (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT)
+    try:
+        return loop.run_until_complete(Server(config, app, signals).serve(sock))
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

@@ -1,0 +1,113 @@
+"""Prefork process model: N workers share one listening socket; the parent restarts any that die.
+
+The parent binds the socket and imports the app once, then forks. Each worker runs its own event loop
+and lifespan, and drains on SIGTERM/SIGINT. The parent forwards those signals, waits for every worker
+(up to the graceful timeout, then SIGKILL), and exits 0. A worker that fails lifespan startup makes the
+parent stop all workers and exit with the startup failure status instead of restarting it in a loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from types import FrameType
+from typing import Any
+
+from .config import Config
+from .server import STARTUP_FAILED, run_server
+
+__all__ = ["Supervisor"]
+
+logger = logging.getLogger("asgiserve")
+_POLL = 0.1
+
+
+class Supervisor:
+    """The parent process of ``--workers N``."""
+
+    def __init__(self, config: Config, app: Any, sock: socket.socket, workers: int) -> None:
+        self.config = config
+        self.app = app
+        self.sock = sock
+        self.count = workers
+        self.pids: set[int] = set()
+        self.stopping = False
+
+    def _signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            for pid in self.pids:
+                _kill(pid, signal.SIGKILL)
+        self.stopping = True
+
+    def spawn(self) -> None:
+        """Fork one worker."""
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                code = run_server(self.config, self.app, self.sock, worker=True)
+            except BaseException:
+                logger.exception("worker %d crashed", os.getpid())
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.pids.add(pid)
+        logger.info("Started worker %d", pid)
+
+    def run(self) -> int:
+        """Start the workers, keep them running until a signal, stop them; return the exit status."""
+        signal.signal(signal.SIGTERM, self._signal)
+        signal.signal(signal.SIGINT, self._signal)
+        for _ in range(self.count):
+            self.spawn()
+        status = 0
+        while not self.stopping:
+            for pid, code in self._reap():
+                if code == STARTUP_FAILED:
+                    logger.error("Worker %d failed to start: stopping", pid)
+                    self.stopping = True
+                    status = STARTUP_FAILED
+                elif not self.stopping:
+                    logger.warning("Worker %d exited with status %d: restarting", pid, code)
+                    self.spawn()
+            time.sleep(_POLL)
+        for pid in self.pids:
+            _kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.graceful_timeout + 5
+        while self.pids and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(_POLL)
+        for pid in self.pids:
+            _kill(pid, signal.SIGKILL)
+        while self.pids:
+            self._reap(block=True)
+        self.sock.close()
+        return status
+
+    def _reap(self, block: bool = False) -> list[tuple[int, int]]:
+        done = []
+        while self.pids:
+            try:
+                pid, raw = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                self.pids.clear()
+                break
+            if pid == 0:
+                break
+            self.pids.discard(pid)
+            done.append((pid, os.waitstatus_to_exitcode(raw)))
+            if block:
+                break
+        return done
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
