@@ -27,7 +27,7 @@ async def static_files(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return
-    if path != "/1.png":
+    if path not in ("/1.png", "/with space.png", "/caf\u00e9.png"):
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b"no"})
         return
@@ -77,6 +77,24 @@ class ClientSvc:
         out = OUT_DIR / "big.bin"
         out.write_bytes(bytes(range(256)) * (4096 * megabytes))
         return out
+
+    @asgiserve.api
+    def named_file(self, name: str, text: str = "") -> pathlib.Path:
+        OUT_DIR.mkdir(exist_ok=True)
+        out = OUT_DIR / name
+        out.write_text(text)
+        return out
+
+    @asgiserve.api
+    def form_fields(
+        self,
+        tags: list[str] | None = None,
+        nums: list[int] | None = None,
+        note: str | None = None,
+        either: int | str = 0,
+        count: int = 0,
+    ) -> dict[str, Any]:
+        return {"tags": tags, "nums": nums, "note": note, "either": either, "count": count}
 
     @asgiserve.api
     def stream_data(self, n: int = 3) -> Generator[str, None, None]:
