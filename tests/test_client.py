@@ -91,6 +91,11 @@ def test_seed_file_url_downloaded(run_server, runner):
             client.generate(img=f"{server.url}/static/missing.png")
         with pytest.raises(bentoml.InvalidArgument, match="http"):
             client.generate(img="/etc/passwd")
+        # A download larger than what is kept in memory arrives whole (written off the event loop).
+        from tests.apps.client_svc import BIG_BLOCK, BIG_COUNT
+
+        info = client.inspect_upload(doc=f"{server.url}/static/big.bin")
+        assert info["name"] == "big.bin" and info["size"] == BIG_BLOCK * BIG_COUNT
         # Spaces and non-ASCII characters in the path are percent-encoded, not refused.
         assert client.generate(img=f"{server.url}/static/with space.png").read_bytes() == PNG
         assert client.generate(img=f"{server.url}/static/caf\u00e9.png").read_bytes() == PNG

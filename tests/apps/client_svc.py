@@ -15,6 +15,7 @@ import asgiserve
 
 OUT_DIR = pathlib.Path(tempfile.gettempdir()) / f"asgiserve-test-out-{os.getpid()}"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+BIG_BLOCK, BIG_COUNT = 64 * 1024, 48  # 3 MiB served at /static/big.bin
 
 
 async def static_files(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -25,6 +26,14 @@ async def static_files(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/redirect":
         headers = [(b"location", b"/static/1.png"), (b"content-length", b"0")]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/big.bin":  # in many body messages, as a large file would come
+        headers = [(b"content-length", b"%d" % (BIG_BLOCK * BIG_COUNT))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        block = bytes(range(256)) * (BIG_BLOCK // 256)
+        for _ in range(BIG_COUNT):
+            await send({"type": "http.response.body", "body": block, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
     if path not in ("/1.png", "/with space.png", "/caf\u00e9.png"):
