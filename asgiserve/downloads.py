@@ -2,15 +2,20 @@
 
 An api taking a ``Path`` accepts an http(s) URL string instead of an upload. Fetching a URL chosen by
 the caller from inside the server is the classic server-side request forgery hole, so every address the
-host name resolves to must be public (``ipaddress.is_global``: no private, loopback, link-local, shared,
-reserved or multicast address, IPv4-mapped IPv6 included) unless the operator allowed private URLs; the
-connection then goes to the checked address itself, so a second DNS answer cannot swap it. Redirects
-are followed (a few) and checked the same way; the body size is capped.
+host name resolves to must be public unless the operator allowed private URLs (``public_address``: no
+private, loopback, link-local, shared, reserved or multicast address, nor an IPv6 address that embeds
+such an IPv4 one); the connection then goes to the checked address itself, so a second DNS answer
+cannot swap it. Redirects are followed (a few) and checked the same way; the body size is capped.
+
+A malformed URL (bad port, bad host name) is the caller's mistake, a 400; unsafe characters in the path
+are percent-encoded rather than refused. The body is written to disk off the event loop, and the
+connection stops reading while a write is pending past its high-water mark, so memory stays bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import pathlib
 import re
@@ -20,7 +25,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from .client.aiopool import WANT_CHUNK, WANT_HEADERS, AsyncConnection
-from .client.endpoints import _FILENAME_RE
+from .client.endpoints import disposition_filename
 from .client.wire import Response, TransportError, encode_head
 from .codec import FileURL
 from .errors import BadRequest
@@ -28,80 +33,160 @@ from .errors import BadRequest
 if TYPE_CHECKING:
     from .handlers import APIHandler
 
-__all__ = ["MAX_DOWNLOAD_BYTES", "download", "fetch_urls"]
+__all__ = ["MAX_DOWNLOAD_BYTES", "download", "fetch_urls", "public_address"]
 
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 MAX_REDIRECTS = 5
+_FLUSH = 1 << 20  # buffered body bytes written to disk by one executor call
+_INLINE = 64 * 1024  # a last piece this small is written on the loop (cheaper than a thread hop)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
+# Characters a request target may carry as they are (RFC 3986 pchar and "/", "?" in the query; "%"
+# keeps escapes the caller already wrote); everything else, spaces and non-ASCII included, is encoded.
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Prefixes whose last 32 bits are an IPv4 address a translator or relay would reach: NAT64's well-known
+# prefix (RFC 6052), IPv4-compatible (deprecated, RFC 4291 2.5.5.1) and SIIT's IPv4-translated (RFC 2765).
+_EMBEDS_IPV4 = tuple(map(ipaddress.IPv6Network, ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96")))
+# Never public: NAT64 local-use (RFC 8215, mapping chosen by the local network), site-local (RFC 3879).
+_NOT_PUBLIC = tuple(map(ipaddress.IPv6Network, ("64:ff9b:1::/48", "fec0::/10")))
 
 
-def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+def public_address(ip: IPAddress) -> bool:
+    """True when ``ip`` is globally reachable unicast and so is any IPv4 address embedded in it."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return public_address(ip.ipv4_mapped)
+        if ip.teredo is not None or any(ip in net for net in _NOT_PUBLIC):
+            return False  # Teredo tunnels to whatever host sits behind the embedded NAT address
+        embedded = ip.sixtofour
+        if embedded is None and any(ip in net for net in _EMBEDS_IPV4):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and not public_address(embedded):
+            return False
     return ip.is_global and not ip.is_multicast
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()  # loads the CA store once, at the first https download
 
 
 async def _resolve(host: str, port: int, allow_private: bool) -> str:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise BadRequest(f"cannot resolve {host!r}: {exc}") from None
     addrs = [str(info[4][0]) for info in infos]
     if not allow_private:
         for addr in addrs:
-            if not _public(ipaddress.ip_address(addr.split("%")[0])):
+            if not public_address(ipaddress.ip_address(addr.split("%")[0])):
                 raise BadRequest(
                     f"refusing to download from {host!r}: it resolves to the non-public address {addr}"
                 )
     return addrs[0]
 
 
-async def _get(url: str, dest: pathlib.Path, allow_private: bool) -> tuple[int, dict[str, str]]:
-    parts = urllib.parse.urlsplit(url)
+def _parse(url: str) -> tuple[bool, str, int, bytes]:
+    """``(tls, host to resolve, port, request head)`` of ``url``; ``BadRequest`` naming its problem."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # an unclosed "[" of an IPv6 host, among others
+        raise BadRequest(f"invalid URL {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadRequest(f"expected an http(s) URL, got {url!r}")
+    try:
+        explicit_port = parts.port
+    except ValueError:
+        raise BadRequest(f"invalid port in URL {url!r}") from None
     tls = parts.scheme == "https"
-    port = parts.port or (443 if tls else 80)
-    addr = await _resolve(parts.hostname, port, allow_private)
-    host = parts.netloc.rpartition("@")[2]
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    head = encode_head(
-        "GET", target, host, [("User-Agent", "asgiserve-fetch"), ("Connection", "close"), ("Accept", "*/*")]
-    )
+    hostname = parts.hostname
+    if ":" in hostname:  # an IPv6 literal
+        host, authority = hostname, f"[{hostname}]"
+    else:
+        try:
+            host = authority = hostname.encode("idna").decode("ascii")
+        except UnicodeError as exc:  # an empty label or one over 63 characters, say
+            raise BadRequest(f"invalid host name {hostname!r} in URL {url!r}: {exc}") from None
+    if explicit_port is not None:
+        authority += f":{explicit_port}"
+    target = urllib.parse.quote(parts.path or "/", safe=_PATH_SAFE)
+    if parts.query:
+        target += "?" + urllib.parse.quote(parts.query, safe=_QUERY_SAFE)
+    headers = [("User-Agent", "asgiserve-fetch"), ("Connection", "close"), ("Accept", "*/*")]
+    try:
+        head = encode_head("GET", target, authority, headers) + b"\r\n"
+    except ValueError as exc:
+        raise BadRequest(f"invalid URL {url!r}: {exc}") from None
+    return tls, host, explicit_port or (443 if tls else 80), head
+
+
+async def _get(url: str, dest: pathlib.Path, allow_private: bool) -> tuple[int, dict[str, str]]:
+    tls, host, port, head = _parse(url)
+    addr = await _resolve(host, port, allow_private)
     loop = asyncio.get_running_loop()
     try:
         transport, conn = await loop.create_connection(
             AsyncConnection,
             addr,
             port,
-            ssl=ssl.create_default_context() if tls else None,
-            server_hostname=parts.hostname if tls else None,
+            ssl=_tls_context() if tls else None,
+            server_hostname=host if tls else None,
         )
     except OSError as exc:
         raise BadRequest(f"cannot download {url}: {exc}") from None
     resp = conn.resp = Response()
+    conn.stream = True  # pause reading while the disk write of earlier chunks is pending
     try:
-        transport.write(head + b"\r\n")
+        transport.write(head)
         await conn.wait(resp, WANT_HEADERS, None)
         if resp.status != 200:
             return resp.status, resp.headers
-        size = 0
-        with dest.open("wb") as fh:
-            while True:
-                body = resp.take_body()
-                size += len(body)
-                if size > MAX_DOWNLOAD_BYTES:
-                    raise BadRequest(f"{url} is larger than {MAX_DOWNLOAD_BYTES} bytes")
-                fh.write(body)
-                if resp.complete:
-                    break
-                await conn.wait(resp, WANT_CHUNK, None)
+        length = resp.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_DOWNLOAD_BYTES:
+            raise BadRequest(f"{url} is larger than {MAX_DOWNLOAD_BYTES} bytes")
+        await _save_body(conn, resp, dest, url)
         return 200, resp.headers
     except TransportError as exc:
         raise BadRequest(f"downloading {url} failed: {exc}") from None
     finally:
         conn.close()
+
+
+async def _save_body(conn: AsyncConnection, resp: Response, dest: pathlib.Path, url: str) -> None:
+    loop = asyncio.get_running_loop()
+    size = 0
+    pending: list[bytes] = []
+    pending_size = 0
+    with dest.open("wb") as fh:
+        while True:
+            body = resp.take_body()
+            if body:
+                size += len(body)
+                if size > MAX_DOWNLOAD_BYTES:
+                    raise BadRequest(f"{url} is larger than {MAX_DOWNLOAD_BYTES} bytes")
+                pending.append(body)
+                pending_size += len(body)
+            if pending_size >= _FLUSH or (resp.complete and pending_size > _INLINE):
+                data = b"".join(pending)
+                pending.clear()
+                pending_size = 0
+                await loop.run_in_executor(None, fh.write, data)
+            if resp.complete:
+                break
+            await conn.wait(resp, WANT_CHUNK, None)
+        if pending:
+            fh.write(b"".join(pending))
+
+
+def _file_name(url: str, headers: dict[str, str]) -> str:
+    name = disposition_filename(headers.get("content-disposition", ""))
+    if not name:
+        name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+    name = _SAFE_NAME.sub("_", pathlib.PurePosixPath(name.replace("\\", "/")).name).strip(". ")
+    return name[:200] or "download"
 
 
 async def download(url: str, folder: pathlib.Path, *, allow_private: bool = False) -> pathlib.Path:
@@ -116,10 +201,7 @@ async def download(url: str, folder: pathlib.Path, *, allow_private: bool = Fals
             continue
         if status != 200:
             raise BadRequest(f"downloading {url} failed: HTTP {status}")
-        m = _FILENAME_RE.search(headers.get("content-disposition", ""))
-        name = m.group(1) if m else urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
-        name = _SAFE_NAME.sub("_", pathlib.PurePosixPath(name.replace("\\", "/")).name).strip(". ")
-        path = target / (name or "download")
+        path = target / _file_name(url, headers)
         tmp.rename(path)
         return path
     raise BadRequest(f"downloading {url} failed: more than {MAX_REDIRECTS} redirects")

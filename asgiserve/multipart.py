@@ -7,17 +7,23 @@ the handler has already read under the server's body-size limit.
 
 Parts become arguments by parameter: ``Path`` parameters get a temporary file (removed after the request)
 or, for a plain field, a URL the server downloads; ``bytes`` parameters get the raw part; every other
-field is JSON (as BentoML's client sends it), or plain text when it is not valid JSON.
+field is JSON (as BentoML's client sends it), or plain text when it is not valid JSON. A parameter that
+accepts ``str`` keeps a plain field's text as it is ("123" stays "123"), unless the part is declared
+``application/json``. A field repeated for a list parameter collects its values in order, as HTML forms
+send them. Uploads larger than ``_INLINE_WRITE`` are written to disk off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import re
 import shutil
 import tempfile
+import types
+import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import msgspec
 
@@ -32,6 +38,7 @@ __all__ = ["Part", "decode_form", "parse_form"]
 
 MAX_PARTS = 1000
 MAX_PART_HEADER = 8192
+_INLINE_WRITE = 64 * 1024  # uploads up to this size are written on the loop (cheaper than a thread hop)
 # Parameter names are case-insensitive (RFC 9110 5.6.6); the boundary value itself is not.
 _BOUNDARY_RE = re.compile(rb"""(?i:boundary)=(?:"([^"]{1,70})"|([0-9A-Za-z'()+_,\-./:=?]{1,70}))(?:;|\s|$)""")
 _BCHARS = re.compile(rb"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
@@ -131,26 +138,67 @@ def parse_form(body: bytes, ctype: bytes) -> list[Part]:
         pos = end + len(sep)
 
 
-def _is_list(tp: Any) -> bool:
-    origin = getattr(tp, "__origin__", None)
-    return origin in (list, tuple, set, frozenset)
+def _list_item(tp: Any) -> Any:
+    """The item type when ``tp`` is a list (or set, tuple), possibly optional or annotated; else None."""
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple, set, frozenset):
+        args = typing.get_args(tp)
+        return args[0] if args else Any
+    if tp is list:
+        return Any
+    if origin is Annotated:
+        return _list_item(typing.get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        items = [_list_item(a) for a in typing.get_args(tp) if a is not type(None)]
+        if len(items) == 1:
+            return items[0]
+    return None
+
+
+def _takes_text(tp: Any) -> bool:
+    """Whether a plain form field's text is a fine value as it is: ``str`` or a union holding it."""
+    if tp is str:
+        return True
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _takes_text(typing.get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        return any(_takes_text(arg) for arg in typing.get_args(tp))
+    if origin is Literal:
+        return any(isinstance(arg, str) for arg in typing.get_args(tp))
+    return False
 
 
 def _field_value(part: Part, tp: Any) -> Any:
-    text = part.data.decode("utf-8", "replace")
     try:
         value = msgspec.json.decode(part.data)
     except msgspec.DecodeError:
-        return text
-    # A plain HTML form sends "123" for a str field: keep it as text unless it was a JSON string.
-    if tp is str and not isinstance(value, str):
-        return text
+        return part.data.decode("utf-8", "replace")
+    # A plain HTML form sends "123" for a str field: keep the text unless it was a JSON string or the
+    # part says it is JSON (BentoML's client sends None as a JSON null).
+    if not isinstance(value, str) and _takes_text(tp):
+        ptype = (part.content_type or "").split(";")[0].strip().lower()
+        if ptype != "application/json":
+            return part.data.decode("utf-8", "replace")
     return value
+
+
+def _file_url(part: Part) -> FileURL:
+    try:
+        text = part.data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BadRequest(f"multipart field {part.name!r}: a URL must be UTF-8 text") from None
+    if not text.startswith(("http://", "https://")):
+        raise BadRequest(
+            f"multipart field {part.name!r}: expected a file upload (a part with a filename) "
+            "or an http(s) URL"
+        )
+    return FileURL.of(text)
 
 
 def _save(part: Part, folder: pathlib.Path, index: int) -> pathlib.Path:
     name = _SAFE_NAME.sub("_", pathlib.PurePosixPath((part.filename or "").replace("\\", "/")).name)
-    name = name.strip(". ") or "upload"
+    name = name.strip(". ")[:200] or "upload"
     sub = folder / str(index)
     sub.mkdir()
     path = sub / name
@@ -169,22 +217,39 @@ async def decode_form(handler: APIHandler, body: bytes, ctype: bytes) -> tuple[A
 
     try:
         values: dict[str, Any] = {}
+        repeated: dict[str, list[tuple[Part, Any]]] = {}  # list parameters: every value, in order
+        loop = asyncio.get_running_loop()
         for i, part in enumerate(parts):
             tp = codec.param_types.get(part.name)
+            item_type = _list_item(tp)
+            value: Any
             if part.name in codec.path_params:
-                value: Any = (
-                    _save(part, folder, i) if part.filename is not None else FileURL.of(part.data.decode())
-                )
+                if part.filename is None:
+                    value = _file_url(part)
+                elif len(part.data) <= _INLINE_WRITE:
+                    value = _save(part, folder, i)
+                else:
+                    value = await loop.run_in_executor(None, _save, part, folder, i)
             elif part.name in codec.file_params:
                 value = part.data
             else:
-                value = _field_value(part, tp)
-            if _is_list(tp) and part.name in codec.file_params:
-                values.setdefault(part.name, []).append(value)
+                value = _field_value(part, tp if item_type is None else item_type)
+            if item_type is not None:
+                repeated.setdefault(part.name, []).append((part, value))
             elif part.name in values:
                 raise BadRequest(f"multipart field {part.name!r} given more than once")
             else:
                 values[part.name] = value
+        for name, items in repeated.items():
+            values[name] = [value for _, value in items]
+            if len(items) == 1 and name not in codec.file_params:
+                # A single JSON array (what BentoML's client sends) is the whole list.
+                try:
+                    whole = msgspec.json.decode(items[0][0].data)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(whole, list):
+                    values[name] = whole
         try:
             obj = msgspec.convert(values, codec.input_type, dec_hook=_dec_hook)
         except msgspec.ValidationError as exc:

@@ -91,6 +91,14 @@ def test_seed_file_url_downloaded(run_server, runner):
             client.generate(img=f"{server.url}/static/missing.png")
         with pytest.raises(bentoml.InvalidArgument, match="http"):
             client.generate(img="/etc/passwd")
+        # A download larger than what is kept in memory arrives whole (written off the event loop).
+        from tests.apps.client_svc import BIG_BLOCK, BIG_COUNT
+
+        info = client.inspect_upload(doc=f"{server.url}/static/big.bin")
+        assert info["name"] == "big.bin" and info["size"] == BIG_BLOCK * BIG_COUNT
+        # Spaces and non-ASCII characters in the path are percent-encoded, not refused.
+        assert client.generate(img=f"{server.url}/static/with space.png").read_bytes() == PNG
+        assert client.generate(img=f"{server.url}/static/caf\u00e9.png").read_bytes() == PNG
 
 
 def test_seed_streaming(server, runner):
@@ -300,3 +308,34 @@ def test_requests_interoperate_with_httpx(server, runner):
     r = httpx.post(server.url + "/add", json={"a": 1, "b": 2})
     with bentoml.SyncHTTPClient(server.url) as client:
         assert client.add(a=1, b=2) == r.json() == 3
+
+
+def test_large_non_streaming_responses(server, runner):
+    size = 2 * 1024 * 1024  # past the asyncio pool's high-water mark for streams
+    with bentoml.SyncHTTPClient(server.url) as client:
+        assert client.big_file(megabytes=2).stat().st_size == size
+        assert len(client.predict(data={"x": "y" * size})["received"]["x"]) == size
+
+    async def main():
+        async with bentoml.AsyncHTTPClient(server.url, timeout=20) as client:
+            path = await asyncio.wait_for(client.big_file(megabytes=2), 20)
+            echoed = await asyncio.wait_for(client.predict(data={"x": "y" * size}), 20)
+            return path.stat().st_size, len(echoed["received"]["x"]), client.pool
+
+    file_size, echoed, pool = asyncio.run(main())
+    assert file_size == size and echoed == size
+    assert pool.opened == 1 and pool.discarded == 0, repr(pool)
+
+
+def test_non_ascii_file_name_round_trip(server, runner):
+    name = "r\u00e9sum\u00e9 \u65e5\u672c.txt"
+    with bentoml.SyncHTTPClient(server.url) as client:
+        path = client.named_file(name=name, text="hi")
+        assert path.name == name and path.read_text() == "hi"
+        assert path.parent.parent == pathlib.Path(client._tmpdir())
+
+    async def main():
+        async with bentoml.AsyncHTTPClient(server.url) as client:
+            return (await client.named_file(name=name, text="ho")).name
+
+    assert asyncio.run(main()) == name

@@ -101,7 +101,8 @@ def test_asgiserve_clients_against_bentoml(bento_server, tmp_path):
         assert client.add(a=2, b=3) == 5
         out = client.generate(img=img, scale=2)
         assert out.read_bytes() == b"PNGDATA" * 2 and out.name.endswith("cat.png")
-        assert list(client.stream_data(n=3)) == ["chunk0;", "chunk1;", "chunk2;"]
+        # A text stream's chunk boundaries are TCP's to choose (a busy machine coalesces them).
+        assert "".join(client.stream_data(n=3)) == "chunk0;chunk1;chunk2;"
         with pytest.raises(TypeError):
             client.add(b=1)
         with pytest.raises(asgiserve.InvalidArgument):
@@ -114,7 +115,7 @@ def test_asgiserve_clients_against_bentoml(bento_server, tmp_path):
             return results, chunks
 
     results, chunks = asyncio.run(main())
-    assert results == [i + 1 for i in range(50)] and chunks == ["chunk0;", "chunk1;"]
+    assert results == [i + 1 for i in range(50)] and "".join(chunks) == "chunk0;chunk1;"
 
 
 @pytest.mark.timeout(1200)

@@ -26,6 +26,18 @@ REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
+def arun(coro):
+    """``asyncio.run`` that also closes the idle connections of the pools returned, keeping their counters."""
+    with asyncio.Runner() as runner:
+        result = runner.run(coro)
+        for item in result if isinstance(result, tuple) else (result,):
+            if isinstance(item, AsyncConnectionPool):
+                for conn in item._idle:
+                    conn.close()
+        runner.run(asyncio.sleep(0))
+    return result
+
+
 def read_request(conn: socket.socket) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
@@ -111,10 +123,12 @@ def test_stale_reused_connection_is_retried_once(script):
                 out = [(await pool.request(REQ))[0] for _ in range(3)]
                 return pool, out
 
-            pool, (r1, r2, r3) = asyncio.run(go())
+            pool, (r1, r2, r3) = arun(go())
         assert [r.take_body() for r in (r1, r2, r3)] == [b"ok"] * 3
         assert pool.retried == 1 and pool.opened == 2 and srv.accepted == 2, repr(pool)
         assert "retried 1" in repr(pool)
+        if mode == "sync":
+            pool.close()
 
 
 def test_no_retry_on_a_fresh_connection_or_after_response_bytes(script):
@@ -139,6 +153,7 @@ def test_no_retry_on_a_fresh_connection_or_after_response_bytes(script):
     with pytest.raises(ServerDisconnected, match="before the response was complete"):
         pool.request(REQ)
     assert pool.retried == 0 and pool.active == 0 and pool.idle == 0
+    pool.close()
 
     async def go():
         apool = AsyncConnectionPool("127.0.0.1", srv.port)
@@ -147,7 +162,7 @@ def test_no_retry_on_a_fresh_connection_or_after_response_bytes(script):
             await apool.request(REQ)
         return apool
 
-    apool = asyncio.run(go())
+    apool = arun(go())
     assert apool.retried == 0 and apool.active == 0 and apool.idle == 0
 
 
@@ -163,6 +178,7 @@ def test_closed_idle_connection_is_noticed_before_reuse(script):
     r, _ = pool.request(REQ)
     assert r.take_body() == b"ok"
     assert pool.discarded == 1 and pool.retried == 0 and pool.opened == 2, repr(pool)
+    pool.close()
 
     async def go():
         apool = AsyncConnectionPool("127.0.0.1", srv.port)
@@ -171,7 +187,7 @@ def test_closed_idle_connection_is_noticed_before_reuse(script):
         await apool.request(REQ)
         return apool
 
-    apool = asyncio.run(go())
+    apool = arun(go())
     assert apool.discarded == 1 and apool.retried == 0 and apool.opened == 2, repr(apool)
 
 
@@ -205,6 +221,7 @@ def test_connection_close_expiry_and_size_limit(script):
     assert b"".join(stream) == b"ab"
     assert pool.active == 0 and pool.idle == 1
     assert "idle 1, active 0" in repr(pool)
+    pool.close()
 
     async def go():
         apool = AsyncConnectionPool("127.0.0.1", srv.port, max_connections=1, connect_timeout=0.2)
@@ -215,7 +232,7 @@ def test_connection_close_expiry_and_size_limit(script):
         await apool.request(REQ)
         return apool
 
-    apool = asyncio.run(go())
+    apool = arun(go())
     assert apool.active == 0 and apool.idle == 1 and apool.reused == 1, repr(apool)
 
 
@@ -229,6 +246,7 @@ def test_read_timeout(script):
     with pytest.raises(ReadTimeout):
         pool.request(REQ)
     assert pool.active == 0 and pool.idle == 0
+    pool.close()
 
     async def go():
         apool = AsyncConnectionPool("127.0.0.1", srv.port, read_timeout=0.2)
@@ -236,7 +254,7 @@ def test_read_timeout(script):
             await apool.request(REQ)
         return apool
 
-    apool = asyncio.run(go())
+    apool = arun(go())
     assert apool.active == 0 and apool.idle == 0
 
 
@@ -269,5 +287,70 @@ def test_call_after_server_keep_alive_timeout_succeeds(run_server):
             assert await client.add(a=2) == 2
             return client.pool
 
-    pool = asyncio.run(go())
+    pool = arun(go())
     assert pool.opened == 2 and pool.discarded == 1, repr(pool)
+
+
+# -- flow control and slot hand-off (asyncio pool) -------------------------------------------------------
+
+
+def test_slow_stream_consumer_keeps_the_buffer_bounded(script):
+    size = 8 << 20
+
+    def big(index, conn):
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        block = b"x" * 65536
+        for _ in range(size // len(block)):
+            conn.sendall(block)
+        read_request(conn)
+
+    srv = script(big)
+
+    async def go():
+        pool = AsyncConnectionPool("127.0.0.1", srv.port, read_timeout=10)
+        resp, conn = await pool.request(REQ, stream=True)
+        chunks = AsyncStream(pool, conn, resp).__aiter__()
+        total = len(await chunks.__anext__())
+        peak = 0
+        for _ in range(25):  # the consumer is busy elsewhere while the server keeps sending
+            await asyncio.sleep(0.02)
+            peak = max(peak, sum(map(len, resp.chunks)))
+        paused = conn.paused
+        async for chunk in chunks:  # reading resumes when the consumer asks again
+            total += len(chunk)
+        return peak, paused, total, pool
+
+    peak, paused, total, pool = arun(go())
+    assert paused and peak <= 2 << 20, peak
+    assert total == size and pool.active == 0 and pool.idle == 1, repr(pool)
+
+
+def test_a_waiter_cancelled_after_being_woken_passes_the_slot_on(script):
+    def serve(index, conn):
+        while read_request(conn):
+            conn.sendall(OK)
+
+    srv = script(serve)
+
+    async def go():
+        pool = AsyncConnectionPool("127.0.0.1", srv.port, max_connections=1, connect_timeout=2)
+        resp, conn = await pool.request(REQ, stream=True)  # holds the only connection
+        for _ in range(200):
+            if resp.complete:
+                break
+            await asyncio.sleep(0.01)
+        tasks = [asyncio.create_task(pool.request(REQ)) for _ in range(3)]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert len(pool._waiters) == 3
+        AsyncStream(pool, conn, resp).close()  # frees the slot: the first waiter is woken...
+        tasks[0].cancel()  # ...and cancelled before it could run
+        results = await asyncio.wait_for(asyncio.gather(*tasks[1:], return_exceptions=True), 5)
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        return pool, tasks[0], results
+
+    pool, first, results = arun(go())
+    assert first.cancelled()
+    assert [r.take_body() for r, _ in results] == [b"ok", b"ok"], results
+    assert pool.opened == 1 and pool.active == 0 and pool.idle == 1, repr(pool)

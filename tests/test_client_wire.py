@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from asgiserve.client.endpoints import disposition_filename
 from asgiserve.client.wire import RemoteProtocolError, Response, ServerDisconnected, encode_head
 
 
@@ -173,3 +174,30 @@ def test_client_multipart_round_trips_through_the_server_parser(data, meta):
     import msgspec
 
     assert parts[1].name == "meta" and msgspec.json.decode(parts[1].data) == meta
+
+
+@pytest.mark.parametrize(
+    "header, name",
+    [
+        ('attachment; filename="big.bin"', "big.bin"),
+        ("attachment; filename=plain.txt", "plain.txt"),
+        ('attachment; filename="a \\"q\\".txt"', 'a "q".txt'),
+        # RFC 8187: the extended form wins over the ASCII fallback and is percent-decoded.
+        (
+            "attachment; filename=\"caf? .txt\"; filename*=UTF-8''caf%C3%A9%20%E6%97%A5.txt",
+            "caf\u00e9 \u65e5.txt",
+        ),
+        ("attachment; filename*=utf-8''%E2%82%AC.txt; filename=\"EUR.txt\"", "\u20ac.txt"),
+        ("attachment; filename*=iso-8859-1'en'%E9t%E9.txt", "\u00e9t\u00e9.txt"),
+        # Only the last path component: a server never picks a folder.
+        ("attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd", "passwd"),
+        ('attachment; filename="..\\\\..\\\\boot.ini"', "boot.ini"),
+        ('attachment; filename="/tmp/x/y.txt"', "y.txt"),
+        ('attachment; filename=".."', ""),
+        ("attachment; filename*=UTF-8''%2E%2E", ""),
+        ("attachment", ""),
+        ("", ""),
+    ],
+)
+def test_content_disposition_file_name(header, name):
+    assert disposition_filename(header) == name

@@ -186,3 +186,87 @@ def test_parse_form_bytes_level(runner):
         b'multipart/form-data; boundary="a b"',
     )
     assert quoted[0].data == b"1"
+
+
+def multipart_body(fields: list[tuple[str, bytes, str | None]]) -> bytes:
+    """A form body from ``(name, value, content type)`` plain fields (no file names)."""
+    out = b""
+    for name, value, ctype in fields:
+        out += b'--b\r\nContent-Disposition: form-data; name="%s"\r\n' % name.encode()
+        if ctype:
+            out += b"Content-Type: %s\r\n" % ctype.encode()
+        out += b"\r\n" + value + b"\r\n"
+    return out + b"--b--\r\n"
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (b"hello", "expected a file upload"),
+        (b"\xff\xfehello", "UTF-8"),
+        (b"ftp://example.com/x", "expected a file upload"),
+    ],
+)
+def test_plain_field_for_a_path_parameter_must_be_a_url(server, runner, value, message):
+    r = httpx.post(server.url + "/inspect_upload", **form(b"b", multipart_body([("doc", value, None)])))
+    assert r.status_code == 400, r.text
+    assert "'doc'" in r.json()["error"] and message in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("http://example.com:99999/x", "invalid port"),
+        ("http://[::1/x", "invalid URL"),
+        ("http://" + "a" * 64 + ".example.com/x", "invalid host name"),
+        ("http://exa..mple.com/x", "invalid host name"),
+    ],
+)
+def test_malformed_download_urls_are_a_400(server, runner, url, message):
+    # As a multipart field and as JSON: both reach the download and both are the caller's mistake.
+    r = httpx.post(
+        server.url + "/inspect_upload", **form(b"b", multipart_body([("doc", url.encode(), None)]))
+    )
+    assert r.status_code == 400, r.text
+    assert message in r.json()["error"] and url in r.json()["error"]
+    r = httpx.post(server.url + "/inspect_upload", json={"doc": url})
+    assert r.status_code == 400, r.text
+    assert message in r.json()["error"]
+    with asgiserve.SyncHTTPClient(server.url) as client:
+        with pytest.raises(asgiserve.InvalidArgument, match=message):
+            client.inspect_upload(doc=url)
+
+
+def test_form_fields_repeats_lists_and_text(server, runner):
+    fields = [
+        ("tags", b"a", None),
+        ("tags", b"123", None),
+        ("nums", b"1", None),
+        ("nums", b"2", "text/plain"),
+        ("note", b"123", None),
+        ("either", b"42", None),
+        ("count", b"7", None),
+    ]
+    r = httpx.post(server.url + "/form_fields", **form(b"b", multipart_body(fields)))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"tags": ["a", "123"], "nums": [1, 2], "note": "123", "either": "42", "count": 7}
+    # One JSON array is the whole list (BentoML's client); a part declared JSON keeps its JSON value.
+    fields = [("nums", b"[3, 4]", None), ("note", b"null", "application/json"), ("tags", b'["x"]', None)]
+    r = httpx.post(server.url + "/form_fields", **form(b"b", multipart_body(fields)))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"tags": ["x"], "nums": [3, 4], "note": None, "either": 0, "count": 0}
+    # A quoted JSON string is unquoted, a repeated non-list field is still refused.
+    fields = [("note", b'"hi"', None), ("count", b"1", None), ("count", b"2", None)]
+    r = httpx.post(server.url + "/form_fields", **form(b"b", multipart_body(fields)))
+    assert r.status_code == 400 and "'count' given more than once" in r.json()["error"]
+    r = httpx.post(server.url + "/form_fields", **form(b"b", multipart_body(fields[:2])))
+    assert r.json()["note"] == "hi"
+
+
+def test_large_upload_is_written_off_the_loop_and_kept_whole(server, runner):
+    blob = bytes(range(256)) * 4096 * 3  # 3 MiB, past the size written on the loop
+    files = [("docs", ("a.bin", blob)), ("docs", ("b.txt", b"small"))]
+    r = httpx.post(server.url + "/inspect_upload", files={"doc": ("big.bin", blob)})
+    assert r.status_code == 200 and r.json()["size"] == len(blob)
+    r = httpx.post(server.url + "/join_uploads", files=files[1:] * 2, data={"sep": "+"})
+    assert r.text == "small+small"

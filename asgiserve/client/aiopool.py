@@ -5,6 +5,10 @@ Each connection is an ``asyncio.Protocol`` that feeds received bytes straight in
 blocking pool (see ``pool.py``); the "readable or closed" check is free here because the protocol hears
 about EOF or stray bytes while idle and marks itself unusable. A request cancelled mid-flight or a stream
 left unfinished closes its connection, so the pool never reuses a half-read one nor leaks a slot.
+
+Flow control: a request waiting for its complete body reads at full speed (pausing there would wait
+forever); only a stream whose consumer is busy elsewhere (no pending waiter) stops reading once
+``_HIGH_WATER`` bytes are buffered, and reading resumes when the consumer asks for more.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class AsyncConnection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.usable = True
         self.paused = False
+        self.stream = False
         self.requests = 0
         self.idle_since = 0.0
         self.want = WANT_COMPLETE
@@ -85,13 +90,21 @@ class AsyncConnection(asyncio.Protocol):
 
     def _progress(self, resp: Response) -> None:
         waiter = self.waiter
-        if waiter is None or waiter.done():
+        if waiter is not None and not waiter.done():
+            if self.error is not None:
+                waiter.set_exception(self.error)
+            elif self._ready(resp):
+                waiter.set_result(None)
             return
-        if self.error is not None:
-            waiter.set_exception(self.error)
-        elif self._ready(resp):
-            waiter.set_result(None)
-        elif resp.chunks and sum(map(len, resp.chunks)) > _HIGH_WATER and self.transport:
+        # Nobody waits: a stream's consumer is busy with earlier chunks, so bound what piles up for it.
+        if (
+            self.stream
+            and self.usable
+            and not self.paused
+            and resp.buffered > _HIGH_WATER
+            and not resp.complete
+            and self.transport is not None
+        ):
             self.paused = True
             self.transport.pause_reading()
 
@@ -107,7 +120,7 @@ class AsyncConnection(asyncio.Protocol):
             raise self.error
         if self._ready(resp):
             return
-        if self.paused and self.transport is not None:
+        if self.paused and self.transport is not None:  # the consumer caught up
             self.paused = False
             self.transport.resume_reading()
         if not self.usable:
@@ -127,6 +140,11 @@ class AsyncConnection(asyncio.Protocol):
         self.usable = False
         if self.transport is not None:
             self.transport.close()
+
+
+def _pool_timeout(waiter: asyncio.Future[None], timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(PoolTimeout(f"no free connection within {timeout:g} s"))
 
 
 class AsyncConnectionPool:
@@ -192,15 +210,7 @@ class AsyncConnectionPool:
             self.discarded += 1
             conn.close()
         if self._open >= self.max_connections:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, self.connect_timeout)
-            except asyncio.TimeoutError:
-                raise PoolTimeout(f"no free connection within {self.connect_timeout:g} s") from None
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+            await self._wait_for_slot()
             return await self._checkout(fresh)
         self._open += 1
         try:
@@ -229,6 +239,24 @@ class AsyncConnectionPool:
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         self.opened += 1
         return conn
+
+    async def _wait_for_slot(self) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(self.connect_timeout, _pool_timeout, waiter, self.connect_timeout)
+        try:
+            await waiter
+        except BaseException:
+            # Woken (handed the freed slot) but cancelled before running: pass the slot on, or the
+            # other waiters would time out while a connection sits idle.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._wake()
+            raise
+        finally:
+            timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
     def _wake(self) -> None:
         while self._waiters:
@@ -264,7 +292,10 @@ class AsyncConnectionPool:
             self.release(conn, False)
             if conn.requests == 1 or resp_seen or isinstance(exc, TimeoutError):
                 raise
-            # A reused connection the server had already closed: nothing reached the app.
+            # A reused connection that died before any response byte: the server closed it while idle
+            # and the close reached us only after the checkout, so nothing reached the app. (A server
+            # that reads a request and then closes without answering looks the same; HTTP/1.1 gives
+            # the client no way to tell, and such a request is sent twice.)
             self.retried += 1
             conn = await self._checkout(fresh=True)
             try:
@@ -282,7 +313,10 @@ class AsyncConnectionPool:
     async def _roundtrip(self, conn: AsyncConnection, data: bytes, head: bool, stream: bool) -> Response:
         resp = conn.resp = Response(head)
         conn.error = None
+        conn.stream = stream
         conn.requests += 1
+        # The liveness check: an EOF or stray bytes seen while idle made the connection unusable, and
+        # nothing awaited between the checkout and this write, so the loop's latest news is used.
         if not conn.usable or conn.transport is None:
             raise ServerDisconnected("server closed the connection")
         conn.transport.write(data)

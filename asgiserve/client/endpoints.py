@@ -15,6 +15,7 @@ import os
 import pathlib
 import re
 import tempfile
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -23,13 +24,17 @@ import msgspec
 from ..errors import error_for_status
 from .wire import Response, encode_head
 
-__all__ = ["Endpoint", "StreamDecoder", "decode_response", "raise_for_status"]
+__all__ = ["Endpoint", "StreamDecoder", "decode_response", "disposition_filename", "raise_for_status"]
 
 _json_encode = msgspec.json.Encoder(
     enc_hook=lambda o: str(o) if isinstance(o, pathlib.PurePath) else o
 ).encode
 _json_decode = msgspec.json.decode
-_FILENAME_RE = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]+)"?""", re.IGNORECASE)
+# Content-Disposition parameters: a quoted string (with backslash escapes) or a token (RFC 6266 4.1).
+_DISPOSITION_PARAM = re.compile(
+    r""";\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))"""
+)
+_EXT_VALUE = re.compile(r"^([!#$%&+^_`{}~0-9A-Za-z-]+)'[^']*'(.*)$")  # RFC 8187 3.2: charset'lang'value
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":", b"\n", b"\r\n")
 _JSON_NAME = re.compile(r"^application/(?:[\w.+-]+\+)?json\b")
 
@@ -181,11 +186,35 @@ def _charset(ctype: str) -> str:
     return rest.split(";")[0].strip().strip('"') or "utf-8"
 
 
+def disposition_filename(value: str) -> str:
+    """The file name of a Content-Disposition header, reduced to its last path component ("" if none).
+
+    The RFC 8187 ``filename*`` form wins over the plain ``filename`` (its ASCII fallback) and is
+    percent-decoded in its charset; the server never chooses a folder, only a name.
+    """
+    params: dict[str, str] = {}
+    for key, quoted, token in _DISPOSITION_PARAM.findall(value):
+        key = key.lower()
+        if key not in params:
+            params[key] = re.sub(r"\\(.)", r"\1", quoted) if quoted else token
+    name = ""
+    ext = _EXT_VALUE.match(params.get("filename*", ""))
+    if ext:
+        charset = ext.group(1).lower()
+        try:
+            name = urllib.parse.unquote(ext.group(2), encoding=charset, errors="replace")
+        except LookupError:  # a charset Python does not know
+            name = ""
+    if not name:
+        name = params.get("filename", "")
+    name = pathlib.PurePosixPath(name.replace("\\", "/").replace("\0", "")).name
+    return "" if name in (".", "..") else name
+
+
 def save_file(headers: dict[str, str], body: bytes | Iterable[bytes], directory: str) -> pathlib.Path:
     """Write a file output into ``directory`` under the name from Content-Disposition; return its path."""
-    m = _FILENAME_RE.search(headers.get("content-disposition", ""))
-    name = pathlib.PurePosixPath(m.group(1).replace("\\", "/")).name if m else ""
-    if not name or name in (".", ".."):
+    name = disposition_filename(headers.get("content-disposition", ""))
+    if not name:
         ext = mimetypes.guess_extension(headers.get("content-type", "").split(";")[0].strip()) or ""
         name = "output" + ext
     folder = tempfile.mkdtemp(dir=directory)

@@ -227,7 +227,11 @@ class ConnectionPool:
             self._release(conn, False)
             if conn.requests == 1 or resp.received or isinstance(exc, TimeoutError):
                 raise _translate(exc) from None
-            # A reused connection the server had already closed: nothing reached the app.
+            # A reused connection that died before any response byte. ``_checkout`` polled it just
+            # before this send, so the usual case (an idle keep-alive closed by the server) never gets
+            # here; what is left is a close racing the send, where nothing reached the app. (A server
+            # that reads a request and then closes without answering looks the same; HTTP/1.1 gives
+            # the client no way to tell, and such a request is sent twice.)
             self.retried += 1
             conn = self._checkout(fresh=True) or self._connect()
             resp = Response(head)

@@ -74,13 +74,14 @@ class _HeadDone(Exception):
 
 
 class Response:
-    """One response being parsed: status, headers (names lower-cased), body chunks, completion."""
+    """One response being parsed: status, headers (names lower-cased), body chunks (``buffered`` bytes), completion."""
 
     __slots__ = (
         "_eof_framed",
         "_head",
         "_interim",
         "_parser",
+        "buffered",
         "chunks",
         "complete",
         "extra",
@@ -99,6 +100,7 @@ class Response:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.chunks: list[bytes] = []
+        self.buffered = 0
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -151,6 +153,7 @@ class Response:
             return b""
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.chunks = []
+        self.buffered = 0
         return body
 
     # -- httptools callbacks ---------------------------------------------------------------------------
@@ -192,6 +195,7 @@ class Response:
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
+        self.buffered += len(body)
 
     def on_message_complete(self) -> None:
         if self._interim:

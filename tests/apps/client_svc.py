@@ -15,6 +15,7 @@ import asgiserve
 
 OUT_DIR = pathlib.Path(tempfile.gettempdir()) / f"asgiserve-test-out-{os.getpid()}"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+BIG_BLOCK, BIG_COUNT = 64 * 1024, 48  # 3 MiB served at /static/big.bin
 
 
 async def static_files(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -27,7 +28,15 @@ async def static_files(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return
-    if path != "/1.png":
+    if path == "/big.bin":  # in many body messages, as a large file would come
+        headers = [(b"content-length", b"%d" % (BIG_BLOCK * BIG_COUNT))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        block = bytes(range(256)) * (BIG_BLOCK // 256)
+        for _ in range(BIG_COUNT):
+            await send({"type": "http.response.body", "body": block, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path not in ("/1.png", "/with space.png", "/caf\u00e9.png"):
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b"no"})
         return
@@ -77,6 +86,24 @@ class ClientSvc:
         out = OUT_DIR / "big.bin"
         out.write_bytes(bytes(range(256)) * (4096 * megabytes))
         return out
+
+    @asgiserve.api
+    def named_file(self, name: str, text: str = "") -> pathlib.Path:
+        OUT_DIR.mkdir(exist_ok=True)
+        out = OUT_DIR / name
+        out.write_text(text)
+        return out
+
+    @asgiserve.api
+    def form_fields(
+        self,
+        tags: list[str] | None = None,
+        nums: list[int] | None = None,
+        note: str | None = None,
+        either: int | str = 0,
+        count: int = 0,
+    ) -> dict[str, Any]:
+        return {"tags": tags, "nums": nums, "note": note, "either": either, "count": count}
 
     @asgiserve.api
     def stream_data(self, n: int = 3) -> Generator[str, None, None]:
