@@ -216,6 +216,8 @@ class ServiceApp:
         t0 = monotonic()
         endpoint = handler.route
         refused = self._refuse(headers)
+        if refused is None and len(body) > self.max_body_size:
+            refused = 413, error_body(f"Request body over the {self.max_body_size} byte limit"), None
         if refused is not None:
             status, body, extra = refused
             self.metrics.observe(endpoint, status, monotonic() - t0)

@@ -23,6 +23,7 @@ _HELP = {
     "log_level": "debug, info, warning, error or critical",
     "access_log": "log one line per request",
     "api_token": "require 'Authorization: Bearer TOKEN' on a service's apis (probes and /metrics stay open)",
+    "allow_private_urls": "let file inputs given as URLs reach private, loopback and link-local addresses",
     "app_dir": "directory put first on sys.path before importing the target",
     "root_path": "ASGI root_path for apps served behind a path prefix",
     "max_header_size": "largest request head in bytes (431 above)",

@@ -87,8 +87,8 @@ def start(
         cmd += extra
     log = tmp / f"server-{port}.log"
     full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'examples'}", **(env or {})}
-    fh = log.open("wb")
-    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+    with log.open("wb") as fh:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
     server = ServerProc(proc, port, log)
     if ready:
         wait_ready(server.url, proc, log)

@@ -339,3 +339,14 @@ def test_non_ascii_file_name_round_trip(server, runner):
             return (await client.named_file(name=name, text="ho")).name
 
     assert asyncio.run(main()) == name
+
+
+def test_allow_private_urls_flag(run_server, runner):
+    from tests.apps.client_svc import PNG
+
+    if runner == "uvicorn":  # the flag belongs to asgiserve's own command line
+        server = start_svc(run_server, runner, env={"ASGISERVE_ALLOW_PRIVATE_URLS": "1"})
+    else:
+        server = start_svc(run_server, runner, "--allow-private-urls")
+    with bentoml.SyncHTTPClient(server.url) as client:
+        assert client.generate(img=f"{server.url}/static/1.png").read_bytes() == PNG

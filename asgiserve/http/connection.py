@@ -53,6 +53,16 @@ class ServerState:
             if not hasattr(self, key):
                 raise TypeError(f"unknown server setting {key!r}")
             setattr(self, key, value)
+        # POST paths answered through the app's ``call_fast`` (an asgiserve service's apis), without
+        # ASGI messages; the behaviour is the same as through ``app(scope, receive, send)``.
+        self.fast: dict[str, Any] = {}
+        self.fast_app: Any = app
+        fast_handler = getattr(app, "fast_handler", None)
+        if callable(fast_handler) and not self.root_path:
+            for path in getattr(app, "routes", {}):
+                handler = fast_handler(path)
+                if handler is not None:
+                    self.fast[path] = handler
 
 
 def split_target(target: bytes) -> tuple[str, bytes, bytes]:
@@ -182,12 +192,14 @@ class HTTPProtocol(asyncio.Protocol):
             "state": server.state.copy(),
         }
         c = RequestCycle(self, scope, keep_alive, expect, name == "HEAD", version == "1.0")
+        if name == "POST" and not expect and server.fast:
+            c.fast = server.fast.get(path)
         if length == 0:
             c.body_done = True
         self.parsing = c
         if self.cycle is None:
             self.cycle = c
-            c.task = self.loop.create_task(c.run())
+            c.task = self.loop.create_task(c.start())
         else:
             self.pipeline.append(c)
             self.flow.pause_reading()
@@ -266,7 +278,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.cycle = None
         if self.pipeline:
             nxt = self.cycle = self.pipeline.popleft()
-            nxt.task = self.loop.create_task(nxt.run())
+            nxt.task = self.loop.create_task(nxt.start())
             if not self.pipeline and not self.stopped:
                 self.flow.resume_reading()
             return

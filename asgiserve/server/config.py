@@ -28,6 +28,7 @@ class Config:
     log_level: str = "info"
     access_log: bool = True
     api_token: str | None = None
+    allow_private_urls: bool = False
     app_dir: str = "."
     root_path: str = ""
     max_header_size: int = 64 * 1024
@@ -88,7 +89,13 @@ def load_app(config: Config) -> tuple[Any, int]:
             )
         obj = next(iter(found.values()))
     if _is_service(obj):
-        return asgi_app(obj, api_token=config.api_token), get_spec(obj).workers
+        app = asgi_app(
+            obj,
+            api_token=config.api_token,
+            allow_private_urls=config.allow_private_urls,
+            max_body_size=config.max_body_size,
+        )
+        return app, get_spec(obj).workers
     if not callable(obj):
         raise ValueError(f"{config.target!r} is neither a @service class nor an ASGI application")
     return obj, 1
