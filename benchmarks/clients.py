@@ -173,6 +173,89 @@ def _uvloop_run(coro: Any) -> Any:
         return asyncio.run(coro)
 
 
+def run_raw_socket(url: str, n: int) -> float:
+    """The floor for a Python client: one socket, a pre-encoded request, a minimal Content-Length read."""
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"a":1,"b":2}'
+    request = (
+        b"POST /add HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (host.encode(), len(body), body)
+    )
+    with socket.create_connection((host, int(port))) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            sock.sendall(request)
+            data = b""
+            while True:
+                data += sock.recv(65536)
+                head, sep, rest = data.partition(b"\r\n\r\n")
+                if sep:
+                    i = head.lower().find(b"content-length:")
+                    length = int(head[i + 15 :].split(b"\r\n", 1)[0])
+                    if len(rest) >= length:
+                        break
+            assert rest[:length] == b"3"
+        return time.perf_counter() - t0
+
+
+# (harness row name, group is sync, runner taking (url, n, concurrency))
+CLIENTS: list[tuple[str, bool, Callable[[str, int, int], float]]] = [
+    ("SyncHTTPClient", True, lambda url, n, c: run_asgiserve_sync(url, n)),
+    ("httpx.Client", True, lambda url, n, c: run_httpx_sync(url, n)),
+    ("requests.Session", True, lambda url, n, c: run_requests(url, n)),
+    ("urllib3", True, lambda url, n, c: run_urllib3(url, n)),
+    ("raw socket", True, lambda url, n, c: run_raw_socket(url, n)),
+    ("AsyncHTTPClient", False, lambda url, n, c: _uvloop_run(run_asgiserve_async(url, n, c))),
+    ("httpx.AsyncClient", False, lambda url, n, c: _uvloop_run(run_httpx_async(url, n, c))),
+    ("aiohttp", False, lambda url, n, c: _uvloop_run(run_aiohttp(url, n, c))),
+]
+
+
+def measure(n: int, concurrency: int, repeat: int) -> dict[str, float]:
+    """Calls per second of every client (best of ``repeat`` interleaved rounds) against one pinned server."""
+    two_cpus = (os.cpu_count() or 1) >= 2
+    old_affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    port = _free_port()
+    server = start_server(port, "0" if two_cpus else None)
+    if two_cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {1})
+    url = f"http://127.0.0.1:{port}"
+    times: dict[str, list[float]] = {name: [] for name, _, _ in CLIENTS}
+    try:
+        for _ in range(repeat):
+            # Rounds interleave the clients so that a burst of load elsewhere hits them all alike.
+            for name, _, run in CLIENTS:
+                times[name].append(run(url, n, concurrency))
+    finally:
+        server.terminate()
+        server.wait(10)
+        if old_affinity is not None:
+            os.sched_setaffinity(0, old_affinity)
+    return {name: n / min(ts) for name, ts in times.items()}
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    """The suite interface of ``benchmarks/run.py``: one row per client, in calls per second."""
+    from benchmarks.harness import CLIENTS_ASYNC, CLIENTS_SYNC
+
+    n = 2000 if quick else 5000
+    rates = measure(n, 32, 1 if quick else 3)
+    rows = []
+    for name, is_sync, _ in CLIENTS:
+        rows.append(
+            {
+                "group": CLIENTS_SYNC if is_sync else CLIENTS_ASYNC,
+                "name": name,
+                "value": rates[name],
+                "unit": "calls/s",
+                "subject": name in ("SyncHTTPClient", "AsyncHTTPClient"),
+                "extra": {"us/call": 1e6 / rates[name]},
+            }
+        )
+    return rows
+
+
 def main() -> None:
     """Run every client, print calls per second and the ratios the design asks for."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -180,46 +263,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    n, conc = args.calls, args.concurrency
-    two_cpus = (os.cpu_count() or 1) >= 2
-    if two_cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {1})
-    port = _free_port()
-    server = start_server(port, "0" if two_cpus else None)
-    url = f"http://127.0.0.1:{port}"
-    sync_runs: dict[str, Callable[[], float]] = {
-        "asgiserve.SyncHTTPClient": lambda: run_asgiserve_sync(url, n),
-        "httpx.Client": lambda: run_httpx_sync(url, n),
-        "requests.Session": lambda: run_requests(url, n),
-        "urllib3.HTTPConnectionPool": lambda: run_urllib3(url, n),
-    }
-    async_runs: dict[str, Callable[[], float]] = {
-        "asgiserve.AsyncHTTPClient": lambda: _uvloop_run(run_asgiserve_async(url, n, conc)),
-        "httpx.AsyncClient": lambda: _uvloop_run(run_httpx_async(url, n, conc)),
-        "aiohttp.ClientSession": lambda: _uvloop_run(run_aiohttp(url, n, conc)),
-    }
-    rates: dict[str, float] = {}
-    try:
-        for title, runs in (("sync, sequential", sync_runs), (f"async, {conc} tasks", async_runs)):
-            print(f"\n{title}: {n} calls of POST /add, best of {args.repeat}")
-            # Rounds interleave the clients so that a burst of load elsewhere hits them all alike.
-            times: dict[str, list[float]] = {name: [] for name in runs}
-            for _ in range(args.repeat):
-                for name, run in runs.items():
-                    times[name].append(run())
-            for name, runs_s in times.items():
-                best = min(runs_s)
-                rates[name] = n / best
-                print(f"  {name:<28} {rates[name]:>9.0f} calls/s  {best * 1e6 / n:>7.1f} us/call")
-    finally:
-        server.terminate()
-        server.wait(10)
-    ours_s, ours_a = rates["asgiserve.SyncHTTPClient"], rates["asgiserve.AsyncHTTPClient"]
+    rates = measure(args.calls, args.concurrency, args.repeat)
+    for name, rate in rates.items():
+        print(f"  {name:<20} {rate:>9.0f} calls/s  {1e6 / rate:>7.1f} us/call")
     print("\nratios (asgiserve / other):")
-    for name in ("httpx.Client", "requests.Session", "urllib3.HTTPConnectionPool"):
-        print(f"  SyncHTTPClient / {name:<27} {ours_s / rates[name]:5.2f}x")
-    for name in ("httpx.AsyncClient", "aiohttp.ClientSession"):
-        print(f"  AsyncHTTPClient / {name:<26} {ours_a / rates[name]:5.2f}x")
+    for name in ("httpx.Client", "requests.Session", "urllib3", "raw socket"):
+        print(f"  SyncHTTPClient / {name:<18} {rates['SyncHTTPClient'] / rates[name]:5.2f}x")
+    for name in ("httpx.AsyncClient", "aiohttp"):
+        print(f"  AsyncHTTPClient / {name:<17} {rates['AsyncHTTPClient'] / rates[name]:5.2f}x")
 
 
 if __name__ == "__main__":
