@@ -53,7 +53,7 @@ class FileOut(NamedTuple):
 # (status, content type, body, extra headers or None): what ``APIHandler.respond`` produces.
 Response = tuple[int, bytes, "bytes | FileOut", "list[tuple[bytes, bytes]] | None"]
 _INTERNAL_ERROR = error_body("Internal Server Error")
-_SLOW = object()  # marks a body that needs the async decoding path
+_FORM = object()  # marks a multipart body, decoded on the async path
 
 logger = logging.getLogger("asgiserve")
 _STOP = object()
@@ -179,26 +179,25 @@ class APIHandler:
         return status
 
     def _decode_json(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Any:
-        """The decoded input for a JSON body, or ``_SLOW`` when the body needs ``_decode`` (files)."""
+        """The decoded JSON body, or ``_FORM`` for a multipart body; 415 for any other content type."""
         ctype = _content_type(headers)
         if ctype is not None:
             low = ctype.lower()
             if not (low.startswith(_JSON_LIKE) or low.endswith(b"+json")):
                 if low.startswith(b"multipart/form-data"):
-                    return _SLOW
+                    return _FORM
                 raise UnsupportedMediaType(
                     f"Unsupported content type {ctype.decode('latin-1')!r}: send application/json"
                     + (" or multipart/form-data" if self.codec.file_params else "")
                 )
-        obj = self.codec.decode(body)
-        return _SLOW if self.codec.path_params else obj
+        return self.codec.decode(body)
 
-    async def _decode(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[Any, Any]:
-        """Decode any body: JSON (downloading URLs given for files) or multipart/form-data."""
-        ctype = _content_type(headers) or b""
-        if ctype.lower().startswith(b"multipart/form-data"):
-            return await self.decode_form(body, ctype)
-        obj = self.codec.decode(body)
+    async def _decode_files(
+        self, obj: Any, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[Any, Callable[[], None] | None]:
+        """Finish what ``_decode_json`` left: parse a multipart body, or download URLs given for files."""
+        if obj is _FORM:
+            return await self.decode_form(body, _content_type(headers) or b"")
         return await self.fetch_urls(obj)
 
     async def respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
@@ -209,8 +208,8 @@ class APIHandler:
         cleanup: Callable[[], None] | None = None
         try:
             obj = self._decode_json(headers, body)
-            if obj is _SLOW:
-                obj, cleanup = await self._decode(headers, body)
+            if obj is _FORM or self.codec.path_params:
+                obj, cleanup = await self._decode_files(obj, headers, body)
             args, kwargs = self.codec.call_args(obj)
             if self.batcher is not None:
                 result = await self.batcher.submit(args[0] if args else next(iter(kwargs.values())))
@@ -327,7 +326,9 @@ class APIHandler:
         running: Future[Any] | None = None  # a sync ``next()`` still running in the pool
         try:
             try:
-                obj, cleanup = await self._decode(headers, body)
+                obj = self._decode_json(headers, body)
+                if obj is _FORM or self.codec.path_params:
+                    obj, cleanup = await self._decode_files(obj, headers, body)
                 args, kwargs = self.codec.call_args(obj)
                 if not self.codec.iterator_factory:
                     gen = self.bound(*args, **kwargs)

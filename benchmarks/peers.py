@@ -86,7 +86,8 @@ def ensure_venv(name: str) -> str | None:
     return None
 
 
-def _uvicorn(target: str) -> Callable[[int], list[str]]:
+def uvicorn_cmd(target: str) -> Callable[[int], list[str]]:
+    """The command serving ``target`` on uvicorn (httptools, uvloop, no access log) for a port."""
     return lambda port: [
         PY,
         "-m",
@@ -185,7 +186,7 @@ PEERS = [
     Peer(
         "asgiserve-uvicorn",
         "asgiserve app on uvicorn",
-        _uvicorn("asgiserve_svc:app"),
+        uvicorn_cmd("asgiserve_svc:app"),
         "/readyz",
         _SVC_ROUTES,
         subject=True,
@@ -193,7 +194,7 @@ PEERS = [
     Peer(
         "raw-uvicorn",
         "raw ASGI + msgspec on uvicorn",
-        _uvicorn("raw_asgi:app"),
+        uvicorn_cmd("raw_asgi:app"),
         "/hello",
         {PREDICT: "/predict", HELLO: "/hello"},
     ),
@@ -207,7 +208,7 @@ PEERS = [
     Peer(
         "fastapi-uvicorn",
         "FastAPI + pydantic on uvicorn",
-        _uvicorn("fastapi_app:app"),
+        uvicorn_cmd("fastapi_app:app"),
         "/hello",
         {
             PREDICT: "/predict",
@@ -230,7 +231,7 @@ PEERS = [
     Peer(
         "mount-uvicorn",
         "FastAPI mounted in asgiserve, on uvicorn",
-        _uvicorn("asgiserve_mount:app"),
+        uvicorn_cmd("asgiserve_mount:app"),
         "/readyz",
         {MOUNT_GET: "/v1/hello", MOUNT_POST: "/v1/predict"},
         subject=True,

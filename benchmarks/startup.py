@@ -58,21 +58,7 @@ def _example_ready(runs: int, cpus: list[int]) -> list[Row]:
                 "warning",
             ]
         else:
-            cmd = [
-                P.PY,
-                "-m",
-                "uvicorn",
-                "summarizer:app",
-                "--port",
-                str(port),
-                "--http",
-                "httptools",
-                "--loop",
-                "uvloop",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ]
+            cmd = P.uvicorn_cmd("summarizer:app")(port)
         log = ROOT / "benchmarks" / "results" / "example-ready.log.tmp"
         server = Server(
             cmd, port, cpus, log, cwd=ROOT / "examples", env={"PYTHONPATH": str(ROOT / "examples")}

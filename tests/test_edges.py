@@ -136,3 +136,8 @@ def test_multipart_boundary_keeps_its_case(edges):
     headers = {"content-type": f"multipart/form-data; Boundary={boundary}"}
     r = httpx.post(edges.url + "/upload", content=body, headers=headers)
     assert r.status_code == 200 and r.json() == 5
+
+
+def test_stream_apis_check_the_content_type_too(edges):
+    r = httpx.post(edges.url + "/letters", content=b"{}", headers={"content-type": "application/xml"})
+    assert r.status_code == 415 and "application/xml" in r.json()["error"]
