@@ -12,7 +12,7 @@ import hmac
 import logging
 import os
 from asyncio import current_task
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic
 from typing import Any
@@ -21,7 +21,7 @@ import msgspec
 
 from .codec import JSON_CT, TEXT_CT
 from .handlers import _INTERNAL_ERROR as _INTERNAL_BODY
-from .handlers import APIHandler, FileOut, Response
+from .handlers import APIHandler, Response
 from .metrics import Metrics
 from .mount import MountedApps, merge_openapi
 from .responses import error_body, send_body, send_error
@@ -206,15 +206,15 @@ class ServiceApp:
             return handler
         return None
 
-    async def call_fast(
-        self, handler: APIHandler, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> Response:
-        """``POST`` to a non-streaming api with the whole body at hand, without ASGI messages.
+    def fast_start(
+        self, handler: APIHandler, headers: list[tuple[bytes, bytes]], body: bytes, task: Any, t0: float
+    ) -> Response | tuple[None, Coroutine[Any, Any, Any], bool]:
+        """Admit and decode a ``POST`` to a non-streaming api whose whole body is at hand, without ASGI.
 
-        Same rules and results as the ASGI path; the server writes the returned response itself. The slot,
-        deadline and metrics bookkeeping repeats ``_limited``'s on purpose: inline, it costs no extra calls.
+        Returns the response to send now (refused, or bad input), or ``(None, coroutine, direct)`` for the
+        server to run as ``task`` and hand to ``fast_finish``. Same rules and results as the ASGI path; the
+        slot, deadline and metrics bookkeeping repeats ``_limited``'s on purpose: inline, it costs no calls.
         """
-        t0 = monotonic()
         endpoint = handler.route
         refused = self._refuse(headers)
         if refused is None and len(body) > self.max_body_size:
@@ -223,26 +223,47 @@ class ServiceApp:
             status, body, extra = refused
             self.metrics.observe(endpoint, status, monotonic() - t0)
             return status, JSON_CT, body, extra
+        try:
+            coro, direct = handler.begin(headers, body)
+        except Exception as exc:
+            response = handler.failed(exc)
+            self.metrics.observe(endpoint, response[0], monotonic() - t0)
+            return response
         self.in_flight += 1
         progress = self.metrics.in_progress
         progress[endpoint] = progress.get(endpoint, 0) + 1
+        self.deadlines.pending[task] = t0 + self.timeout
+        return None, coro, direct
+
+    def fast_finish(
+        self,
+        handler: APIHandler,
+        task: Any,
+        t0: float,
+        direct: bool,
+        result: Any,
+        error: BaseException | None,
+    ) -> Response | None:
+        """The response for a call ``fast_start`` began; None when it was cancelled (not by its deadline)."""
         deadlines = self.deadlines
-        task = current_task()
-        deadlines.pending[task] = t0 + self.timeout  # type: ignore[index]
-        response: Response = (500, JSON_CT, _INTERNAL_BODY, None)
-        try:
-            response = await handler.respond(headers, body)
-            if isinstance(response[2], FileOut):
-                response = (200, response[1], await response[2].read_all(), response[3])
-        except asyncio.CancelledError:
-            if not deadlines.claim_expiry(task):
-                raise
-            response = (504, JSON_CT, error_body(self._timeout_message), None)
-        finally:
-            deadlines.finish(task)
-            self.in_flight -= 1
-            progress[endpoint] -= 1
-            self.metrics.observe(endpoint, response[0], monotonic() - t0)
+        response: Response | None
+        if error is None:
+            response = handler.finish(result) if direct else result
+        elif isinstance(error, asyncio.CancelledError):
+            response = (
+                (504, JSON_CT, error_body(self._timeout_message), None)
+                if deadlines.claim_expiry(task)
+                else None
+            )
+        elif isinstance(error, Exception):
+            response = handler.failed(error)
+        else:
+            response = (500, JSON_CT, _INTERNAL_BODY, None)
+        deadlines.finish(task)
+        self.in_flight -= 1
+        endpoint = handler.route
+        self.metrics.in_progress[endpoint] -= 1
+        self.metrics.observe(endpoint, 500 if response is None else response[0], monotonic() - t0)
         return response
 
     def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:

@@ -18,7 +18,7 @@ import mimetypes
 import os
 import pathlib
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -59,6 +59,7 @@ logger = logging.getLogger("asgiserve")
 _STOP = object()
 _FILE_CHUNK = 256 * 1024
 _JSON_LIKE = (b"application/json", b"text/plain", b"application/x-www-form-urlencoded")
+_JSON_TYPES: set[bytes] = set()  # content types seen and accepted as JSON, so most requests skip the checks
 
 
 class ClientDisconnected(Exception):
@@ -123,6 +124,8 @@ class APIHandler:
         self._ct = out.content_type
         self.streams = self.codec.stream != "none"
         self.batcher: Batcher | None = None
+        # True when ``begin`` can hand out the api's own coroutine: its result only needs ``finish``.
+        self.direct = False
         if spec.batchable and (len(self.codec.param_names) != 1 or self.streams):
             raise TypeError(
                 f"batchable api {spec.name!r} must take exactly one parameter (the batch) and not stream"
@@ -133,6 +136,13 @@ class APIHandler:
     def bind(self, instance: Any) -> None:
         """Point the handler at the live service instance's method."""
         self.bound = getattr(instance, self.attr)
+        self.direct = (
+            self.is_async
+            and not self.spec.batchable
+            and not self.streams
+            and not self.codec.path_params
+            and self._kind in ("json", "text", "bytes")
+        )
         if self.spec.batchable:
             self.batcher = Batcher(
                 self._call,
@@ -181,7 +191,7 @@ class APIHandler:
     def _decode_json(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Any:
         """The decoded JSON body, or ``_FORM`` for a multipart body; 415 for any other content type."""
         ctype = _content_type(headers)
-        if ctype is not None:
+        if ctype is not None and ctype not in _JSON_TYPES:
             low = ctype.lower()
             if not (low.startswith(_JSON_LIKE) or low.endswith(b"+json")):
                 if low.startswith(b"multipart/form-data"):
@@ -190,6 +200,8 @@ class APIHandler:
                     f"Unsupported content type {ctype.decode('latin-1')!r}: send application/json"
                     + (" or multipart/form-data" if self.codec.file_params else "")
                 )
+            if len(_JSON_TYPES) < 64:
+                _JSON_TYPES.add(ctype)
         return self.codec.decode(body)
 
     async def _decode_files(
@@ -199,6 +211,41 @@ class APIHandler:
         if obj is _FORM:
             return await self.decode_form(body, _content_type(headers) or b"")
         return await self.fetch_urls(obj)
+
+    def begin(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[Coroutine[Any, Any, Any], bool]:
+        """Start one call with the whole body at hand: ``(coroutine, direct)``.
+
+        A direct coroutine is the api's own and returns its result, for ``finish``; any other returns a
+        whole ``Response`` (with a file output read in). Bad input raises ``HTTPError`` before any call.
+        """
+        if self.direct:
+            obj = self._decode_json(headers, body)
+            if obj is not _FORM:
+                args, kwargs = self.codec.call_args(obj)
+                return self.bound(*args, **kwargs), True
+        return self._respond_whole(headers, body), False
+
+    def finish(self, result: Any) -> Response:
+        """The response for a direct call's result (see ``begin``)."""
+        try:
+            out, ctype, extra = self._encode(result)
+        except Exception:
+            logger.exception("api %s returned a result that cannot be encoded", self.spec.name)
+            return 500, JSON_CT, _INTERNAL_ERROR, None
+        return 200, ctype, out, extra
+
+    def failed(self, exc: Exception) -> Response:
+        """The response for a direct call that raised ``exc``."""
+        if isinstance(exc, HTTPError):
+            return exc.status, JSON_CT, error_body(exc.message, exc.detail), None
+        logger.error("api %s raised", self.spec.name, exc_info=exc)
+        return 500, JSON_CT, _INTERNAL_ERROR, None
+
+    async def _respond_whole(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
+        response = await self.respond(headers, body)
+        if isinstance(response[2], FileOut):
+            response = (response[0], response[1], await response[2].read_all(), response[3])
+        return response
 
     async def respond(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
         """Decode, call and encode one request; errors become JSON error responses.

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import types
+from asyncio import CancelledError, current_task
+from asyncio.tasks import _enter_task, _leave_task
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from contextvars import Context, copy_context
+from time import monotonic
 from typing import Any, cast
 from urllib.parse import unquote
 
 from .cycle import RequestCycle
 from .flow_control import HIGH_WATER, FlowControl
-from .wire import METHODS, ProtocolError, error_response, request_framing
+from .wire import METHODS, ProtocolError, api_head, error_response, request_framing
 
 __all__ = ["HTTPProtocol", "ServerState", "split_target"]
 
@@ -27,6 +32,7 @@ access_logger = logging.getLogger("asgiserve.access")
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _targets: dict[bytes, tuple[str, bytes, bytes]] = {}
+_UNSTARTED = object()  # a queued api call whose coroutine has not run yet
 
 
 class ServerState:
@@ -53,8 +59,8 @@ class ServerState:
             if not hasattr(self, key):
                 raise TypeError(f"unknown server setting {key!r}")
             setattr(self, key, value)
-        # POST paths answered through the app's ``call_fast`` (an asgiserve service's apis), without
-        # ASGI messages; the behaviour is the same as through ``app(scope, receive, send)``.
+        # POST paths answered through the app's ``fast_start`` and ``fast_finish`` (an asgiserve service's
+        # apis), without ASGI messages; the behaviour is the same as through ``app(scope, receive, send)``.
         self.fast: dict[str, Any] = {}
         self.fast_app: Any = app
         fast_handler = getattr(app, "fast_handler", None)
@@ -108,6 +114,13 @@ class HTTPProtocol(asyncio.Protocol):
         self.in_head = False
         self.stopped = False
         self.deadline = 0.0  # monotonic time after which the tick closes us; 0 for none
+        # Each request runs in a copy of this, never of the request before it (pipelining starts the next
+        # one from inside the previous one's task).
+        self.context = copy_context()
+        # The task api calls of this connection run as (see ``start_fast``), its wake-up and its next call.
+        self.runner: asyncio.Task[None] | None = None
+        self.runner_wakeup: asyncio.Future[None] | None = None
+        self.job: tuple[RequestCycle, Coroutine[Any, Any, Any], Context, Any] | None = None
 
     # -- transport callbacks -------------------------------------------------------------------------
 
@@ -140,6 +153,9 @@ class HTTPProtocol(asyncio.Protocol):
         self.pipeline.clear()
         if self.flow is not None:
             self.flow.resume_writing()
+        wakeup = self.runner_wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.cancel()  # the runner is idle: it ends
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: ``send`` waits."""
@@ -176,30 +192,37 @@ class HTTPProtocol(asyncio.Protocol):
             raise ProtocolError("Too many header fields", 431)
         length, keep_alive, expect, _ = request_framing(method, version, headers, server.max_body)
         path, raw_path, query = _targets.get(target) or split_target(target)
-        scope = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": version,
-            "server": self.sockname,
-            "client": self.client,
-            "scheme": "http",
-            "method": name,
-            "root_path": server.root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": server.state.copy(),
-        }
-        c = RequestCycle(self, scope, keep_alive, expect, name == "HEAD", version == "1.0")
-        if name == "POST" and not expect and server.fast:
-            c.fast = server.fast.get(path)
+        fast = server.fast.get(path) if name == "POST" and not expect and server.fast else None
+        if fast is not None:
+            # An api call needs no ASGI scope: its headers (and the target, for the access log) will do.
+            c = RequestCycle(self, None, keep_alive, False, False, version == "1.0")
+            c.fast = fast
+            c.headers = headers
+            c.target = target
+        else:
+            scope = {
+                "type": "http",
+                "asgi": _ASGI,
+                "http_version": version,
+                "server": self.sockname,
+                "client": self.client,
+                "scheme": "http",
+                "method": name,
+                "root_path": server.root_path,
+                "path": path,
+                "raw_path": raw_path,
+                "query_string": query,
+                "headers": headers,
+                "state": server.state.copy(),
+            }
+            c = RequestCycle(self, scope, keep_alive, expect, name == "HEAD", version == "1.0")
         if length == 0:
             c.body_done = True
         self.parsing = c
         if self.cycle is None:
             self.cycle = c
-            c.task = self.loop.create_task(c.start())
+            if c.fast is None:
+                c.task = self.context.run(self.loop.create_task, c.run())
         else:
             self.pipeline.append(c)
             self.flow.pause_reading()
@@ -217,7 +240,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         c.chunks.append(body)
         c.buffered += len(body)
-        if c.buffered > HIGH_WATER:
+        if c.buffered > HIGH_WATER and c.fast is None:  # an api call wants its body whole
             self.flow.pause_reading()
         if c.waiter is not None:
             c.wake()
@@ -232,6 +255,8 @@ class HTTPProtocol(asyncio.Protocol):
         if not c.keep_alive:
             # Connection: close, HTTP/1.0 or an upgrade: nothing after this request is read.
             self.stop_reading()
+        if c.fast is not None and c is self.cycle:
+            self.start_fast(c)
 
     def stop_reading(self) -> None:
         """Parse nothing more on this connection."""
@@ -278,22 +303,132 @@ class HTTPProtocol(asyncio.Protocol):
         self.cycle = None
         if self.pipeline:
             nxt = self.cycle = self.pipeline.popleft()
-            nxt.task = self.loop.create_task(nxt.start())
             if not self.pipeline and not self.stopped:
                 self.flow.resume_reading()
+            if nxt.fast is None:
+                nxt.task = self.context.run(self.loop.create_task, nxt.run())
+            elif nxt.body_done:
+                self.start_fast(nxt)
             return
         if self.pending_error is not None:
             status, message = self.pending_error
             self.transport.write(error_response(status, message, server.defaults))
             self.transport.close()
             return
-        if not self.stopped:
+        if self.flow.read_paused and not self.stopped:
             self.flow.resume_reading()
         if self.in_head:
             self.deadline = server.now + server.header_timeout
         else:
             self.idle = True
             self.deadline = server.now + server.keep_alive_timeout
+
+    # -- api calls without ASGI (see ServerState.fast) -----------------------------------------------
+
+    def start_fast(self, c: RequestCycle) -> None:
+        """Answer ``c`` (current, body complete) through the app's ``fast_start`` and ``fast_finish``.
+
+        The api's coroutine takes its first step right here, as the connection's runner task (a task per
+        request costs more than the rest of a small call): most calls finish in that step and are answered
+        at once. A call that suspends is carried on by the runner. Each call still gets a fresh copy of
+        the context, and ``current_task()`` is the runner throughout, which the deadline sweep cancels.
+        """
+        chunks = c.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        c.final_sent = True
+        loop = self.loop
+        runner = self.runner
+        if runner is None or runner.done():
+            runner = self.runner = loop.create_task(self._run_calls())
+        c.t0 = t0 = monotonic()
+        started = self.server.fast_app.fast_start(c.fast, c.headers, body, runner, t0)
+        if started[0] is not None:
+            self.send_fast(c, started)
+            return
+        _, coro, c.direct = started
+        c.task = runner
+        ctx = self.context.copy()
+        if current_task(loop) is not None:
+            # Inside a task (the runner's previous call, or an ASGI request before this pipelined one).
+            self.job = (c, coro, ctx, _UNSTARTED)
+            self._wake_runner()
+            return
+        _enter_task(loop, runner)
+        try:
+            waiting = ctx.run(coro.send, None)
+        except StopIteration as stop:
+            result, error = stop.value, None
+        except (Exception, CancelledError) as exc:
+            result, error = None, exc
+        else:
+            self.job = (c, coro, ctx, waiting)
+            self._wake_runner()
+            return
+        finally:
+            _leave_task(loop, runner)
+        self.finish_fast(c, result, error)
+
+    def _wake_runner(self) -> None:
+        wakeup = self.runner_wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _run_calls(self) -> None:
+        """The runner: carries on api calls that suspended in ``start_fast``, one at a time."""
+        loop = self.loop
+        while True:
+            cancelled = False
+            if self.job is None:
+                wakeup = self.runner_wakeup = loop.create_future()
+                try:
+                    await wakeup
+                except CancelledError:
+                    # A cancel aimed at the call just handed over (its deadline), or the end of the
+                    # connection or of the loop when there is none.
+                    if self.job is None:
+                        return
+                    cancelled = True
+                finally:
+                    self.runner_wakeup = None
+                if self.job is None:
+                    if self.stopped:
+                        return
+                    continue
+            c, coro, ctx, waiting = self.job
+            self.job = None
+            try:
+                result = await _carry(ctx, coro, waiting, cancelled)
+            except (Exception, CancelledError) as exc:
+                self.finish_fast(c, None, exc)
+            else:
+                self.finish_fast(c, result, None)
+            if self.job is None and self.stopped:
+                return
+
+    def finish_fast(self, c: RequestCycle, result: Any, error: BaseException | None) -> None:
+        """The call for ``c`` ended: answer it, or cut the connection if it was cancelled."""
+        response = self.server.fast_app.fast_finish(c.fast, self.runner, c.t0, c.direct, result, error)
+        if response is None:
+            c.finished = True
+            self.transport.close()
+            return
+        self.send_fast(c, response)
+
+    def send_fast(self, c: RequestCycle, response: Any) -> None:
+        """Write a whole api response, head and body in one write."""
+        if c.disconnected:
+            return
+        status, ctype, out, extra = response
+        server = self.server
+        keep_alive = c.keep_alive and not server.draining
+        c.status = status
+        c.started = c.finished = True
+        c.sent = len(out)
+        self.transport.write(
+            api_head(status, ctype, len(out), extra, server.defaults, keep_alive, c.http10) + out
+        )
+        self.response_complete(c, keep_alive)
 
     # -- called by the server ------------------------------------------------------------------------
 
@@ -309,13 +444,53 @@ class HTTPProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+@types.coroutine
+def _carry(
+    ctx: Context, coro: Coroutine[Any, Any, Any], waiting: Any, cancelled: bool
+) -> Generator[Any, Any, Any]:
+    """Step ``coro`` on from where ``start_fast`` left it, in its own context, inside the runner task.
+
+    ``waiting`` is what it last yielded (the future it awaits), or ``_UNSTARTED``. The runner's task
+    sees each future as its own, so wake-ups and cancellation (thrown in here) reach the call unchanged.
+    """
+    if waiting is _UNSTARTED:
+        step: Any = coro.throw if cancelled else coro.send
+        arg: Any = CancelledError() if cancelled else None
+    elif cancelled and isinstance(waiting, asyncio.Future):
+        waiting.cancel()  # as a task cancelled while running would: the awaited future is cancelled
+        step, arg = None, None
+    elif cancelled:
+        step, arg = coro.throw, CancelledError()
+    else:
+        step, arg = None, None
+    while True:
+        if step is not None:
+            try:
+                waiting = ctx.run(step, arg)
+            except StopIteration as stop:
+                return stop.value
+        try:
+            arg = yield waiting
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            step, arg = coro.throw, exc
+        else:
+            step = coro.send
+
+
 def _log_access(c: RequestCycle) -> None:
     scope = c.scope
-    client = scope["client"]
+    if scope is None:  # an api call answered without a scope
+        client = c.proto.client
+        path, _, query = split_target(c.target)
+        method, version = "POST", "1.0" if c.http10 else "1.1"
+    else:
+        client = scope["client"]
+        path, query = scope["path"], scope["query_string"]
+        method, version = scope["method"], scope["http_version"]
     who = f"{client[0]}:{client[1]}" if client else "-"
-    query = scope["query_string"]
-    target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+    target = path + ("?" + query.decode("latin-1") if query else "")
     # repr() escapes control characters, so a hostile path cannot forge log lines.
-    access_logger.info(
-        '%s - "%s %s HTTP/%s" %d', who, scope["method"], repr(target)[1:-1], scope["http_version"], c.status
-    )
+    access_logger.info('%s - "%s %s HTTP/%s" %d', who, method, repr(target)[1:-1], version, c.status)

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .flow_control import HIGH_WATER
-from .wire import CONTINUE, LAST_CHUNK, ResponseHead, api_head, encode_chunk, error_response, response_head
+from .wire import CONTINUE, LAST_CHUNK, ResponseHead, encode_chunk, error_response, response_head
 
 if TYPE_CHECKING:
     from .connection import HTTPProtocol
@@ -32,6 +32,7 @@ class RequestCycle:
         "buffered",
         "chunks",
         "continue_sent",
+        "direct",
         "disconnected",
         "expect_100",
         "fast",
@@ -48,6 +49,8 @@ class RequestCycle:
         "sent",
         "started",
         "status",
+        "t0",
+        "target",
         "task",
         "waiter",
     )
@@ -55,7 +58,7 @@ class RequestCycle:
     def __init__(
         self,
         proto: HTTPProtocol,
-        scope: dict[str, Any],
+        scope: dict[str, Any] | None,
         keep_alive: bool,
         expect_100: bool,
         is_head: bool,
@@ -82,11 +85,10 @@ class RequestCycle:
         self.status = 0
         self.sent = 0
         self.task: asyncio.Task[None] | None = None
-        self.fast: Any = None  # the api handler when the app's ``call_fast`` serves this request
-
-    def start(self) -> Any:
-        """The coroutine that answers this request."""
-        return self.run() if self.fast is None else self.run_fast()
+        self.fast: Any = None  # the api handler when the app's ``fast_start`` serves this request
+        self.direct = False
+        self.t0 = 0.0
+        self.target = b""
 
     def wake(self) -> None:
         """Wake a ``receive`` waiting for body or disconnect."""
@@ -104,7 +106,7 @@ class RequestCycle:
     async def run(self) -> None:
         """Run the app for this request and deal with whatever it left undone."""
         try:
-            await self.proto.app(self.scope, self.receive, self.send)
+            await self.proto.app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
         except BaseException as exc:
             self._app_failed(exc)
         else:
@@ -114,41 +116,6 @@ class RequestCycle:
                 else:
                     logger.error("ASGI app returned without completing the response")
                 self._abort()
-
-    async def run_fast(self) -> None:
-        """Answer through the app's ``call_fast``: the whole body, then one write of head and body."""
-        proto = self.proto
-        try:
-            while not self.body_done:
-                if self.disconnected:
-                    return
-                if self.buffered > HIGH_WATER:
-                    # The body is wanted whole: keep reading past the high-water mark.
-                    if proto.cycle is self and not proto.pipeline and not proto.stopped:
-                        proto.flow.resume_reading()
-                    self.buffered = 0
-                waiter = self.waiter = proto.loop.create_future()
-                await waiter
-            chunks = self.chunks
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
-            self.final_sent = True
-            status, ctype, out, extra = await proto.server.fast_app.call_fast(
-                self.fast, self.scope["headers"], body
-            )
-        except BaseException as exc:
-            self._app_failed(exc)
-            return
-        if self.disconnected:
-            return
-        keep_alive = self.keep_alive and not proto.server.draining
-        self.status = status
-        self.started = self.finished = True
-        self.sent = len(out)
-        proto.transport.write(
-            api_head(status, ctype, len(out), extra, proto.server.defaults, keep_alive, self.http10) + out
-        )
-        proto.response_complete(self, keep_alive)
 
     def _app_failed(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):

@@ -226,6 +226,9 @@ def has_bad_eol(data: bytes | bytearray) -> bool:
     return _BAD_EOL.search(data, 0, len(data) - 1 if data.endswith(b"\r") else len(data)) is not None
 
 
+_API_PREFIX: dict[tuple[int, bytes], bytes] = {}
+
+
 def api_head(
     status: int,
     ctype: bytes,
@@ -237,7 +240,14 @@ def api_head(
 ) -> bytes:
     """The head of a response that asgiserve built itself (its own, trusted header values), with a
     Content-Length: nothing to validate, so no scan of the result."""
-    head = STATUS_LINES[status] + b"content-type: " + ctype + b"\r\ncontent-length: %d\r\n" % length
+    prefix = _API_PREFIX.get((status, ctype))
+    if prefix is None:
+        prefix = STATUS_LINES[status] + b"content-type: " + ctype + b"\r\ncontent-length: "
+        if len(_API_PREFIX) < 256:  # api content types are few; bound the cache all the same
+            _API_PREFIX[(status, ctype)] = prefix
+    if extra is None and keep_alive and not http10:
+        return b"%s%d\r\n%s\r\n" % (prefix, length, defaults)
+    head = b"%s%d\r\n" % (prefix, length)
     if extra:
         head += b"".join(name + b": " + value + b"\r\n" for name, value in extra)
     if not keep_alive:
