@@ -216,13 +216,20 @@ class ServiceApp:
         slot, deadline and metrics bookkeeping repeats ``_limited``'s on purpose: inline, it costs no calls.
         """
         endpoint = handler.route
-        refused = self._refuse(headers)
-        if refused is None and len(body) > self.max_body_size:
-            refused = 413, error_body(f"Request body over the {self.max_body_size} byte limit"), None
-        if refused is not None:
-            status, body, extra = refused
-            self.metrics.observe(endpoint, status, monotonic() - t0)
-            return status, JSON_CT, body, extra
+        if (
+            self.api_token is not None
+            or self.instance is None
+            or self.draining
+            or self.in_flight >= self.max_concurrency
+            or len(body) > self.max_body_size
+        ):
+            refused = self._refuse(headers)
+            if refused is None and len(body) > self.max_body_size:
+                refused = 413, error_body(f"Request body over the {self.max_body_size} byte limit"), None
+            if refused is not None:
+                status, body, extra = refused
+                self.metrics.observe(endpoint, status, monotonic() - t0)
+                return status, JSON_CT, body, extra
         try:
             coro, direct = handler.begin(headers, body)
         except Exception as exc:
@@ -259,11 +266,14 @@ class ServiceApp:
             response = handler.failed(error)
         else:
             response = (500, JSON_CT, _INTERNAL_BODY, None)
-        deadlines.finish(task)
+        deadlines.pending.pop(task, None)  # deadlines.finish(), inline
+        if deadlines.expired and task in deadlines.expired:
+            deadlines.claim_expiry(task)
         self.in_flight -= 1
         endpoint = handler.route
-        self.metrics.in_progress[endpoint] -= 1
-        self.metrics.observe(endpoint, 500 if response is None else response[0], monotonic() - t0)
+        metrics = self.metrics
+        metrics.in_progress[endpoint] -= 1
+        metrics.observe(endpoint, 500 if response is None else response[0], monotonic() - t0)
         return response
 
     def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:

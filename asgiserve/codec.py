@@ -196,7 +196,7 @@ class APICodec:
         self.param_names: tuple[str, ...] = tuple(f[0] for f in fields)
         # Positional calls are a little cheaper than keyword calls on the hot path.
         self.positional = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
-        self._decoder = msgspec.json.Decoder(self.input_type, dec_hook=_dec_hook)
+        self.decoder = msgspec.json.Decoder(self.input_type, dec_hook=_dec_hook)
         self._empty = None if any(len(f) == 2 for f in fields) else b"{}"
 
         ret = hints.get("return", sig.return_annotation)
@@ -238,7 +238,7 @@ class APICodec:
                 )
             body = self._empty
         try:
-            return self._decoder.decode(body)
+            return self.decoder.decode(body)
         except msgspec.ValidationError as exc:
             msg = str(exc)
             raise BadRequest(msg, detail=validation_detail(msg)) from None

@@ -22,6 +22,9 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import msgspec
+from msgspec.structs import asdict, astuple
+
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, TEXT_CT, APICodec, encode_json
 from .errors import HTTPError, PayloadTooLarge, UnsupportedMediaType
@@ -117,6 +120,8 @@ class APIHandler:
         self.spec = spec
         self.route = spec.route
         self.codec = APICodec(func, spec.name, spec.media_type)
+        self._positional = self.codec.positional and not self.codec.var_kw
+        self._decoder = self.codec.decoder
         self.is_async = asyncio.iscoroutinefunction(func)
         self.bound: Callable[..., Any] = func  # replaced by the instance's method at startup
         out = self.codec.output
@@ -190,7 +195,11 @@ class APIHandler:
 
     def _decode_json(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Any:
         """The decoded JSON body, or ``_FORM`` for a multipart body; 415 for any other content type."""
-        ctype = _content_type(headers)
+        ctype = None
+        for name, value in headers:  # _content_type(), inline
+            if name == b"content-type":
+                ctype = bytes(value)
+                break
         if ctype is not None and ctype not in _JSON_TYPES:
             low = ctype.lower()
             if not (low.startswith(_JSON_LIKE) or low.endswith(b"+json")):
@@ -202,6 +211,11 @@ class APIHandler:
                 )
             if len(_JSON_TYPES) < 64:
                 _JSON_TYPES.add(ctype)
+        if body:
+            try:
+                return self._decoder.decode(body)
+            except msgspec.MsgspecError:
+                pass  # codec.decode() words the error
         return self.codec.decode(body)
 
     async def _decode_files(
@@ -221,13 +235,16 @@ class APIHandler:
         if self.direct:
             obj = self._decode_json(headers, body)
             if obj is not _FORM:
-                args, kwargs = self.codec.call_args(obj)
-                return self.bound(*args, **kwargs), True
+                if self._positional:  # codec.call_args(), inline
+                    return self.bound(*astuple(obj)), True
+                return self.bound(**asdict(obj)), True
         return self._respond_whole(headers, body), False
 
     def finish(self, result: Any) -> Response:
         """The response for a direct call's result (see ``begin``)."""
         try:
+            if self._kind == "json":
+                return 200, JSON_CT, encode_json(result), None
             out, ctype, extra = self._encode(result)
         except Exception:
             logger.exception("api %s returned a result that cannot be encoded", self.spec.name)

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from .cycle import RequestCycle
 from .flow_control import HIGH_WATER, FlowControl
-from .wire import METHODS, ProtocolError, api_head, error_response, request_framing
+from .wire import API_PREFIX, METHODS, ProtocolError, api_head, error_response, request_framing
 
 __all__ = ["HTTPProtocol", "ServerState", "split_target"]
 
@@ -328,15 +328,15 @@ class HTTPProtocol(asyncio.Protocol):
     def start_fast(self, c: RequestCycle) -> None:
         """Answer ``c`` (current, body complete) through the app's ``fast_start`` and ``fast_finish``.
 
-        The api's coroutine takes its first step right here, as the connection's runner task (a task per
-        request costs more than the rest of a small call): most calls finish in that step and are answered
-        at once. A call that suspends is carried on by the runner. Each call still gets a fresh copy of
-        the context, and ``current_task()`` is the runner throughout, which the deadline sweep cancels.
+        An async api's own coroutine takes its first step right here, as the connection's runner task (a
+        task per request costs more than the rest of a small call): most such calls finish in that step
+        and are answered at once. A call that suspends is carried on by the runner, and other calls start
+        there. Each call still gets a fresh copy of the connection's context, and ``current_task()`` is
+        the runner throughout, which is what the deadline sweep cancels.
         """
         chunks = c.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
-        c.final_sent = True
         loop = self.loop
         runner = self.runner
         if runner is None or runner.done():
@@ -349,8 +349,11 @@ class HTTPProtocol(asyncio.Protocol):
         _, coro, c.direct = started
         c.task = runner
         ctx = self.context.copy()
-        if current_task(loop) is not None:
-            # Inside a task (the runner's previous call, or an ASGI request before this pipelined one).
+        if not c.direct or current_task(loop) is not None:
+            # Not the api's own coroutine (a sync api's thread, a batch, a form), which would suspend at
+            # once anyway: started here, it wakes a thread that then waits for the GIL while the loop
+            # parses (measured: 25 times the context switches). Or we are inside a task already (the
+            # runner's previous call, or an ASGI request before this pipelined one).
             self.job = (c, coro, ctx, _UNSTARTED)
             self._wake_runner()
             return
@@ -367,7 +370,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         finally:
             _leave_task(loop, runner)
-        self.finish_fast(c, result, error)
+        self.send_fast(c, self.server.fast_app.fast_finish(c.fast, runner, t0, True, result, error))
 
     def _wake_runner(self) -> None:
         wakeup = self.runner_wakeup
@@ -380,6 +383,8 @@ class HTTPProtocol(asyncio.Protocol):
         while True:
             cancelled = False
             if self.job is None:
+                if self.stopped:
+                    return  # no more calls will come (``start_fast`` starts a new runner if one does)
                 wakeup = self.runner_wakeup = loop.create_future()
                 try:
                     await wakeup
@@ -407,16 +412,17 @@ class HTTPProtocol(asyncio.Protocol):
                 return
 
     def finish_fast(self, c: RequestCycle, result: Any, error: BaseException | None) -> None:
-        """The call for ``c`` ended: answer it, or cut the connection if it was cancelled."""
-        response = self.server.fast_app.fast_finish(c.fast, self.runner, c.t0, c.direct, result, error)
+        """The call for ``c`` ended with ``result`` or ``error``: answer it."""
+        self.send_fast(
+            c, self.server.fast_app.fast_finish(c.fast, self.runner, c.t0, c.direct, result, error)
+        )
+
+    def send_fast(self, c: RequestCycle, response: Any) -> None:
+        """Write a whole api response, head and body in one write; None cuts the connection (cancelled)."""
         if response is None:
             c.finished = True
             self.transport.close()
             return
-        self.send_fast(c, response)
-
-    def send_fast(self, c: RequestCycle, response: Any) -> None:
-        """Write a whole api response, head and body in one write."""
         if c.disconnected:
             return
         status, ctype, out, extra = response
@@ -424,10 +430,14 @@ class HTTPProtocol(asyncio.Protocol):
         keep_alive = c.keep_alive and not server.draining
         c.status = status
         c.started = c.finished = True
-        c.sent = len(out)
-        self.transport.write(
-            api_head(status, ctype, len(out), extra, server.defaults, keep_alive, c.http10) + out
-        )
+        c.sent = size = len(out)
+        prefix = API_PREFIX.get((status, ctype)) if extra is None and keep_alive and not c.http10 else None
+        if prefix is not None:
+            self.transport.write(b"%s%d\r\n%s\r\n%s" % (prefix, size, server.defaults, out))
+        else:
+            self.transport.write(
+                api_head(status, ctype, size, extra, server.defaults, keep_alive, c.http10) + out
+            )
         self.response_complete(c, keep_alive)
 
     # -- called by the server ------------------------------------------------------------------------

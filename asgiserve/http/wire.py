@@ -14,6 +14,7 @@ import re
 from http import HTTPStatus
 
 __all__ = [
+    "API_PREFIX",
     "CHUNKED",
     "CONTINUE",
     "LAST_CHUNK",
@@ -110,6 +111,7 @@ _SPECIAL = {
 }
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _MAX_CL_DIGITS = 18  # below 2**63, so int() never grows past a machine word
+_CL_VALUES: dict[bytes, int] = {}  # valid Content-Length values seen, parsed
 
 
 def request_framing(
@@ -121,19 +123,25 @@ def request_framing(
     Content-Length and Transfer-Encoding, a repeated or malformed Content-Length, a Transfer-Encoding other
     than one final ``chunked``, Transfer-Encoding on HTTP/1.0, a missing or repeated Host on HTTP/1.1.
     """
-    if version != "1.1" and version != "1.0":
+    if version == "1.1":
+        keep_alive = True
+    elif version == "1.0":
+        keep_alive = False
+    else:
         raise ProtocolError(f"Unsupported HTTP version {version!r}")
     length = NO_BODY
     cl: bytes | None = None
     te: bytes | None = None
     hosts = 0
-    keep_alive = version == "1.1"
     expect = upgrade = False
+    special = _SPECIAL
     for name, value in headers:
-        kind = _SPECIAL.get(name)
-        if kind is None:
+        if name not in special:
             continue
-        if kind == _CL:
+        kind = special[name]
+        if kind == _HOST:
+            hosts += 1
+        elif kind == _CL:
             if cl is not None:
                 raise ProtocolError("Repeated Content-Length")
             cl = value
@@ -152,9 +160,7 @@ def request_framing(
                     upgrade = True
         elif kind == _EXPECT:
             expect = value.lower() == b"100-continue" and version == "1.1"
-        elif kind == _HOST:
-            hosts += 1
-    if version == "1.1" and hosts != 1:
+    if hosts != 1 and version == "1.1":
         raise ProtocolError("HTTP/1.1 requests need exactly one Host header")
     if te is not None:
         if cl is not None:
@@ -164,12 +170,16 @@ def request_framing(
         check_transfer_encoding(te)
         length = CHUNKED
     elif cl is not None:
-        if not cl.isdigit() or not cl.isascii() or len(cl) > _MAX_CL_DIGITS:
-            raise ProtocolError("Malformed Content-Length")
-        length = int(cl)
+        length = _CL_VALUES.get(cl, -1)
+        if length < 0:
+            if len(cl) > _MAX_CL_DIGITS or not cl.isdigit() or not cl.isascii():
+                raise ProtocolError("Malformed Content-Length")
+            length = int(cl)  # int() of bytes costs as much as the rest of this function: cache it
+            if len(_CL_VALUES) < 4096:
+                _CL_VALUES[cl] = length
         if length > max_body:
             raise ProtocolError(f"Request body over the {max_body} byte limit", 413)
-    if method == b"CONNECT" or (upgrade and any(n == b"upgrade" for n, _ in headers)):
+    if (upgrade and any(n == b"upgrade" for n, _ in headers)) or method == b"CONNECT":
         # Tunnels and protocol switches are not served: answer over HTTP, then close.
         keep_alive = False
         upgrade = True
@@ -226,7 +236,7 @@ def has_bad_eol(data: bytes | bytearray) -> bool:
     return _BAD_EOL.search(data, 0, len(data) - 1 if data.endswith(b"\r") else len(data)) is not None
 
 
-_API_PREFIX: dict[tuple[int, bytes], bytes] = {}
+API_PREFIX: dict[tuple[int, bytes], bytes] = {}
 
 
 def api_head(
@@ -240,11 +250,11 @@ def api_head(
 ) -> bytes:
     """The head of a response that asgiserve built itself (its own, trusted header values), with a
     Content-Length: nothing to validate, so no scan of the result."""
-    prefix = _API_PREFIX.get((status, ctype))
+    prefix = API_PREFIX.get((status, ctype))
     if prefix is None:
         prefix = STATUS_LINES[status] + b"content-type: " + ctype + b"\r\ncontent-length: "
-        if len(_API_PREFIX) < 256:  # api content types are few; bound the cache all the same
-            _API_PREFIX[(status, ctype)] = prefix
+        if len(API_PREFIX) < 256:  # api content types are few; bound the cache all the same
+            API_PREFIX[(status, ctype)] = prefix
     if extra is None and keep_alive and not http10:
         return b"%s%d\r\n%s\r\n" % (prefix, length, defaults)
     head = b"%s%d\r\n" % (prefix, length)
