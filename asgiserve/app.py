@@ -196,7 +196,7 @@ class ServiceApp:
             self.metrics.observe(endpoint, status, monotonic() - t0)
 
     def fast_handler(self, path: str) -> APIHandler | None:
-        """The api handler a server may call through ``call_fast`` for ``POST path``.
+        """The api handler a server may call through ``fast_start`` and ``fast_finish`` for ``POST path``.
 
         Not for streams and file outputs, which need ASGI messages to go out piece by piece.
         """

@@ -114,13 +114,14 @@ def _schema_hook(tp: Any) -> dict[str, Any]:
 
 
 _json_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_PLAIN = frozenset({dict, list, str, int, float, bool, type(None)})
 
 
 def encode_json(value: Any) -> bytes:
     """JSON bytes for any api output; numpy arrays take orjson's native path."""
-    if type(value).__module__ == "numpy":
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-    return _json_encoder.encode(value)
+    if type(value) in _PLAIN or type(value).__module__ != "numpy":
+        return _json_encoder.encode(value)
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def validation_detail(message: str) -> list[dict[str, Any]]:

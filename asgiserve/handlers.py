@@ -198,7 +198,7 @@ class APIHandler:
         ctype = None
         for name, value in headers:  # _content_type(), inline
             if name == b"content-type":
-                ctype = bytes(value)
+                ctype = value if type(value) is bytes else bytes(value)
                 break
         if ctype is not None and ctype not in _JSON_TYPES:
             low = ctype.lower()

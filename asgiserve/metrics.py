@@ -40,6 +40,7 @@ class Metrics:
     def __init__(self, service: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> None:
         self.service = service
         self.buckets = buckets
+        self.first_bucket = buckets[0] if buckets else float("inf")
         # (endpoint, status) -> [count, sum_seconds, per-bucket counts..., +Inf count]
         self._series: dict[tuple[str, int], list[float]] = {}
         self.in_progress: dict[str, int] = {}
@@ -52,7 +53,8 @@ class Metrics:
             row = self._series[(endpoint, status)] = [0.0] * (len(self.buckets) + 3)
         row[0] += 1
         row[1] += seconds
-        row[2 + bisect_left(self.buckets, seconds)] += 1
+        # Most requests land in the first bucket: one comparison instead of a bisection.
+        row[2 if seconds <= self.first_bucket else 2 + bisect_left(self.buckets, seconds)] += 1
 
     def observe_batch(self, endpoint: str, size: int) -> None:
         """Record the size of one adaptive batch."""

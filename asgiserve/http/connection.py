@@ -3,8 +3,9 @@
 A parser adapter (``httptools_impl``, ``h11_impl``) only turns bytes into four calls: ``on_request`` (a
 complete head), ``on_body``, ``on_message_complete`` and ``protocol_error``. Everything else lives here
 once: the ASGI scope, the request queue (pipelined requests wait behind the running one and are answered
-in order), keep-alive and header deadlines (checked by the server's tick, so no timer per request), and
-the order of a refusal (after the responses already owed, then close).
+in order), keep-alive and header deadlines (checked by the server's tick, so no timer per request), the
+order of a refusal (after the responses already owed, then close), and api calls answered without ASGI
+(``start_fast``: no scope, no task per call, one write).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The request/response cycle shared by the httptools and h11 protocols: ASGI ``receive`` and ``send``.
 
-Hot path rules: one task per request (the app's); the response head is built when the first body message
+Hot path rules: one task per ASGI request (the app's; api calls skip ASGI, see ``HTTPProtocol.start_fast``);
+the response head is built when the first body message
 arrives so that head and body go out in one ``transport.write``; for a response without Content-Length a
 ``call_soon`` flushes the head alone if the body is not sent in the same loop step (else the head gets an
 exact Content-Length instead of chunked framing). App misbehaviour is settled here: an exception or a
