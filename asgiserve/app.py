@@ -238,7 +238,10 @@ class ServiceApp:
             return response
         self.in_flight += 1
         progress = self.metrics.in_progress
-        progress[endpoint] = progress.get(endpoint, 0) + 1
+        try:
+            progress[endpoint] += 1
+        except KeyError:
+            progress[endpoint] = 1
         self.deadlines.pending[task] = t0 + self.timeout
         return None, coro, direct
 

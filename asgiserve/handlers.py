@@ -233,7 +233,19 @@ class APIHandler:
         whole ``Response`` (with a file output read in). Bad input raises ``HTTPError`` before any call.
         """
         if self.direct:
-            obj = self._decode_json(headers, body)
+            ctype = None
+            for name, value in headers:
+                if name == b"content-type":
+                    ctype = value
+                    break
+            if body and (ctype is None or (type(ctype) is bytes and ctype in _JSON_TYPES)):
+                # _decode_json(), inline, for the content types it has accepted before
+                try:
+                    obj = self._decoder.decode(body)
+                except msgspec.MsgspecError:
+                    obj = self._decode_json(headers, body)  # which words the error
+            else:
+                obj = self._decode_json(headers, body)
             if obj is not _FORM:
                 if self._positional:  # codec.call_args(), inline
                     return self.bound(*astuple(obj)), True

@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 from .cycle import RequestCycle
 from .flow_control import HIGH_WATER, FlowControl
-from .wire import API_PREFIX, METHODS, ProtocolError, api_head, error_response, request_framing
+from .wire import LENGTHS, METHODS, OK_PREFIX, ProtocolError, api_head, error_response, request_framing
 
 __all__ = ["HTTPProtocol", "ServerState", "split_target"]
 
@@ -44,6 +44,7 @@ class ServerState:
         self.loop = loop
         self.connections: set[HTTPProtocol] = set()
         self.defaults = b""  # server and date headers, refreshed every second by the server's tick
+        self.head_end = b"\r\n"  # the same, then the blank line that ends a head
         self.now = loop.time()
         self.state: dict[str, Any] = {}
         self.draining = False
@@ -432,9 +433,12 @@ class HTTPProtocol(asyncio.Protocol):
         c.status = status
         c.started = c.finished = True
         c.sent = size = len(out)
-        prefix = API_PREFIX.get((status, ctype)) if extra is None and keep_alive and not c.http10 else None
+        prefix = (
+            OK_PREFIX.get(ctype) if status == 200 and extra is None and keep_alive and not c.http10 else None
+        )
         if prefix is not None:
-            self.transport.write(b"%s%d\r\n%s\r\n%s" % (prefix, size, server.defaults, out))
+            length = LENGTHS[size] if size < 2048 else b"%d\r\n" % size
+            self.transport.write(b"".join((prefix, length, server.head_end, out)))
         else:
             self.transport.write(
                 api_head(status, ctype, size, extra, server.defaults, keep_alive, c.http10) + out

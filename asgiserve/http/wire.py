@@ -14,11 +14,12 @@ import re
 from http import HTTPStatus
 
 __all__ = [
-    "API_PREFIX",
     "CHUNKED",
     "CONTINUE",
     "LAST_CHUNK",
+    "LENGTHS",
     "METHODS",
+    "OK_PREFIX",
     "STATUS_LINES",
     "ProtocolError",
     "ResponseHead",
@@ -236,7 +237,8 @@ def has_bad_eol(data: bytes | bytearray) -> bool:
     return _BAD_EOL.search(data, 0, len(data) - 1 if data.endswith(b"\r") else len(data)) is not None
 
 
-API_PREFIX: dict[tuple[int, bytes], bytes] = {}
+OK_PREFIX: dict[bytes, bytes] = {}  # content type -> head of a 200 up to its Content-Length value
+LENGTHS = [b"%d\r\n" % n for n in range(2048)]  # Content-Length values, rendered once
 
 
 def api_head(
@@ -250,11 +252,9 @@ def api_head(
 ) -> bytes:
     """The head of a response that asgiserve built itself (its own, trusted header values), with a
     Content-Length: nothing to validate, so no scan of the result."""
-    prefix = API_PREFIX.get((status, ctype))
-    if prefix is None:
-        prefix = STATUS_LINES[status] + b"content-type: " + ctype + b"\r\ncontent-length: "
-        if len(API_PREFIX) < 256:  # api content types are few; bound the cache all the same
-            API_PREFIX[(status, ctype)] = prefix
+    prefix = STATUS_LINES[status] + b"content-type: " + ctype + b"\r\ncontent-length: "
+    if status == 200 and len(OK_PREFIX) < 256:  # api content types are few; bound the cache all the same
+        OK_PREFIX[ctype] = prefix
     if extra is None and keep_alive and not http10:
         return b"%s%d\r\n%s\r\n" % (prefix, length, defaults)
     head = b"%s%d\r\n" % (prefix, length)
