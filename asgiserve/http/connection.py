@@ -310,7 +310,7 @@ class HTTPProtocol(asyncio.Protocol):
             if nxt.fast is None:
                 nxt.task = self.context.run(self.loop.create_task, nxt.run())
             elif nxt.body_done:
-                self.start_fast(nxt)
+                self.start_fast(nxt, current_task(self.loop) is None)
             return
         if self.pending_error is not None:
             status, message = self.pending_error
@@ -327,7 +327,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     # -- api calls without ASGI (see ServerState.fast) -----------------------------------------------
 
-    def start_fast(self, c: RequestCycle) -> None:
+    def start_fast(self, c: RequestCycle, eager: bool = True) -> None:
         """Answer ``c`` (current, body complete) through the app's ``fast_start`` and ``fast_finish``.
 
         An async api's own coroutine takes its first step right here, as the connection's runner task (a
@@ -351,11 +351,11 @@ class HTTPProtocol(asyncio.Protocol):
         _, coro, c.direct = started
         c.task = runner
         ctx = self.context.copy()
-        if not c.direct or current_task(loop) is not None:
+        if not (c.direct and eager):
             # Not the api's own coroutine (a sync api's thread, a batch, a form), which would suspend at
             # once anyway: started here, it wakes a thread that then waits for the GIL while the loop
             # parses (measured: 25 times the context switches). Or we are inside a task already (the
-            # runner's previous call, or an ASGI request before this pipelined one).
+            # runner's previous call, or an ASGI request before this pipelined one: ``eager`` is false).
             self.job = (c, coro, ctx, _UNSTARTED)
             self._wake_runner()
             return
