@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from .codec import JSON_CT, TEXT_CT
+from .codec import JSON_CT, PLAIN_JSON, TEXT_CT, encode_plain_json
 from .handlers import _INTERNAL_ERROR as _INTERNAL_BODY
 from .handlers import APIHandler, Response
 from .metrics import Metrics
@@ -258,7 +258,15 @@ class ServiceApp:
         deadlines = self.deadlines
         response: Response | None
         if error is None:
-            response = handler.finish(result) if direct else result
+            if not direct:
+                response = result
+            elif handler.json_out and type(result) in PLAIN_JSON:
+                try:  # handler.finish(), inline, for the commonest result
+                    response = 200, JSON_CT, encode_plain_json(result), None
+                except Exception:
+                    response = handler.finish(result)  # which logs why it cannot be encoded
+            else:
+                response = handler.finish(result)
         elif isinstance(error, asyncio.CancelledError):
             response = (
                 (504, JSON_CT, error_body(self._timeout_message), None)

@@ -126,6 +126,7 @@ class APIHandler:
         self.bound: Callable[..., Any] = func  # replaced by the instance's method at startup
         out = self.codec.output
         self._kind = out.kind
+        self.json_out = out.kind == "json"  # a JSON output (of any value)
         self._ct = out.content_type
         self.streams = self.codec.stream != "none"
         self.batcher: Batcher | None = None
