@@ -78,6 +78,8 @@ class FileURL(type(pathlib.Path())):  # type: ignore[misc]
 
 
 def _dec_hook(tp: Any, obj: Any) -> Any:
+    if tp is object:
+        return obj  # any JSON value (with a dec_hook, msgspec asks it about ``object``)
     if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
         if isinstance(obj, pathlib.PurePath):
             return obj
@@ -106,6 +108,8 @@ def _enc_hook(obj: Any) -> Any:
 
 
 def _schema_hook(tp: Any) -> dict[str, Any]:
+    if tp is object:
+        return {"description": "Any JSON value"}  # not {}: msgspec takes an empty schema for no answer
     if _is_numpy_array_type(tp):
         return {"type": "array", "items": {}}
     if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):

@@ -86,6 +86,7 @@ def typed(run_server, runner):
         ("/untyped", {"value": {"k": [1]}}, {"k": [1]}),
         ("/untyped", {"value": "txt"}, "txt"),
         ("/v2/custom", {"x": 5}, {"x": 5}),
+        ("/anything", {"value": [1, {"a": None}]}, {"value": [1, {"a": None}]}),
     ],
 )
 def test_types_round_trip(typed, route, payload, expected):
@@ -152,6 +153,9 @@ def test_schema_and_openapi(typed):
     }
     assert names["literal"]["output"] == {"type": "string", "is_stream": False, "media_type": "text/plain"}
     assert "Item" in json.dumps(names["sort_items"]["input"])
+    # ``object`` means any JSON value: an open schema, not a service that fails to start.
+    assert names["anything"]["input"]["properties"]["value"] == {"description": "Any JSON value", "default": None}
+    assert names["anything"]["output"]["additionalProperties"] == {"description": "Any JSON value"}
     docs = httpx.get(typed.url + "/docs.json").json()
     validate(docs)
     assert "/v2/custom" in docs["paths"] and "post" in docs["paths"]["/scalars"]

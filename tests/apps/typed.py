@@ -84,6 +84,10 @@ class Typed:
     async def untyped(self, value: Any = None):
         return value
 
+    @asgiserve.api
+    async def anything(self, value: object = None) -> dict[str, object]:
+        return {"value": value}
+
     @asgiserve.api(route="/v2/custom", name="renamed")
     async def custom_route(self, x: int = 1) -> dict[str, int]:
         return {"x": x}
