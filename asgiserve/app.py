@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from .codec import JSON_CT, TEXT_CT
+from .codec import JSON_CT, PLAIN_JSON, TEXT_CT, encode_plain_json
 from .handlers import _INTERNAL_ERROR as _INTERNAL_BODY
 from .handlers import APIHandler, Response
 from .metrics import Metrics
@@ -216,13 +216,20 @@ class ServiceApp:
         slot, deadline and metrics bookkeeping repeats ``_limited``'s on purpose: inline, it costs no calls.
         """
         endpoint = handler.route
-        refused = self._refuse(headers)
-        if refused is None and len(body) > self.max_body_size:
-            refused = 413, error_body(f"Request body over the {self.max_body_size} byte limit"), None
-        if refused is not None:
-            status, body, extra = refused
-            self.metrics.observe(endpoint, status, monotonic() - t0)
-            return status, JSON_CT, body, extra
+        if (
+            self.api_token is not None
+            or self.instance is None
+            or self.draining
+            or self.in_flight >= self.max_concurrency
+            or len(body) > self.max_body_size
+        ):
+            refused = self._refuse(headers)
+            if refused is None and len(body) > self.max_body_size:
+                refused = 413, error_body(f"Request body over the {self.max_body_size} byte limit"), None
+            if refused is not None:
+                status, body, extra = refused
+                self.metrics.observe(endpoint, status, monotonic() - t0)
+                return status, JSON_CT, body, extra
         try:
             coro, direct = handler.begin(headers, body)
         except Exception as exc:
@@ -231,7 +238,10 @@ class ServiceApp:
             return response
         self.in_flight += 1
         progress = self.metrics.in_progress
-        progress[endpoint] = progress.get(endpoint, 0) + 1
+        try:
+            progress[endpoint] += 1
+        except KeyError:
+            progress[endpoint] = 1
         self.deadlines.pending[task] = t0 + self.timeout
         return None, coro, direct
 
@@ -248,7 +258,15 @@ class ServiceApp:
         deadlines = self.deadlines
         response: Response | None
         if error is None:
-            response = handler.finish(result) if direct else result
+            if not direct:
+                response = result
+            elif handler.json_out and type(result) in PLAIN_JSON:
+                try:  # handler.finish(), inline, for the commonest result
+                    response = 200, JSON_CT, encode_plain_json(result), None
+                except Exception:
+                    response = handler.finish(result)  # which logs why it cannot be encoded
+            else:
+                response = handler.finish(result)
         elif isinstance(error, asyncio.CancelledError):
             response = (
                 (504, JSON_CT, error_body(self._timeout_message), None)
@@ -259,11 +277,14 @@ class ServiceApp:
             response = handler.failed(error)
         else:
             response = (500, JSON_CT, _INTERNAL_BODY, None)
-        deadlines.finish(task)
+        deadlines.pending.pop(task, None)  # deadlines.finish(), inline
+        if deadlines.expired and task in deadlines.expired:
+            deadlines.claim_expiry(task)
         self.in_flight -= 1
         endpoint = handler.route
-        self.metrics.in_progress[endpoint] -= 1
-        self.metrics.observe(endpoint, 500 if response is None else response[0], monotonic() - t0)
+        metrics = self.metrics
+        metrics.in_progress[endpoint] -= 1
+        metrics.observe(endpoint, 500 if response is None else response[0], monotonic() - t0)
         return response
 
     def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:

@@ -119,18 +119,19 @@ def _schema_hook(tp: Any) -> dict[str, Any]:
 
 _json_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 # Types encode_json() has sent down msgspec's path (the builtins, then Structs and others as they come).
-_PLAIN_JSON: set[type] = {dict, list, str, int, float, bool, type(None)}
+PLAIN_JSON: set[type] = {dict, list, str, int, float, bool, type(None)}
+encode_plain_json = _json_encoder.encode  # encode_json() for a value whose type is in PLAIN_JSON
 
 
 def encode_json(value: Any) -> bytes:
     """JSON bytes for any api output; numpy arrays take orjson's native path."""
     kind = type(value)
-    if kind in _PLAIN_JSON:
+    if kind in PLAIN_JSON:
         return _json_encoder.encode(value)
     if kind.__module__ != "numpy":
         out = _json_encoder.encode(value)
-        if len(_PLAIN_JSON) < 256:
-            _PLAIN_JSON.add(kind)
+        if len(PLAIN_JSON) < 256:
+            PLAIN_JSON.add(kind)
         return out
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 

@@ -126,6 +126,7 @@ class APIHandler:
         self.bound: Callable[..., Any] = func  # replaced by the instance's method at startup
         out = self.codec.output
         self._kind = out.kind
+        self.json_out = out.kind == "json"  # a JSON output (of any value)
         self._ct = out.content_type
         self.streams = self.codec.stream != "none"
         self.batcher: Batcher | None = None
@@ -195,7 +196,11 @@ class APIHandler:
 
     def _decode_json(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Any:
         """The decoded JSON body, or ``_FORM`` for a multipart body; 415 for any other content type."""
-        ctype = _content_type(headers)
+        ctype = None
+        for name, value in headers:  # _content_type(), inline
+            if name == b"content-type":
+                ctype = value if type(value) is bytes else bytes(value)
+                break
         if ctype is not None and ctype not in _JSON_TYPES:
             low = ctype.lower()
             if not (low.startswith(_JSON_LIKE) or low.endswith(b"+json")):
@@ -211,7 +216,7 @@ class APIHandler:
             try:
                 return self._decoder.decode(body)
             except msgspec.MsgspecError:
-                pass  # codec.decode() says what is wrong
+                pass  # codec.decode() words the error
         return self.codec.decode(body)
 
     async def _decode_files(
@@ -229,7 +234,19 @@ class APIHandler:
         whole ``Response`` (with a file output read in). Bad input raises ``HTTPError`` before any call.
         """
         if self.direct:
-            obj = self._decode_json(headers, body)
+            ctype = None
+            for name, value in headers:
+                if name == b"content-type":
+                    ctype = value
+                    break
+            if body and (ctype is None or (type(ctype) is bytes and ctype in _JSON_TYPES)):
+                # _decode_json(), inline, for the content types it has accepted before
+                try:
+                    obj = self._decoder.decode(body)
+                except msgspec.MsgspecError:
+                    obj = self._decode_json(headers, body)  # which words the error
+            else:
+                obj = self._decode_json(headers, body)
             if obj is not _FORM:
                 if self._positional:  # codec.call_args(), inline
                     return self.bound(*astuple(obj)), True

@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 from .cycle import RequestCycle
 from .flow_control import HIGH_WATER, FlowControl
-from .wire import METHODS, ProtocolError, api_response, error_response, request_framing
+from .wire import LENGTHS, METHODS, OK_PREFIX, ProtocolError, api_head, error_response, request_framing
 
 __all__ = ["HTTPProtocol", "ServerState", "split_target"]
 
@@ -44,6 +44,7 @@ class ServerState:
         self.loop = loop
         self.connections: set[HTTPProtocol] = set()
         self.defaults = b""  # server and date headers, refreshed every second by the server's tick
+        self.head_end = b"\r\n"  # the same, then the blank line that ends a head
         self.now = loop.time()
         self.state: dict[str, Any] = {}
         self.draining = False
@@ -371,7 +372,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         finally:
             _leave_task(loop, runner)
-        self.finish_fast(c, result, error)
+        self.send_fast(c, self.server.fast_app.fast_finish(c.fast, runner, t0, True, result, error))
 
     def _wake_runner(self) -> None:
         wakeup = self.runner_wakeup
@@ -431,8 +432,17 @@ class HTTPProtocol(asyncio.Protocol):
         keep_alive = c.keep_alive and not server.draining
         c.status = status
         c.started = c.finished = True
-        c.sent = len(out)
-        self.transport.write(api_response(status, ctype, out, extra, server.defaults, keep_alive, c.http10))
+        c.sent = size = len(out)
+        prefix = (
+            OK_PREFIX.get(ctype) if status == 200 and extra is None and keep_alive and not c.http10 else None
+        )
+        if prefix is not None:
+            length = LENGTHS[size] if size < 2048 else b"%d\r\n" % size
+            self.transport.write(b"".join((prefix, length, server.head_end, out)))
+        else:
+            self.transport.write(
+                api_head(status, ctype, size, extra, server.defaults, keep_alive, c.http10) + out
+            )
         self.response_complete(c, keep_alive)
 
     # -- called by the server ------------------------------------------------------------------------

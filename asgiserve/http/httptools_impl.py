@@ -31,12 +31,17 @@ class HttpToolsProtocol(HTTPProtocol):
         """Feed llhttp; its errors become the shared refusal (400 unless a limit says otherwise)."""
         if self.stopped:
             return
-        if self.idle:
-            self.begin_head()
-        was_in_head = self.in_head
+        server = self.server
+        if self.idle:  # begin_head(), inline: this runs once per request
+            self.idle = False
+            self.in_head = was_in_head = True
+            if self.cycle is None:
+                self.deadline = server.now + server.header_timeout
+        else:
+            was_in_head = self.in_head
         # Headers are only measured one by one when this chunk could take the head over the limit.
         raw_head = self.raw_head
-        count = self.count_head = raw_head + len(data) > self.server.max_header_size
+        count = self.count_head = raw_head + len(data) > server.max_header_size
         if count and raw_head > self.head_size:
             self.head_size = raw_head
         try:

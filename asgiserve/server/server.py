@@ -76,6 +76,7 @@ class Server:
         if second != self._second:
             self._second = second
             state.defaults = b"server: asgiserve\r\ndate: %s\r\n" % formatdate(usegmt=True).encode()
+            state.head_end = state.defaults + b"\r\n"
         for conn in [c for c in state.connections if c.deadline and c.deadline < now]:
             conn.expire()
         self._tick_handle = loop.call_later(_TICK, self.tick)
