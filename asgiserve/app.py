@@ -216,20 +216,13 @@ class ServiceApp:
         slot, deadline and metrics bookkeeping repeats ``_limited``'s on purpose: inline, it costs no calls.
         """
         endpoint = handler.route
-        if (
-            self.api_token is not None
-            or self.instance is None
-            or self.draining
-            or self.in_flight >= self.max_concurrency
-            or len(body) > self.max_body_size
-        ):
-            refused = self._refuse(headers)
-            if refused is None and len(body) > self.max_body_size:
-                refused = 413, error_body(f"Request body over the {self.max_body_size} byte limit"), None
-            if refused is not None:
-                status, body, extra = refused
-                self.metrics.observe(endpoint, status, monotonic() - t0)
-                return status, JSON_CT, body, extra
+        refused = self._refuse(headers)
+        if refused is None and len(body) > self.max_body_size:
+            refused = 413, error_body(f"Request body over the {self.max_body_size} byte limit"), None
+        if refused is not None:
+            status, body, extra = refused
+            self.metrics.observe(endpoint, status, monotonic() - t0)
+            return status, JSON_CT, body, extra
         try:
             coro, direct = handler.begin(headers, body)
         except Exception as exc:
@@ -277,9 +270,7 @@ class ServiceApp:
             response = handler.failed(error)
         else:
             response = (500, JSON_CT, _INTERNAL_BODY, None)
-        deadlines.pending.pop(task, None)  # deadlines.finish(), inline
-        if deadlines.expired and task in deadlines.expired:
-            deadlines.claim_expiry(task)
+        deadlines.finish(task)
         self.in_flight -= 1
         endpoint = handler.route
         metrics = self.metrics
