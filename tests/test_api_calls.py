@@ -137,3 +137,56 @@ def test_suspended_calls_on_many_connections_run_at_once(server):
         results = list(pool.map(call, range(32)))
     # One after another they would take 6.4 s.
     assert results == [0.2] * 32 and time.monotonic() - t0 < 3
+
+
+def _read_responses(s: socket.socket, count: int, timeout: float = 5.0) -> tuple[list[bytes], bool]:
+    """Bodies of the first ``count`` responses on ``s``, and whether the server then closed it."""
+    raw = b""
+    deadline = time.monotonic() + timeout
+    closed = False
+    while time.monotonic() < deadline:
+        responses = parse_responses(raw) if raw else []
+        if len(responses) >= count and all(r.complete for r in responses):
+            break
+        data = s.recv(65536)
+        if not data:
+            closed = True
+            break
+        raw += data
+    return [r.body for r in parse_responses(raw)], closed
+
+
+def test_responses_ready_in_one_loop_pass_keep_their_order_on_many_connections(server):
+    """Api responses made ready together are written together at the end of the loop pass: each
+    connection still gets all of its own, in order, with an ASGI response between them."""
+
+    def pipeline(n: int) -> list[bytes]:
+        calls = [post("/context", {"tag": f"{n}-{i}"}) for i in range(12)]
+        data = b"".join(calls[:6]) + b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n" + b"".join(calls[6:])
+        with connect(server.port) as s:
+            s.sendall(data)
+            return _read_responses(s, 13)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(pipeline, range(16)))
+    for n, bodies in enumerate(results):
+        assert len(bodies) == 13
+        assert bodies[6] == b"ok\n"
+        tags = [json.loads(b)["after"] for b in bodies[:6] + bodies[7:]]
+        assert tags == [f"{n}-{i}" for i in range(12)]
+
+
+def test_held_responses_go_out_before_a_refusal_and_before_closing(own_server):
+    bad = b"GET /livez HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n"
+    with connect(own_server.port) as s:
+        s.sendall(post("/context", {"tag": "a"}) + post("/context", {"tag": "b"}) + bad)
+        bodies, closed = _read_responses(s, 4)  # three come, then the server closes
+    assert [json.loads(b)["after"] for b in bodies[:2]] == ["a", "b"]
+    assert closed and "error" in json.loads(bodies[2])
+
+    last = post("/context", {"tag": "c"}).replace(b"Host: t\r\n", b"Host: t\r\nConnection: close\r\n")
+    with connect(own_server.port) as s:
+        s.sendall(post("/context", {"tag": "a"}) + post("/context", {"tag": "b"}) + last)
+        bodies, closed = _read_responses(s, 4)  # three come, then the server closes
+    assert [json.loads(b)["after"] for b in bodies] == ["a", "b", "c"]
+    assert closed

@@ -106,6 +106,8 @@ class RequestCycle:
 
     async def run(self) -> None:
         """Run the app for this request and deal with whatever it left undone."""
+        if self.proto.out is not None:
+            self.proto.flush()  # api responses before this one, held for the end of the loop pass
         try:
             await self.proto.app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
         except BaseException as exc:

@@ -130,7 +130,7 @@ class Server:
             for conn in list(state.connections):
                 if conn.cycle is not None and conn.cycle.task is not None:
                     conn.cycle.task.cancel()
-                conn.transport.close()
+                conn.close()
             await asyncio.sleep(0)
 
 
