@@ -107,7 +107,7 @@ class RequestCycle:
     async def run(self) -> None:
         """Run the app for this request and deal with whatever it left undone."""
         if self.proto.out is not None:
-            self.proto.flush()  # api responses before this one, held for the end of the loop pass
+            self.proto.flush()  # responses before this one, held for the end of the loop pass
         try:
             await self.proto.app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
         except BaseException as exc:
@@ -200,9 +200,8 @@ class RequestCycle:
         if head is None:
             head = self.head = self._build_head(-1 if more else len(body))
             if not more and not head.chunked and (head.length == len(body) or head.no_body):
-                # The common case: a whole response in one message, one write.
-                data = head.data if head.no_body else head.data + body
-                proto.transport.write(data)
+                # The common case: a whole response in one message, one write (coalesced, see emit).
+                proto.emit(head.data if head.no_body else head.data + body)
                 self.finished = True
                 self.sent = len(body)
                 if self.waiter is not None:
