@@ -132,6 +132,41 @@ def test_hostile_after_valid_pipelined_request(port):
     assert ex.statuses == [200, 400] and ex.closed
 
 
+def _in_two_reads(port: int, first: bytes, second: bytes) -> tuple[bytes, bool]:
+    """Send ``first``, wait so that the server reads it alone, then ``second``; collect the reply."""
+    with connect(port) as s:
+        s.sendall(first)
+        time.sleep(0.2)
+        try:
+            s.sendall(second)
+        except OSError:
+            pass
+        return read_all(s, timeout=0.5)  # under the 1 s keep-alive timeout
+
+
+# The header size limit (4096 here) is per head: a read that ends inside a head after other requests,
+# or after a body, counts only that head's bytes toward it.
+SPLIT_AFTER = {
+    "many-small-requests": b"".join(req("/echo", "POST", "Content-Length: 2\r\n", b"%02d" % i) for i in range(99)),
+    "a-large-body": req("/echo", "POST", "Content-Length: 20000\r\n", b"b" * 20000),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SPLIT_AFTER)
+def test_a_head_cut_at_the_end_of_a_read_is_measured_alone(port, name):
+    head = req("/echo", "POST", "Content-Length: 3\r\nX-Pad: " + "p" * 100 + "\r\n", b"end")
+    raw, closed = _in_two_reads(port, SPLIT_AFTER[name] + head[:60], head[60:])
+    bodies = [r.body for r in parse_responses(raw)]
+    assert not closed and len(bodies) == (99 if name == "many-small-requests" else 1) + 1
+    assert bodies[-1] == b"end"
+
+
+def test_a_head_cut_at_the_end_of_a_read_still_has_a_limit(port):
+    flood = b"GET /echo HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 90) for i in range(60))
+    raw, closed = _in_two_reads(port, req("/echo", "POST", "Content-Length: 2\r\n", b"ok") + flood, b"\r\n")
+    assert [r.status for r in parse_responses(raw)] == [200, 431] and closed
+
+
 # -- HTTP/1.1 semantics ------------------------------------------------------------------------------
 
 

@@ -23,15 +23,17 @@ class HttpToolsProtocol(HTTPProtocol):
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_size = 0
-        self.raw_head = 0
+        self.head_size = 0  # the head in progress, counted header by header (when ``count_head``)
+        self.raw_head = 0  # the head in progress, counted in whole chunks (bytes of earlier reads)
         self.count_head = False
+        self.heads_done = False  # a head was completed in this read
 
     def data_received(self, data: bytes) -> None:
         """Feed llhttp; its errors become the shared refusal (400 unless a limit says otherwise)."""
         if self.stopped:
             return
         server = self.server
+        body_before = 0
         if self.idle:  # begin_head(), inline: this runs once per request
             self.idle = False
             self.in_head = was_in_head = True
@@ -39,11 +41,14 @@ class HttpToolsProtocol(HTTPProtocol):
                 self.deadline = server.now + server.header_timeout
         else:
             was_in_head = self.in_head
+            if not was_in_head and self.parsing is not None:
+                body_before = self.parsing.received  # this read may start with the rest of a body
         # Headers are only measured one by one when this chunk could take the head over the limit.
         raw_head = self.raw_head
         count = self.count_head = raw_head + len(data) > server.max_header_size
         if count and raw_head > self.head_size:
             self.head_size = raw_head
+        self.heads_done = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -57,9 +62,19 @@ class HttpToolsProtocol(HTTPProtocol):
             else:
                 self.protocol_error(400, f"Invalid HTTP request: {exc}")
             return
-        if was_in_head and self.in_head:
-            # The whole chunk was head bytes (llhttp buffers an unfinished header itself).
-            self.raw_head += len(data)
+        if self.in_head:
+            # A head is unfinished at the end of this read (llhttp buffers an unfinished header itself):
+            # count the bytes it has so far.
+            p = self.parsing
+            if self.heads_done:
+                # After other requests: what follows the last blank line, less the body of the last one
+                # (all of which came in this read, after its head).
+                body = p.received if p is not None else 0
+                self.raw_head = max(len(data) - max(data.rfind(b"\r\n\r\n") + 4, 0) - body, 0)
+            elif was_in_head:
+                self.raw_head += len(data)  # the whole read was head bytes
+            else:  # the rest of a body, then this head
+                self.raw_head = len(data) - ((p.received if p is not None else 0) - body_before)
             if self.raw_head > self.server.max_header_size:
                 self.protocol_error(431, "Request header fields too large")
 
@@ -96,5 +111,6 @@ class HttpToolsProtocol(HTTPProtocol):
         url, headers = self.url, self.headers
         self.url = b""
         self.headers = []
-        self.raw_head = 0
+        self.raw_head = self.head_size = 0
+        self.heads_done = True
         self.on_request(parser.get_method(), url, parser.get_http_version(), headers)
