@@ -34,6 +34,7 @@ from .wire import LENGTHS, METHODS, OK_PREFIX, ProtocolError, api_head, error_re
 
 __all__ = ["HTTPProtocol", "ServerState", "split_target"]
 
+logger = logging.getLogger("asgiserve")
 access_logger = logging.getLogger("asgiserve.access")
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -88,7 +89,10 @@ class ServerState:
         if held:
             self.held = []
             for conn in held:
-                conn.flush()
+                try:
+                    conn.flush()
+                except RuntimeError:  # its transport was torn down under it: the others still go out
+                    logger.debug("held response dropped for a closed connection", exc_info=True)
 
 
 def split_target(target: bytes) -> tuple[str, bytes, bytes]:
