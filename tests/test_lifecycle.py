@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -89,6 +90,22 @@ def test_workers_serve_restart_and_stop(tmp_path):
     assert httpx.get(server.url + "/readyz", timeout=5).status_code == 200
     assert server.stop() == 0
     assert "restarting" in server.output()
+
+
+def test_a_worker_that_keeps_dying_is_restarted_after_a_growing_delay(tmp_path):
+    server = start("asgiserve", "tests.apps.workers:TwoWorkers", tmp_path)
+    assert wait_for(lambda: len(children(server.proc.pid)) == 2)
+    for _ in range(4):
+        # Kill a worker as soon as it is up: each death comes soon after a start.
+        before = children(server.proc.pid)
+        victim = max(before)  # the newest
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(lambda: len(children(server.proc.pid)) == 2 and victim not in children(server.proc.pid))
+    # The other worker served throughout.
+    assert httpx.get(server.url + "/readyz", timeout=5).status_code == 200
+    assert server.stop() == 0
+    delays = [float(m) for m in re.findall(r"restarting in ([\d.]+) s", server.output())]
+    assert delays == [0.1, 0.2, 0.4, 0.8]
 
 
 def test_workers_flag_overrides(tmp_path):

@@ -4,6 +4,8 @@ The parent binds the socket and imports the app once, then forks. Each worker ru
 and lifespan, and drains on SIGTERM/SIGINT. The parent forwards those signals, waits for every worker
 (up to the graceful timeout, then SIGKILL), and exits 0. A worker that fails lifespan startup makes the
 parent stop all workers and exit with the startup failure status instead of restarting it in a loop.
+A worker that dies soon after it started is restarted after a growing delay (0.1 s, doubling up to 10 s),
+so a crash that repeats does not spin; one that lived 10 s or more is restarted at once and resets it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ __all__ = ["Supervisor"]
 
 logger = logging.getLogger("asgiserve")
 _POLL = 0.1
+_STABLE = 10.0  # a worker that lived this long was not crash-looping
+_FIRST_DELAY = 0.1
+_MAX_DELAY = 10.0
 
 
 class Supervisor:
@@ -35,6 +40,9 @@ class Supervisor:
         self.count = workers
         self.pids: set[int] = set()
         self.stopping = False
+        self.born: dict[int, float] = {}  # pid -> monotonic start time
+        self.quick_deaths = 0  # workers in a row that died before _STABLE
+        self.restarts: list[float] = []  # monotonic times at which to start a replacement
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
@@ -57,7 +65,23 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         self.pids.add(pid)
+        self.born[pid] = time.monotonic()
         logger.info("Started worker %d", pid)
+
+    def replace(self, pid: int, code: int) -> None:
+        """Schedule a replacement for the worker ``pid`` that exited with ``code``, backing off on quick deaths."""
+        now = time.monotonic()
+        lived = now - self.born.pop(pid, now)
+        if lived >= _STABLE:
+            self.quick_deaths = 0
+            delay = 0.0
+        else:
+            self.quick_deaths += 1
+            delay = min(_FIRST_DELAY * 2 ** (self.quick_deaths - 1), _MAX_DELAY)
+        logger.warning(
+            "Worker %d exited with status %d after %.1f s: restarting in %.1f s", pid, code, lived, delay
+        )
+        self.restarts.append(now + delay)
 
     def run(self) -> int:
         """Start the workers, keep them running until a signal, stop them; return the exit status."""
@@ -73,7 +97,12 @@ class Supervisor:
                     self.stopping = True
                     status = STARTUP_FAILED
                 elif not self.stopping:
-                    logger.warning("Worker %d exited with status %d: restarting", pid, code)
+                    self.replace(pid, code)
+            now = time.monotonic()
+            if self.restarts and not self.stopping:
+                due = [t for t in self.restarts if t <= now]
+                self.restarts = [t for t in self.restarts if t > now]
+                for _ in due:
                     self.spawn()
             time.sleep(_POLL)
         for pid in self.pids:
