@@ -30,6 +30,7 @@ from urllib.parse import unquote
 
 from .cycle import RequestCycle
 from .flow_control import HIGH_WATER, FlowControl
+from .websocket import WebSocketSession, handshake_error, wants_websocket
 from .wire import LENGTHS, METHODS, OK_PREFIX, ProtocolError, api_head, error_response, request_framing
 
 __all__ = ["HTTPProtocol", "ServerState", "split_target"]
@@ -147,6 +148,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.job: tuple[RequestCycle, Coroutine[Any, Any, Any], Context, Any] | None = None
         self.out: list[bytes] | None = None  # responses held for the end of this loop pass (``emit``)
         self.spare: RequestCycle | None = None  # a finished api call's cycle, for the next one
+        self.ws: WebSocketSession | None = None  # once the connection is a websocket
 
     # -- transport callbacks -------------------------------------------------------------------------
 
@@ -173,6 +175,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.server.connections.discard(self)
         self.stopped = True
         self.out = None
+        if self.ws is not None:
+            self.ws.lost()
         if self.cycle is not None:
             self.cycle.on_disconnect()
         for c in self.pipeline:
@@ -217,8 +221,11 @@ class HTTPProtocol(asyncio.Protocol):
             raise ProtocolError("Unknown or malformed method")
         if len(headers) > server.max_headers:
             raise ProtocolError("Too many header fields", 431)
-        length, keep_alive, expect, _ = request_framing(method, version, headers, server.max_body)
+        length, keep_alive, expect, upgrade = request_framing(method, version, headers, server.max_body)
         path, raw_path, query = _targets.get(target) or split_target(target)
+        if upgrade and name == "GET" and self.cycle is None and wants_websocket(headers):
+            self.open_websocket(version, path, raw_path, query, headers)
+            return 0
         fast = server.fast.get(path) if name == "POST" and not expect and server.fast else None
         if fast is not None:
             # An api call needs no ASGI scope: its headers (and the target, for the access log) will do.
@@ -266,6 +273,44 @@ class HTTPProtocol(asyncio.Protocol):
             self.flow.pause_reading()
         return length
 
+    def open_websocket(
+        self, version: str, path: str, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """A WebSocket opening handshake: from here on this connection's bytes go to a ``WebSocketSession``.
+
+        A malformed handshake is answered 400 (426 for another protocol version) and closed; a valid one
+        runs the app with a ``websocket`` scope, which accepts or refuses it.
+        """
+        server = self.server
+        self.stopped = True  # no more HTTP requests here (reading goes on, for the session)
+        self.parsing = None
+        problem = handshake_error(headers) if version == "1.1" else (400, "WebSocket needs HTTP/1.1")
+        if problem is not None:
+            status, message = problem
+            extra = b"sec-websocket-version: 13\r\n" if status == 426 else b""
+            self.write(error_response(status, message, server.defaults + extra))
+            self.close()
+            return
+        fields = dict(headers)
+        offered = fields.get(b"sec-websocket-protocol", b"").decode("latin-1")
+        scope = {
+            "type": "websocket",
+            "asgi": _ASGI,
+            "http_version": version,
+            "server": self.sockname,
+            "client": self.client,
+            "scheme": "ws",
+            "root_path": server.root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "subprotocols": [p.strip() for p in offered.split(",") if p.strip()],
+            "state": server.state.copy(),
+        }
+        self.ws = WebSocketSession(self, scope, fields[b"sec-websocket-key"].strip())
+        self.ws.start()
+
     def on_body(self, body: bytes) -> None:
         """A piece of the current request's body."""
         c = self.parsing
@@ -286,7 +331,8 @@ class HTTPProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         """The current request's body is complete."""
         c = self.parsing
-        assert c is not None
+        if c is None:
+            return  # a websocket's handshake (see open_websocket)
         c.body_done = True
         if c.waiter is not None:
             c.wake()
@@ -528,7 +574,9 @@ class HTTPProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """The server is draining: close now when idle, else after the current response."""
-        if self.cycle is None:
+        if self.ws is not None:
+            self.ws.going_away()
+        elif self.cycle is None:
             self.close()
 
 

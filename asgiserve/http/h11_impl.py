@@ -29,6 +29,8 @@ class H11Protocol(HTTPProtocol):
     def data_received(self, data: bytes) -> None:
         """Split the stream into heads (h11) and bodies (Content-Length or chunked)."""
         if self.stopped:
+            if self.ws is not None:
+                self.ws.feed(data)
             return
         buf = self.buf + data if self.buf else data
         self.buf = b""
@@ -61,6 +63,10 @@ class H11Protocol(HTTPProtocol):
                     self.buf = buf
                     return
                 buf = rest
+                if self.ws is not None:  # a websocket: what follows the handshake request is its frames
+                    if buf:
+                        self.ws.feed(buf)
+                    return
 
     def _head(self, buf: bytes) -> bytes | None:
         """Parse one request head from ``buf``; return the bytes after it, or None until it is complete."""

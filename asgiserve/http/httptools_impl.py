@@ -31,6 +31,8 @@ class HttpToolsProtocol(HTTPProtocol):
     def data_received(self, data: bytes) -> None:
         """Feed llhttp; its errors become the shared refusal (400 unless a limit says otherwise)."""
         if self.stopped:
+            if self.ws is not None:
+                self.ws.feed(data)
             return
         server = self.server
         body_before = 0
@@ -51,8 +53,13 @@ class HttpToolsProtocol(HTTPProtocol):
         self.heads_done = False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # CONNECT or Upgrade: the request itself was parsed and is answered; the rest is not HTTP.
+        except httptools.HttpParserUpgrade as exc:
+            if self.ws is not None:  # a websocket: what follows the handshake request is its frames
+                rest = data[int(exc.args[0]) :]
+                if rest:
+                    self.ws.feed(rest)
+                return
+            # CONNECT or another upgrade: the request itself is answered; the rest is not HTTP.
             self.stop_reading()
             return
         except httptools.HttpParserError as exc:
