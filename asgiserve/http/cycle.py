@@ -91,6 +91,15 @@ class RequestCycle:
         self.t0 = 0.0
         self.target = b""
 
+    def reuse(self, keep_alive: bool, http10: bool) -> None:
+        """Serve another api call with this finished one's cycle (``HTTPProtocol.on_request``): resetting
+        what a call changes costs less than a new cycle's 27 slots to allocate, fill and free."""
+        self.keep_alive = keep_alive
+        self.http10 = http10
+        self.buffered = self.received = 0
+        self.body_done = self.started = self.finished = False
+        self.task = None
+
     def wake(self) -> None:
         """Wake a ``receive`` waiting for body or disconnect."""
         waiter = self.waiter

@@ -40,9 +40,11 @@ def wants_websocket(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def handshake_error(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
-    """The status and reason for a malformed opening handshake (RFC 6455 4.2.1), or None when valid."""
-    fields = {name: value for name, value in headers}
+def handshake_error(fields: dict[bytes, bytes]) -> tuple[int, str] | None:
+    """The status and reason for a malformed opening handshake (RFC 6455 4.2.1), or None when valid.
+
+    ``fields`` are the request's headers by (lowercase) name.
+    """
     version = fields.get(b"sec-websocket-version")
     if version is None or version.strip() != b"13":
         return 426, "Only WebSocket version 13 is supported"

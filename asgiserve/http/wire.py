@@ -135,11 +135,10 @@ def request_framing(
     te: bytes | None = None
     hosts = 0
     expect = upgrade = False
-    special = _SPECIAL
     for name, value in headers:
-        if name not in special:
+        kind = _SPECIAL.get(name)
+        if kind is None:
             continue
-        kind = special[name]
         if kind == _HOST:
             hosts += 1
         elif kind == _CL:
