@@ -6,7 +6,7 @@ are imported lazily so that ``import asgiserve`` stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import (
     BadRequest,
@@ -51,7 +51,7 @@ __all__ = [
 _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "asgi_app": "app"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import the app and client modules on first use."""
     module = _LAZY.get(name)
     if module is None:

@@ -13,17 +13,34 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .errors import ServiceUnavailable
 from .metrics import Metrics
 
-__all__ = ["Batcher"]
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import ArrayLike
+
+__all__ = ["Batch", "Batcher"]
 
 
-def _size(value: Any, dim: int) -> int:
+class Batch(Protocol):
+    """What a batchable api takes and returns: a list, or an array (it has ``shape``) of items along a dimension."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[object]: ...
+    def __getitem__(self, index: slice, /) -> object: ...
+
+
+# A queued call: items, their count, the caller's future, when it was first left out of a full batch (0.0: never).
+_Entry = tuple[Batch, int, "asyncio.Future[object]", float]
+
+
+def _size(value: Batch, dim: int) -> int:
     shape = getattr(value, "shape", None)
     return int(shape[dim]) if shape is not None else len(value)
 
@@ -33,7 +50,7 @@ class Batcher:
 
     def __init__(
         self,
-        run: Callable[[Any], Awaitable[Any]],
+        run: Callable[[Batch], Awaitable[object]],
         *,
         endpoint: str,
         metrics: Metrics,
@@ -47,18 +64,19 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000
         self.in_dim, self.out_dim = batch_dim if isinstance(batch_dim, tuple) else (batch_dim, batch_dim)
-        # [items, size, future, time it was first left out of a full batch (0.0: never)]
-        self._queue: deque[list[Any]] = deque()
+        self._queue: deque[_Entry] = deque()
         self._busy = False
 
     def __repr__(self) -> str:
         return f"<Batcher {self.endpoint} queued={len(self._queue)} busy={self._busy}>"
 
-    async def submit(self, items: Any) -> Any:
+    async def submit(self, items: object) -> object:
         """Run ``items`` (a list or array) as part of a batch and return this call's share of the output."""
-        n = _size(items, self.in_dim)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append([items, n, fut, 0.0])
+        # The api's one parameter: a list or an array, as ``@api(batchable=True)`` requires.
+        batch = cast(Batch, items)
+        n = _size(batch, self.in_dim)
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, n, fut, 0.0))
         if not self._busy:
             self._busy = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -73,12 +91,12 @@ class Batcher:
         finally:
             self._busy = False
 
-    def _take(self) -> list[tuple[Any, int, asyncio.Future[Any]]]:
-        batch: list[tuple[Any, int, asyncio.Future[Any]]] = []
+    def _take(self) -> list[tuple[Batch, int, asyncio.Future[object]]]:
+        batch: list[tuple[Batch, int, asyncio.Future[object]]] = []
         total = 0
         now = monotonic()
         full = False
-        kept: deque[list[Any]] = deque()
+        kept: deque[_Entry] = deque()
         for entry in self._queue:
             items, n, fut, left_out_at = entry
             if fut.done():  # the caller went away (cancelled by its deadline or its client)
@@ -90,23 +108,21 @@ class Batcher:
                 continue
             if full or (batch and total + n > self.max_batch_size):
                 full = True  # keep arrival order: nothing later jumps ahead of a call left out
-                if not left_out_at:
-                    entry[3] = now
-                kept.append(entry)
+                kept.append(entry if left_out_at else (items, n, fut, now))
                 continue
             batch.append((items, n, fut))
             total += n
         self._queue = kept
         return batch
 
-    async def _execute(self, batch: list[tuple[Any, int, asyncio.Future[Any]]]) -> None:
+    async def _execute(self, batch: list[tuple[Batch, int, asyncio.Future[object]]]) -> None:
         parts = [items for items, _, _ in batch]
         sizes = [n for _, n, _ in batch]
         self.metrics.observe_batch(self.endpoint, sum(sizes))
         try:
             merged = parts[0] if len(parts) == 1 else self._concat(parts)
             output = await self._run(merged)
-            shares = [output] if len(parts) == 1 else self._split(output, sizes)
+            shares = [output] if len(parts) == 1 else self._split(cast(Batch, output), sizes)
         except BaseException as exc:
             for _, _, fut in batch:
                 if not fut.done():
@@ -118,28 +134,28 @@ class Batcher:
             if not fut.done():
                 fut.set_result(share)
 
-    def _concat(self, parts: list[Any]) -> Any:
+    def _concat(self, parts: list[Batch]) -> Batch:
         if hasattr(parts[0], "shape"):
             import numpy
 
-            return numpy.concatenate(parts, axis=self.in_dim)
-        merged: list[Any] = []
+            return numpy.concatenate(cast("Sequence[ArrayLike]", parts), axis=self.in_dim)
+        merged: list[object] = []
         for p in parts:
             merged.extend(p)
         return merged
 
-    def _split(self, output: Any, sizes: list[int]) -> list[Any]:
+    def _split(self, output: Batch, sizes: list[int]) -> list[object]:
         if _size(output, self.out_dim) != sum(sizes):
             raise ValueError(
                 f"batchable api returned {_size(output, self.out_dim)} items for a batch of {sum(sizes)}"
             )
-        shares = []
+        shares: list[object] = []
         start = 0
         if hasattr(output, "shape"):
             import numpy
 
             bounds = numpy.cumsum(sizes)[:-1]
-            return list(numpy.split(output, bounds, axis=self.out_dim))
+            return list(numpy.split(cast("ArrayLike", output), bounds, axis=self.out_dim))
         for n in sizes:
             shares.append(output[start : start + n])
             start += n

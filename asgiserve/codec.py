@@ -48,13 +48,13 @@ class Output:
 
     __slots__ = ("content_type", "kind", "schema_type")
 
-    def __init__(self, kind: str, content_type: bytes, schema_type: Any) -> None:
+    def __init__(self, kind: str, content_type: bytes, schema_type: object) -> None:
         self.kind = kind
         self.content_type = content_type
         self.schema_type = schema_type
 
 
-def _is_numpy_array_type(tp: Any) -> bool:
+def _is_numpy_array_type(tp: object) -> bool:
     return getattr(tp, "__module__", "") == "numpy" and getattr(tp, "__name__", "") == "ndarray"
 
 
@@ -77,7 +77,7 @@ class FileURL(type(pathlib.Path())):  # type: ignore[misc]
         return path
 
 
-def _dec_hook(tp: Any, obj: Any) -> Any:
+def _dec_hook(tp: type, obj: object) -> object:
     if tp is object:
         return obj  # any JSON value (with a dec_hook, msgspec asks it about ``object``)
     if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
@@ -96,7 +96,7 @@ def _dec_hook(tp: Any, obj: Any) -> Any:
     raise NotImplementedError(f"cannot decode {tp!r}")
 
 
-def _enc_hook(obj: Any) -> Any:
+def _enc_hook(obj: object) -> object:
     # numpy scalars and arrays nested inside other values, and pydantic models, to builtin types.
     if hasattr(obj, "tolist"):
         return obj.tolist()
@@ -107,7 +107,7 @@ def _enc_hook(obj: Any) -> Any:
     raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
 
 
-def _schema_hook(tp: Any) -> dict[str, Any]:
+def _schema_hook(tp: type) -> dict[str, object]:
     if tp is object:
         return {"description": "Any JSON value"}  # not {}: msgspec takes an empty schema for no answer
     if _is_numpy_array_type(tp):
@@ -123,7 +123,7 @@ PLAIN_JSON: set[type] = {dict, list, str, int, float, bool, type(None)}
 encode_plain_json = _json_encoder.encode  # encode_json() for a value whose type is in PLAIN_JSON
 
 
-def encode_json(value: Any) -> bytes:
+def encode_json(value: object) -> bytes:
     """JSON bytes for any api output; numpy arrays take orjson's native path."""
     kind = type(value)
     if kind in PLAIN_JSON:
@@ -136,9 +136,9 @@ def encode_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def validation_detail(message: str) -> list[dict[str, Any]]:
+def validation_detail(message: str) -> list[dict[str, object]]:
     """Turn a msgspec validation message into a ``detail`` list with the field location."""
-    loc: list[Any] = ["body"]
+    loc: list[str | int] = ["body"]
     m = _LOC_RE.search(message)
     if m:
         for name, index in _LOC_PART_RE.findall(m.group(1)):
@@ -152,13 +152,13 @@ def validation_detail(message: str) -> list[dict[str, Any]]:
     return [{"loc": loc, "msg": message, "type": "value_error"}]
 
 
-def _default_field(default: Any) -> Any:
+def _default_field(default: object) -> object:
     if isinstance(default, (list, dict, set, bytearray)) and default:
         return msgspec.field(default_factory=lambda: copy.deepcopy(default))
     return default
 
 
-def _output_for(tp: Any, media_type: str | None) -> Output:
+def _output_for(tp: object, media_type: str | None) -> Output:
     if tp is inspect.Signature.empty or tp is Any:
         return Output("dynamic", JSON_CT, Any)
     if tp is str:
@@ -173,7 +173,7 @@ def _output_for(tp: Any, media_type: str | None) -> Output:
 class APICodec:
     """Decoder, encoder and schemas for one api, built from its signature once."""
 
-    def __init__(self, func: Callable[..., Any], api_name: str, media_type: str | None = None) -> None:
+    def __init__(self, func: Callable[..., object], api_name: str, media_type: str | None = None) -> None:
         self.name = api_name
         sig = inspect.signature(func)
         try:
@@ -181,11 +181,11 @@ class APICodec:
         except Exception as exc:
             raise TypeError(f"cannot resolve the type hints of api {api_name!r}: {exc}") from exc
         params = list(sig.parameters.values())[1:]
-        fields: list[Any] = []
+        fields: list[tuple[str, object] | tuple[str, object, object]] = []
         # Parameters taking a file: Path types (uploaded, or downloaded from a URL) and bytes.
-        self.file_params: dict[str, Any] = {}
+        self.file_params: dict[str, object] = {}
         self.path_params: tuple[str, ...] = ()
-        self.param_types: dict[str, Any] = {}
+        self.param_types: dict[str, object] = {}
         self.var_kw = False
         for p in params:
             if p.kind is p.VAR_KEYWORD:
@@ -203,7 +203,7 @@ class APICodec:
             else:
                 fields.append((p.name, tp, _default_field(p.default)))
         struct_name = "".join(part[:1].upper() + part[1:] for part in api_name.split("_")) + "Input"
-        self.input_type: Any = msgspec.defstruct(
+        self.input_type: type[msgspec.Struct] = msgspec.defstruct(
             struct_name, fields, kw_only=True, forbid_unknown_fields=not self.var_kw
         )
         self.param_names: tuple[str, ...] = tuple(f[0] for f in fields)
@@ -238,7 +238,7 @@ class APICodec:
             elif self.output.kind in ("json", "dynamic"):
                 self.output.content_type = NDJSON_CT
 
-    def decode(self, body: bytes) -> Any:
+    def decode(self, body: bytes) -> msgspec.Struct:
         """Decode a JSON object body into the api's input Struct; raise ``BadRequest`` when invalid."""
         if not body:
             if self._empty is None:
@@ -258,13 +258,13 @@ class APICodec:
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}") from None
 
-    def call_args(self, obj: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def call_args(self, obj: msgspec.Struct) -> tuple[tuple[object, ...], dict[str, object]]:
         """The positional and keyword arguments for the api function from a decoded input."""
         if self.positional and not self.var_kw:
             return msgspec.structs.astuple(obj), {}
         return (), msgspec.structs.asdict(obj)
 
-    def input_schema(self) -> dict[str, Any]:
+    def input_schema(self) -> dict[str, object]:
         """The JSON Schema of the api's input object (nested definitions under ``$defs``)."""
         (schema,), components = msgspec.json.schema_components(
             [self.input_type], schema_hook=_schema_hook, ref_template="#/$defs/{name}"
@@ -279,10 +279,10 @@ class APICodec:
         del schema
         return out
 
-    def output_schema(self) -> dict[str, Any]:
+    def output_schema(self) -> dict[str, object]:
         """The JSON Schema of the output, plus BentoML's ``is_stream`` and ``media_type`` keys."""
         kind = self.output.kind
-        out: dict[str, Any]
+        out: dict[str, object]
         if kind == "text":
             out = {"type": "string"}
         elif kind in ("bytes", "file"):
@@ -299,7 +299,7 @@ class APICodec:
         return out
 
 
-def _is_path_output(tp: Any) -> bool:
+def _is_path_output(tp: object) -> bool:
     if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
         return True
     args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -309,17 +309,17 @@ def _is_path_output(tp: Any) -> bool:
     )
 
 
-def _is_path_type(tp: Any) -> bool:
+def _is_path_type(tp: object) -> bool:
     if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
         return True
     return any(_is_path_type(a) for a in typing.get_args(tp) if a is not type(None))
 
 
-def _is_bytes_type(tp: Any) -> bool:
+def _is_bytes_type(tp: object) -> bool:
     if tp in (bytes, bytearray):
         return True
     return any(_is_bytes_type(a) for a in typing.get_args(tp) if a is not type(None))
 
 
-def _required_flags(struct_type: Any) -> list[bool]:
+def _required_flags(struct_type: type[msgspec.Struct]) -> list[bool]:
     return [f.required for f in msgspec.structs.fields(struct_type)]

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TypedDict
+
+    from typing_extensions import Unpack
 
 __all__ = [
     "APISpec",
@@ -26,7 +32,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., object])
 
 _SERVICE_ATTR = "__asgiserve_service__"
 _API_ATTR = "__asgiserve_api__"
@@ -53,7 +59,7 @@ class APISpec:
 class MountSpec:
     """One ``@mount_asgi_app`` declaration: an ASGI app served under ``path``."""
 
-    app: Any
+    app: Callable[..., Awaitable[object]]
     path: str
     name: str
 
@@ -67,18 +73,42 @@ class ServiceSpec:
     max_concurrency: int | None = None
     threads: int = 1
     workers: int = 1
-    resources: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, object] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
 
 
-def _check_positive(what: str, value: Any, *, allow_float: bool = False) -> None:
-    kinds: tuple[type, ...] = (int, float) if allow_float else (int,)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:  # type: ignore[operator]
+# Seen by type checkers only: building TypedDict classes would add to the cost of ``import asgiserve``.
+if TYPE_CHECKING:
+
+    class TrafficOptions(TypedDict, total=False):
+        """The ``traffic`` option of ``@service``."""
+
+        timeout: float
+        max_concurrency: int
+        concurrency: int
+        external_queue: bool
+
+    class ServiceOptions(TypedDict, total=False):
+        """The keyword options of ``@service`` (BentoML's; ``envs``, ``image`` and ``logging`` are kept, unused)."""
+
+        traffic: TrafficOptions
+        threads: int
+        workers: int
+        resources: Mapping[str, object]
+        name: str
+        envs: object
+        image: object
+        logging: object
+
+
+def _check_positive(what: str, value: object, *, allow_float: bool = False) -> None:
+    kinds = (int, float) if allow_float else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
         kind = "number" if allow_float else "integer"
         raise ValueError(f"{what} must be a positive {kind}, got {value!r}")
 
 
-def _make_spec(cls: type, config: dict[str, Any]) -> ServiceSpec:
+def _make_spec(cls: type, config: ServiceOptions) -> ServiceSpec:
     unknown = set(config) - _SERVICE_KEYS
     if unknown:
         raise TypeError(f"@service got unknown option(s) {sorted(unknown)}; known: {sorted(_SERVICE_KEYS)}")
@@ -108,8 +138,10 @@ def _make_spec(cls: type, config: dict[str, Any]) -> ServiceSpec:
 @overload
 def service(cls: type[T], /) -> type[T]: ...
 @overload
-def service(cls: None = None, /, **config: Any) -> Callable[[type[T]], type[T]]: ...
-def service(cls: type[T] | None = None, /, **config: Any) -> Any:
+def service(cls: None = None, /, **config: Unpack[ServiceOptions]) -> Callable[[type[T]], type[T]]: ...
+def service(
+    cls: type[T] | None = None, /, **config: Unpack[ServiceOptions]
+) -> type[T] | Callable[[type[T]], type[T]]:
     """Mark a class as a service: ``@service`` or ``@service(traffic={...}, threads=..., workers=...)``."""
 
     def wrap(klass: type[T]) -> type[T]:
@@ -141,7 +173,7 @@ def api(
     media_type: str | None = None,
 ) -> Callable[[F], F]: ...
 def api(
-    func: Callable[..., Any] | None = None,
+    func: F | None = None,
     /,
     *,
     route: str | None = None,
@@ -151,7 +183,7 @@ def api(
     max_batch_size: int = 100,
     max_latency_ms: int = 60_000,
     media_type: str | None = None,
-) -> Any:
+) -> F | Callable[[F], F]:
     """Mark a method as an inference api served at ``POST {route}`` (default ``/{method name}``)."""
     if name is not None and (not isinstance(name, str) or not name.isidentifier()):
         raise ValueError(f"api name must be a Python identifier, got {name!r}")
@@ -196,7 +228,9 @@ def api(
     return wrap
 
 
-def mount_asgi_app(app: Any, *, path: str = "/", name: str | None = None) -> Callable[[type[T]], type[T]]:
+def mount_asgi_app(
+    app: Callable[..., Awaitable[object]], *, path: str = "/", name: str | None = None
+) -> Callable[[type[T]], type[T]]:
     """Serve an ASGI 3 ``app`` under ``path`` beside the service's apis."""
     if not callable(app):
         raise TypeError(f"mount_asgi_app needs an ASGI application, got {app!r}")
@@ -217,7 +251,7 @@ def mount_asgi_app(app: Any, *, path: str = "/", name: str | None = None) -> Cal
     return wrap
 
 
-def get_spec(cls: Any) -> ServiceSpec:
+def get_spec(cls: object) -> ServiceSpec:
     """The ``ServiceSpec`` of a class decorated with ``@service``."""
     spec = getattr(cls, _SERVICE_ATTR, None)
     if not isinstance(spec, ServiceSpec):
@@ -225,9 +259,9 @@ def get_spec(cls: Any) -> ServiceSpec:
     return spec
 
 
-def get_apis(cls: type) -> list[tuple[str, Callable[..., Any], APISpec]]:
+def get_apis(cls: type) -> list[tuple[str, Callable[..., object], APISpec]]:
     """The ``(attribute, function, spec)`` of every ``@api`` method of ``cls``, in definition order."""
-    seen: dict[str, tuple[str, Callable[..., Any], APISpec]] = {}
+    seen: dict[str, tuple[str, Callable[..., object], APISpec]] = {}
     for klass in reversed(cls.__mro__):
         for attr, value in klass.__dict__.items():
             spec = getattr(value, _API_ATTR, None)
@@ -246,14 +280,15 @@ def get_mounts(cls: type) -> list[MountSpec]:
     return out
 
 
-_current: Any = None
+_current: object = None
 
 
-def _set_current(instance: Any) -> None:
+def _set_current(instance: object) -> None:
     global _current
     _current = instance
 
 
+# Any rather than object: the instance is of the user's own class, which only the caller knows.
 def get_current_service() -> Any:
     """This worker's live service instance (available once its ``__init__`` has run)."""
     if _current is None:

@@ -9,9 +9,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import asgiserve
+from asgiserve.batching import Batcher
+from asgiserve.errors import ServiceUnavailable
+from asgiserve.metrics import Metrics
 from tests.conftest import RUNNERS
 
-pytestmark = pytest.mark.parametrize("runner", RUNNERS)
+
+@pytest.fixture(params=RUNNERS)
+def runner(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 @pytest.fixture
@@ -64,3 +70,20 @@ def test_batchable_needs_one_parameter(runner):
 
     with pytest.raises(TypeError, match="exactly one parameter"):
         asgiserve.asgi_app(Bad)
+
+
+def test_max_latency_counts_from_the_first_time_a_call_is_left_out():
+    # Batches of 2 taking 100 ms, six calls at once, 150 ms allowed behind full batches: calls 2 and 3, left
+    # out of the first batch, run at 100 ms; calls 4 and 5, left out of the first two, are shed at 200 ms.
+    async def run(items: list[int]) -> list[int]:
+        await asyncio.sleep(0.1)
+        return [x * 10 for x in items]
+
+    async def main() -> list[object]:
+        batcher = Batcher(run, endpoint="/f", metrics=Metrics("svc"), max_batch_size=2, max_latency_ms=150)
+        calls = [batcher.submit([i]) for i in range(6)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[:4] == [[0], [10], [20], [30]]
+    assert all(isinstance(r, ServiceUnavailable) for r in results[4:]), results

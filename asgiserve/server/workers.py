@@ -16,10 +16,13 @@ import signal
 import socket
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .server import STARTUP_FAILED, run_server
+
+if TYPE_CHECKING:
+    from ..types import ASGIApp
 
 __all__ = ["Supervisor"]
 
@@ -33,7 +36,7 @@ _MAX_DELAY = 10.0
 class Supervisor:
     """The parent process of ``--workers N``."""
 
-    def __init__(self, config: Config, app: Any, sock: socket.socket, workers: int) -> None:
+    def __init__(self, config: Config, app: ASGIApp, sock: socket.socket, workers: int) -> None:
         self.config = config
         self.app = app
         self.sock = sock
