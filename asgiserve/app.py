@@ -8,45 +8,32 @@ mounted app; everything else (route table, codecs, schema documents) is prepared
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
-from asyncio import current_task
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
-from time import monotonic
-from typing import Any
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
-from .codec import JSON_CT, PLAIN_JSON, TEXT_CT, encode_plain_json
-from .handlers import _INTERNAL_ERROR as _INTERNAL_BODY
-from .handlers import APIHandler, Response
+from .codec import JSON_CT, TEXT_CT
+from .handlers import APIHandler
+from .limits import DEFAULT_LIMITS
 from .metrics import Metrics
 from .mount import MountedApps, merge_openapi
 from .responses import error_body, send_body, send_error
 from .routing import Handler, Mount, Router
 from .schema import docs_page, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
-from .traffic import Deadlines
+from .traffic import Gate
+from .types import Message, Receive, Scope, Send
 
 __all__ = ["ServiceApp", "asgi_app"]
 
 logger = logging.getLogger("asgiserve")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[..., Any]
-
-DEFAULT_MAX_BODY = 100 * 1024 * 1024
 _OK = b"ok\n"
 _METRICS_CT = b"text/plain; version=0.0.4; charset=utf-8"
 _HTML_CT = b"text/html; charset=utf-8"
-_RETRY_AFTER = [(b"retry-after", b"1")]
-_UNAUTHORIZED_HDR = [(b"www-authenticate", b'Bearer realm="asgiserve"')]
-_UNAUTHORIZED_BODY = error_body("Missing or invalid API token")
-_NOT_READY_BODY = error_body("Service is not ready")
-_TOO_MANY_BODY = error_body("Too many requests: over max_concurrency")
 
 
 class ServiceApp:
@@ -64,31 +51,33 @@ class ServiceApp:
         self.cls = cls
         self.spec = spec
         self.name = spec.name
-        self.timeout = spec.timeout
-        self.max_concurrency = spec.max_concurrency or 1 << 62
-        self.api_token = api_token.encode() if api_token else None
         if allow_private_urls is None:
             allow_private_urls = os.environ.get("ASGISERVE_ALLOW_PRIVATE_URLS", "") in ("1", "true", "yes")
-        # File inputs given as URLs may point at private, loopback or link-local hosts only when allowed.
-        self.allow_private_urls = allow_private_urls
         if max_body_size is None:
-            max_body_size = int(os.environ.get("ASGISERVE_MAX_BODY_SIZE", DEFAULT_MAX_BODY))
-        # Enforced here too, so that the limit holds under any ASGI server, not only asgiserve's own.
-        self.max_body_size = max_body_size
-        self.in_flight = 0
-        self.instance: Any = None
-        self.draining = False
+            max_body_size = int(os.environ.get("ASGISERVE_MAX_BODY_SIZE", DEFAULT_LIMITS.max_body_size))
+        self.instance: object = None
         self.metrics = Metrics(spec.name)
-        self.deadlines = Deadlines(spec.timeout)
-        self._timeout_message = f"No response within the {spec.timeout:g} s timeout"
+        # The body limit is the gate's too, so that it holds under any ASGI server, not only asgiserve's own.
+        self.gate = gate = Gate(
+            self.metrics,
+            timeout=spec.timeout,
+            max_concurrency=spec.max_concurrency,
+            token=api_token,
+            max_body=max_body_size,
+        )
         self.executor = ThreadPoolExecutor(spec.threads, thread_name_prefix="asgiserve-api")
-        self._loop: asyncio.AbstractEventLoop | None = None
 
-        self.handlers = [APIHandler(self, attr, func, aspec) for attr, func, aspec in get_apis(cls)]
+        # File inputs given as URLs may point at private, loopback or link-local hosts only when allowed.
+        self.handlers = [
+            APIHandler(
+                attr, func, aspec, gate=gate, executor=self.executor, allow_private_urls=allow_private_urls
+            )
+            for attr, func, aspec in get_apis(cls)
+        ]
         self.router = router = Router()
         for h in self.handlers:
-            router.add_route(h.route, ("POST",), h, limited=True)
-        infra = {
+            router.add_route(h.route, ("POST",), h)
+        infra: dict[str, Handler] = {
             "/livez": self._livez,
             "/healthz": self._livez,
             "/readyz": self._readyz,
@@ -100,7 +89,7 @@ class ServiceApp:
         if not any(m.path == "/" for m in self.mount_specs):
             infra["/"] = self._docs_page
         for path, handler in infra.items():
-            router.add_route(path, ("GET", "HEAD"), handler, limited=False)
+            router.add_route(path, ("GET", "HEAD"), handler)
         mounts = [router.add_mount(m.path, m.app, m.name) for m in self.mount_specs]
         for mount in mounts:
             mount.handler = self._mount_caller(mount)
@@ -125,18 +114,16 @@ class ServiceApp:
                 path = path[len(root) :] or "/"
             route = self.routes.get(path)
             if route is not None:
-                if scope["method"] not in route.methods:
+                if scope["method"] in route.methods:
+                    await route.handler(scope, receive, send)
+                else:
                     await send_error(
                         send, 405, f"Method {scope['method']} not allowed", None, [(b"allow", route.allow)]
                     )
-                elif route.limited:
-                    await self._limited(route.endpoint, route.handler, scope, receive, send)
-                else:
-                    await route.handler(scope, receive, send)
                 return
             mount = self.router.match_mount(path)
             if mount is not None:
-                await self._limited(mount.endpoint, mount.handler, scope, receive, send)
+                await mount.handler(scope, receive, send)
             else:
                 await send_error(send, 404, f"Not found: {path}")
         elif kind == "lifespan":
@@ -147,7 +134,7 @@ class ServiceApp:
             if root and path.startswith(root):
                 path = path[len(root) :] or "/"
             mount = self.router.match_mount(path) if path not in self.routes else None
-            if mount is None or self._refuse(scope["headers"]) is not None:
+            if mount is None or self.gate.refuse(scope["headers"]) is not None:
                 # Closing before accepting makes the server answer the handshake with 403.
                 await send({"type": "websocket.close", "code": 1008 if mount is not None else 1000})
             else:
@@ -155,179 +142,34 @@ class ServiceApp:
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
-    def _refuse(self, scope_headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes, Any] | None:
-        """The error to answer instead of running a limited route, or None to admit it."""
-        if self.api_token is not None and not self._authorized(scope_headers):
-            return 401, _UNAUTHORIZED_BODY, _UNAUTHORIZED_HDR
-        if self.instance is None or self.draining:
-            return 503, _NOT_READY_BODY, None
-        if self.in_flight >= self.max_concurrency:
-            return 429, _TOO_MANY_BODY, _RETRY_AFTER
-        return None
-
-    async def _limited(
-        self, endpoint: str, handler: Callable[..., Any], scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """Run an api or mounted route under the token, readiness, concurrency and timeout rules."""
-        t0 = monotonic()
-        refused = self._refuse(scope["headers"])
-        if refused is not None:
-            status, body, extra = refused
-            await send_body(send, status, body, JSON_CT, extra)
-            self.metrics.observe(endpoint, status, monotonic() - t0)
-            return
-        self.in_flight += 1
-        progress = self.metrics.in_progress
-        progress[endpoint] = progress.get(endpoint, 0) + 1
-        deadlines = self.deadlines
-        task = current_task()
-        deadlines.pending[task] = t0 + self.timeout  # type: ignore[index]
-        status = 500
-        try:
-            status = await handler(scope, receive, send)
-        except asyncio.CancelledError:
-            if not deadlines.claim_expiry(task):
-                raise
-            status = await self.answer_error(send, 504, self._timeout_message)
-        finally:
-            deadlines.finish(task)
-            self.in_flight -= 1
-            progress[endpoint] -= 1
-            self.metrics.observe(endpoint, status, monotonic() - t0)
-
-    def fast_handler(self, path: str) -> APIHandler | None:
-        """The api handler a server may call through ``fast_start`` and ``fast_finish`` for ``POST path``.
+    def direct_handler(self, path: str) -> APIHandler | None:
+        """The api a server may call directly (``types.DirectHandler``) for ``POST path``.
 
         Not for streams and file outputs, which need ASGI messages to go out piece by piece.
         """
         route = self.routes.get(path)
         handler = route.handler if route is not None else None
-        if isinstance(handler, APIHandler) and not handler.streams and handler.codec.output.kind != "file":
+        if isinstance(handler, APIHandler) and handler.whole:
             return handler
         return None
 
-    def fast_start(
-        self, handler: APIHandler, headers: list[tuple[bytes, bytes]], body: bytes, task: Any, t0: float
-    ) -> Response | tuple[None, Coroutine[Any, Any, Any], bool]:
-        """Admit and decode a ``POST`` to a non-streaming api whose whole body is at hand, without ASGI.
-
-        Returns the response to send now (refused, or bad input), or ``(None, coroutine, direct)`` for the
-        server to run as ``task`` and hand to ``fast_finish``. Same rules and results as the ASGI path; the
-        slot, deadline and metrics bookkeeping repeats ``_limited``'s on purpose: inline, it costs no calls.
-        """
-        endpoint = handler.route
-        refused = self._refuse(headers)
-        if refused is None and len(body) > self.max_body_size:
-            refused = 413, error_body(f"Request body over the {self.max_body_size} byte limit"), None
-        if refused is not None:
-            status, body, extra = refused
-            self.metrics.observe(endpoint, status, monotonic() - t0)
-            return status, JSON_CT, body, extra
-        try:
-            coro, direct = handler.begin(headers, body)
-        except Exception as exc:
-            response = handler.failed(exc)
-            self.metrics.observe(endpoint, response[0], monotonic() - t0)
-            return response
-        self.in_flight += 1
-        progress = self.metrics.in_progress
-        try:
-            progress[endpoint] += 1
-        except KeyError:
-            progress[endpoint] = 1
-        self.deadlines.pending[task] = t0 + self.timeout
-        return None, coro, direct
-
-    def fast_finish(
-        self,
-        handler: APIHandler,
-        task: Any,
-        t0: float,
-        direct: bool,
-        result: Any,
-        error: BaseException | None,
-    ) -> Response | None:
-        """The response for a call ``fast_start`` began; None when it was cancelled (not by its deadline)."""
-        deadlines = self.deadlines
-        response: Response | None
-        if error is None:
-            if not direct:
-                response = result
-            elif handler.json_out and type(result) in PLAIN_JSON:
-                try:  # handler.finish(), inline, for the commonest result
-                    response = 200, JSON_CT, encode_plain_json(result), None
-                except Exception:
-                    response = handler.finish(result)  # which logs why it cannot be encoded
-            else:
-                response = handler.finish(result)
-        elif isinstance(error, asyncio.CancelledError):
-            response = (
-                (504, JSON_CT, error_body(self._timeout_message), None)
-                if deadlines.claim_expiry(task)
-                else None
-            )
-        elif isinstance(error, Exception):
-            response = handler.failed(error)
-        else:
-            response = (500, JSON_CT, _INTERNAL_BODY, None)
-        deadlines.finish(task)
-        self.in_flight -= 1
-        endpoint = handler.route
-        metrics = self.metrics
-        metrics.in_progress[endpoint] -= 1
-        metrics.observe(endpoint, 500 if response is None else response[0], monotonic() - t0)
-        return response
-
-    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        token = self.api_token
-        assert token is not None
-        for name, value in headers:
-            if name == b"authorization":
-                scheme, _, given = bytes(value).partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
-        return False
-
-    async def answer_error(
-        self,
-        send: Send,
-        status: int,
-        message: str,
-        detail: list[Any] | None = None,
-        extra: list[tuple[bytes, bytes]] | None = None,
-    ) -> int:
-        """Send a JSON error and return its status."""
-        await send_error(send, status, message, detail, extra)
-        return status
-
-    def hold_slot_until(self, work: Future[Any]) -> None:
-        """Keep a concurrency slot taken until ``work`` (a thread running past its timeout) finishes."""
-        loop = asyncio.get_running_loop()
-        self.in_flight += 1
-
-        def release(_: Future[Any]) -> None:
-            loop.call_soon_threadsafe(self._release)
-
-        work.add_done_callback(release)
-
-    def _release(self) -> None:
-        self.in_flight -= 1
-
     def _mount_caller(self, mount: Mount) -> Handler:
-        """Build, once per mount, the handler calling its app; the deadline ends when its response starts."""
+        """Build, once per mount, the handler calling its app under the gate; the deadline ends when its
+        response starts."""
         app = mount.app
         child_scope = mount.child_scope
         where = mount.prefix or "/"
-        pending = self.deadlines.pending
+        gate = self.gate
 
-        async def call(scope: Scope, receive: Receive, send: Send) -> int:
-            task = current_task()
+        async def run(scope: Scope, receive: Receive, send: Send) -> int:
+            task = asyncio.current_task()
             status = 0
 
             # A plain function handing back send's awaitable: no extra coroutine per message.
-            def watch(message: dict[str, Any]) -> Any:
+            def watch(message: Message) -> Awaitable[None]:
                 nonlocal status
                 if not status and message["type"] == "http.response.start":
-                    pending.pop(task, None)  # type: ignore[arg-type]
+                    gate.response_started(task)
                     status = message["status"]
                 return send(message)
 
@@ -337,61 +179,61 @@ class ServiceApp:
                 if status:
                     raise
                 logger.exception("mounted app at %s raised", where)
-                return await self.answer_error(send, 500, "Internal Server Error")
+                await send_error(send, 500, "Internal Server Error")
+                return 500
             if not status:
                 logger.error("mounted app at %s returned without a response", where)
-                return await self.answer_error(send, 500, "Internal Server Error")
+                await send_error(send, 500, "Internal Server Error")
+                return 500
             return status
+
+        async def call(scope: Scope, receive: Receive, send: Send) -> None:
+            await gate.guard(mount.endpoint, scope["headers"], send, run, scope, receive, send)
 
         return call
 
     # -- infra routes ---------------------------------------------------------------------------------
 
-    async def _livez(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _livez(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, _OK, TEXT_CT)
-        return 200
 
-    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> int:
-        if self.instance is None or self.draining:
-            why = "draining" if self.draining else "starting"
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gate = self.gate
+        if not gate.ready or gate.draining:
+            why = "draining" if gate.draining else "starting"
             await send_body(send, 503, error_body(f"Service is not ready ({why})"), JSON_CT)
-            return 503
-        await send_body(send, 200, _OK, TEXT_CT)
-        return 200
+        else:
+            await send_body(send, 200, _OK, TEXT_CT)
 
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self.metrics.render(), _METRICS_CT)
-        return 200
 
-    async def _schema_json(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _schema_json(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self._schema_bytes, JSON_CT)
-        return 200
 
-    async def _docs_json(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _docs_json(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self._docs_bytes, JSON_CT)
-        return 200
 
-    async def _docs_page(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _docs_page(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self._page_bytes, _HTML_CT)
-        return 200
 
     # -- lifespan -------------------------------------------------------------------------------------
 
     async def startup(self) -> None:
         """Create the service instance (once per worker) and start mounted apps."""
-        self._loop = asyncio.get_running_loop()
-        self.deadlines.start(self._loop)
+        self.gate.deadlines.start(asyncio.get_running_loop())
         instance = self.cls()
         _set_current(instance)
         for h in self.handlers:
             h.bind(instance)
         await self.mounted.startup()
         self.instance = instance
+        self.gate.ready = True
 
     async def shutdown(self) -> None:
         """Stop accepting work, stop mounted apps and release the thread pool."""
-        self.draining = True
-        self.deadlines.stop()
+        self.gate.draining = True
+        self.gate.deadlines.stop()
         try:
             await self.mounted.shutdown()
         finally:
@@ -399,7 +241,7 @@ class ServiceApp:
 
     def start_draining(self) -> None:
         """Turn ``/readyz`` to 503 (the server is stopping)."""
-        self.draining = True
+        self.gate.draining = True
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()

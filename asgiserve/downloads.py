@@ -19,19 +19,18 @@ import functools
 import ipaddress
 import pathlib
 import re
+import shutil
 import socket
 import ssl
+import tempfile
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from .client.aiopool import WANT_CHUNK, WANT_HEADERS, AsyncConnection
 from .client.endpoints import disposition_filename
 from .client.wire import Response, TransportError, encode_head
-from .codec import FileURL
+from .codec import APICodec, FileURL
 from .errors import BadRequest
-
-if TYPE_CHECKING:
-    from .handlers import APIHandler
 
 __all__ = ["MAX_DOWNLOAD_BYTES", "download", "fetch_urls", "public_address"]
 
@@ -207,10 +206,10 @@ async def download(url: str, folder: pathlib.Path, *, allow_private: bool = Fals
     raise BadRequest(f"downloading {url} failed: more than {MAX_REDIRECTS} redirects")
 
 
-async def fetch_urls(handler: APIHandler, obj: Any, folder: pathlib.Path) -> Any:
+async def fetch_urls(codec: APICodec, obj: object, folder: pathlib.Path, allow_private: bool) -> object:
     """Replace every URL given for a ``Path`` parameter of ``obj`` with the downloaded file."""
-    allow = handler.app.allow_private_urls
-    for name in handler.codec.path_params:
+    allow = allow_private
+    for name in codec.path_params:
         value = getattr(obj, name)
         if isinstance(value, FileURL):
             setattr(obj, name, await download(value.url, folder, allow_private=allow))
@@ -220,3 +219,19 @@ async def fetch_urls(handler: APIHandler, obj: Any, folder: pathlib.Path) -> Any
                 for v in value
             ]
     return obj
+
+
+async def fetch_into_temp(
+    codec: APICodec, obj: object, allow_private: bool
+) -> tuple[object, Callable[[], None] | None]:
+    """``fetch_urls`` into a new temporary folder, and the cleanup removing it (None: no URL was given)."""
+    if not any(isinstance(getattr(obj, n), (FileURL, list)) for n in codec.path_params):
+        return obj, None
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="asgiserve-download-"))
+    try:
+        return await fetch_urls(codec, obj, folder, allow_private), lambda: shutil.rmtree(
+            folder, ignore_errors=True
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise

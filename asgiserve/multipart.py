@@ -23,16 +23,13 @@ import tempfile
 import types
 import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
-from .codec import FileURL, _dec_hook, validation_detail
+from .codec import APICodec, FileURL, _dec_hook, validation_detail
 from .downloads import fetch_urls
 from .errors import BadRequest
-
-if TYPE_CHECKING:
-    from .handlers import APIHandler
 
 __all__ = ["Part", "decode_form", "parse_form"]
 
@@ -206,9 +203,10 @@ def _save(part: Part, folder: pathlib.Path, index: int) -> pathlib.Path:
     return path
 
 
-async def decode_form(handler: APIHandler, body: bytes, ctype: bytes) -> tuple[Any, Callable[[], None]]:
+async def decode_form(
+    codec: APICodec, body: bytes, ctype: bytes, allow_private_urls: bool
+) -> tuple[object, Callable[[], None]]:
     """The api's input from a form body, and a cleanup removing its temporary files."""
-    codec = handler.codec
     parts = parse_form(body, ctype)
     folder = pathlib.Path(tempfile.mkdtemp(prefix="asgiserve-upload-"))
 
@@ -256,7 +254,7 @@ async def decode_form(handler: APIHandler, body: bytes, ctype: bytes) -> tuple[A
             msg = str(exc)
             raise BadRequest(msg, detail=validation_detail(msg)) from None
         if codec.path_params:
-            obj = await fetch_urls(handler, obj, folder)
+            obj = await fetch_urls(codec, obj, folder, allow_private_urls)
     except BaseException:
         cleanup()
         raise

@@ -1,20 +1,18 @@
-"""Small ASGI send helpers with headers prepared once: plain bodies and JSON error bodies."""
+"""Small ASGI send helpers with headers prepared once: whole answers and JSON error bodies."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import msgspec
 
 from .codec import JSON_CT
+from .types import Answer, Headers, Send
 
-__all__ = ["error_body", "send_body", "send_error"]
+__all__ = ["error_body", "send_answer", "send_body", "send_error"]
 
-Send = Any
 _encode = msgspec.json.encode
 
 
-def error_body(message: str, detail: list[Any] | None = None) -> bytes:
+def error_body(message: str, detail: list[object] | None = None) -> bytes:
     """The JSON error body: ``{"error": message}`` plus ``detail`` when given."""
     if detail is None:
         return _encode({"error": message})
@@ -26,7 +24,7 @@ async def send_body(
     status: int,
     body: bytes,
     content_type: bytes,
-    extra: list[tuple[bytes, bytes]] | None = None,
+    extra: Headers | None = None,
 ) -> None:
     """Send a complete response with Content-Length."""
     headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
@@ -36,12 +34,19 @@ async def send_body(
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_answer(send: Send, answer: Answer) -> int:
+    """Send a whole ``Answer`` and return its status."""
+    status, ctype, body, extra = answer
+    await send_body(send, status, body, ctype, extra)
+    return status
+
+
 async def send_error(
     send: Send,
     status: int,
     message: str,
-    detail: list[Any] | None = None,
-    extra: list[tuple[bytes, bytes]] | None = None,
+    detail: list[object] | None = None,
+    extra: Headers | None = None,
 ) -> None:
     """Send a JSON error response."""
     await send_body(send, status, error_body(message, detail), JSON_CT, extra)

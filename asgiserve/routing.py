@@ -8,28 +8,29 @@ exact table misses, longest prefix first, and match at a ``/`` boundary (``/api`
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-__all__ = ["Mount", "Route", "Router"]
+from .types import ASGIApp, Receive, Scope, Send
 
-Handler = Callable[[dict[str, Any], Callable[[], Any], Callable[..., Any]], Awaitable[int]]
+__all__ = ["Handler", "Mount", "Route", "Router"]
+
+# What a route or mount runs for a request: an ASGI callable (what it returns is not used).
+Handler = Callable[[Scope, Receive, Send], Awaitable[object]]
 
 
-async def _no_handler(scope: dict[str, Any], receive: Callable[[], Any], send: Callable[..., Any]) -> int:
+async def _no_handler(scope: Scope, receive: Receive, send: Send) -> None:
     raise RuntimeError("this mount has no handler: build the app with asgiserve.asgi_app")
 
 
 class Route:
-    """An exact path with its allowed methods and handler; ``limited`` routes count against traffic rules."""
+    """An exact path with its allowed methods and handler."""
 
-    __slots__ = ("allow", "endpoint", "handler", "limited", "methods")
+    __slots__ = ("allow", "endpoint", "handler", "methods")
 
-    def __init__(self, path: str, methods: tuple[str, ...], handler: Handler, *, limited: bool) -> None:
+    def __init__(self, path: str, methods: tuple[str, ...], handler: Handler) -> None:
         self.endpoint = path
         self.methods = frozenset(methods)
         self.allow = ", ".join(methods).encode()
         self.handler = handler
-        self.limited = limited
 
 
 class Mount:
@@ -37,13 +38,13 @@ class Mount:
 
     __slots__ = ("app", "endpoint", "handler", "name", "prefix", "state")
 
-    def __init__(self, prefix: str, app: Any, name: str) -> None:
+    def __init__(self, prefix: str, app: ASGIApp, name: str) -> None:
         self.prefix = "" if prefix == "/" else prefix
         self.endpoint = prefix  # the metrics label
         self.app = app
         self.name = name
         # The app's own lifespan state (ASGI lifespan "state"), copied into each of its request scopes.
-        self.state: dict[str, Any] = {}
+        self.state: dict[str, object] = {}
         self.handler: Handler = _no_handler  # set by the app that serves this router
 
     def matches(self, path: str) -> bool:
@@ -51,7 +52,7 @@ class Mount:
         p = self.prefix
         return not p or path == p or (path.startswith(p) and path[len(p)] == "/")
 
-    def child_scope(self, scope: dict[str, Any]) -> dict[str, Any]:
+    def child_scope(self, scope: Scope) -> Scope:
         """Turn ``scope`` into the mounted app's: ``path`` unchanged, ``root_path`` + prefix (ASGI convention).
 
         The scope is updated in place, as Starlette's own Mount does: it belongs to this request alone,
@@ -72,13 +73,13 @@ class Router:
         self.routes: dict[str, Route] = {}
         self.mounts: list[Mount] = []
 
-    def add_route(self, path: str, methods: tuple[str, ...], handler: Handler, *, limited: bool) -> None:
+    def add_route(self, path: str, methods: tuple[str, ...], handler: Handler) -> None:
         """Register an exact route; a path may be registered once."""
         if path in self.routes:
             raise ValueError(f"two routes for {path!r}")
-        self.routes[path] = Route(path, methods, handler, limited=limited)
+        self.routes[path] = Route(path, methods, handler)
 
-    def add_mount(self, prefix: str, app: Any, name: str) -> Mount:
+    def add_mount(self, prefix: str, app: ASGIApp, name: str) -> Mount:
         """Register a mounted app; longer prefixes are tried first."""
         norm = "" if prefix == "/" else prefix
         if any(m.prefix == norm for m in self.mounts):

@@ -4,16 +4,25 @@
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
-from .codec import _schema_hook
+from .codec import APICodec, _schema_hook
+from .service import APISpec
 
-if TYPE_CHECKING:
-    from .handlers import APIHandler
+__all__ = ["INFRA_PATHS", "Documented", "docs_page", "openapi", "service_schema"]
 
-__all__ = ["INFRA_PATHS", "docs_page", "openapi", "service_schema"]
+
+class Documented(Protocol):
+    """What the documents need of an api (``handlers.APIHandler`` has it)."""
+
+    route: str
+    spec: APISpec
+    codec: APICodec
+    func: Callable[..., object]
+
 
 INFRA_PATHS = {
     "/livez": "Liveness: the process is up.",
@@ -31,7 +40,9 @@ _ERROR_SCHEMA = {
 }
 
 
-def service_schema(name: str, handlers: list[APIHandler], mounts: list[tuple[str, str]]) -> dict[str, Any]:
+def service_schema(
+    name: str, handlers: Sequence[Documented], mounts: list[tuple[str, str]]
+) -> dict[str, Any]:
     """The ``/schema.json`` document: ``name``, ``type``, ``routes`` per api and ``paths``."""
     routes = []
     paths: dict[str, Any] = {}
@@ -68,14 +79,14 @@ def _bentoml_files(schema: Any) -> Any:
     return schema
 
 
-def _request_content(h: APIHandler, ref: dict[str, Any]) -> dict[str, Any]:
+def _request_content(h: Documented, ref: dict[str, Any]) -> dict[str, Any]:
     content = {"application/json": {"schema": ref}}
     if h.codec.file_params:  # files upload as form parts named after the parameters
         content["multipart/form-data"] = {"schema": ref}
     return content
 
 
-def openapi(name: str, doc: str | None, handlers: list[APIHandler]) -> dict[str, Any]:
+def openapi(name: str, doc: str | None, handlers: Sequence[Documented]) -> dict[str, Any]:
     """An OpenAPI 3.1 document for the apis and infra routes."""
     types = [h.codec.input_type for h in handlers]
     outputs = [h.codec.output.schema_type for h in handlers if h.codec.output.kind == "json"]

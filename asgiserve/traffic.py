@@ -1,4 +1,4 @@
-"""Traffic rules that outlive a single call: request deadlines and concurrency slots held by threads.
+"""Traffic rules: the ``Gate`` every api and mount call passes, and the deadlines it keeps.
 
 Deadlines are swept by one periodic timer per app instead of a timer per request: registering a request
 is a dict insert, and the sweep cancels the tasks past their deadline (precision: a tenth of the
@@ -9,10 +9,32 @@ from ``Deadlines.expired``.
 from __future__ import annotations
 
 import asyncio
+import hmac
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from time import monotonic
-from typing import Any
 
-__all__ = ["Deadlines"]
+from .codec import JSON_CT
+from .errors import PayloadTooLarge
+from .metrics import Metrics
+from .responses import error_body, send_answer
+from .types import Answer, Headers, Send
+
+__all__ = ["Deadlines", "Gate"]
+
+_UNAUTHORIZED: Answer = (
+    401,
+    JSON_CT,
+    error_body("Missing or invalid API token"),
+    [(b"www-authenticate", b'Bearer realm="asgiserve"')],
+)
+_NOT_READY: Answer = (503, JSON_CT, error_body("Service is not ready"), None)
+_TOO_MANY: Answer = (
+    429,
+    JSON_CT,
+    error_body("Too many requests: over max_concurrency"),
+    [(b"retry-after", b"1")],
+)
 
 
 class Deadlines:
@@ -23,8 +45,8 @@ class Deadlines:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.interval = min(0.05, timeout / 10)
-        self.pending: dict[asyncio.Task[Any], float] = {}
-        self.expired: set[asyncio.Task[Any]] = set()
+        self.pending: dict[object, float] = {}
+        self.expired: set[object] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
 
@@ -52,23 +74,156 @@ class Deadlines:
                 late.append(task)
             for task in late:
                 del self.pending[task]
+                assert isinstance(task, asyncio.Task)
                 if not task.done():
                     self.expired.add(task)
                     task.cancel()
         self._handle = loop.call_later(self.interval, self._sweep)
 
-    def finish(self, task: asyncio.Task[Any] | None) -> None:
+    def finish(self, task: object) -> None:
         """The request served by ``task`` ended: forget its deadline and any expiry it swallowed."""
-        self.pending.pop(task, None)  # type: ignore[arg-type]
+        self.pending.pop(task, None)
         if self.expired and task in self.expired:
             self.claim_expiry(task)
 
-    def claim_expiry(self, task: asyncio.Task[Any] | None) -> bool:
+    def claim_expiry(self, task: object) -> bool:
         """True (once) if ``task`` was cancelled by its deadline; undoes the cancellation request."""
         if task is None or task not in self.expired:
             return False
         self.expired.discard(task)
         # Python 3.11+ counts cancellation requests; one turned into a 504 must not propagate further.
-        if hasattr(task, "uncancel"):
-            task.uncancel()
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
         return True
+
+
+class Gate:
+    """Every rule of an api or mount call in one place: admission, the slot, the deadline, the 504, metrics.
+
+    Admission, in this order: the token (401), readiness and draining (503), ``max_concurrency`` (429,
+    at once, with ``Retry-After``), the body limit (413). An admitted call takes a slot and a deadline
+    (``enter``) and gives both back when it ends (``leave``), which also records it in the metrics. A
+    sync call still running in its thread after its 504 keeps a slot (``hold_slot_until``).
+
+    ASGI calls run under ``guard``; asgiserve's server runs direct calls with ``enter`` and ``leave``
+    around them (``APIHandler.start`` and ``finish``), so both paths follow the same rules.
+    """
+
+    __slots__ = (
+        "deadlines",
+        "draining",
+        "in_flight",
+        "max_body",
+        "max_concurrency",
+        "metrics",
+        "progress",
+        "ready",
+        "timeout_answer",
+        "timeout_message",
+        "token",
+    )
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        timeout: float,
+        max_concurrency: int | None,
+        token: str | None,
+        max_body: int,
+    ) -> None:
+        self.metrics = metrics
+        self.progress = metrics.in_progress
+        self.deadlines = Deadlines(timeout)
+        self.max_concurrency = max_concurrency or 1 << 62
+        self.token = token.encode() if token else None
+        self.max_body = max_body
+        self.in_flight = 0
+        self.ready = False  # the service's __init__ and its mounts' startup are done
+        self.draining = False
+        self.timeout_message = f"No response within the {timeout:g} s timeout"
+        self.timeout_answer: Answer = (504, JSON_CT, error_body(self.timeout_message), None)
+
+    def refuse(self, headers: Headers) -> Answer | None:
+        """The answer to send instead of running a call, or None to admit it."""
+        if self.token is not None and not self._authorized(headers):
+            return _UNAUTHORIZED
+        if not self.ready or self.draining:
+            return _NOT_READY
+        if self.in_flight >= self.max_concurrency:
+            return _TOO_MANY
+        return None
+
+    def too_large(self) -> PayloadTooLarge:
+        """The error for a request body over the limit."""
+        return PayloadTooLarge(f"Request body over the {self.max_body} byte limit")
+
+    def _authorized(self, headers: Headers) -> bool:
+        token = self.token
+        assert token is not None
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, given = bytes(value).partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
+        return False
+
+    def enter(self, endpoint: str, task: object, t0: float) -> None:
+        """An admitted call begins: it takes a slot, and ``task`` gets a deadline one timeout after ``t0``."""
+        self.in_flight += 1
+        progress = self.progress
+        try:
+            progress[endpoint] += 1
+        except KeyError:
+            progress[endpoint] = 1
+        self.deadlines.pending[task] = t0 + self.deadlines.timeout
+
+    def leave(self, endpoint: str, task: object, t0: float, status: int) -> None:
+        """The call ``enter`` began has ended with ``status``: give back its slot and deadline, record it."""
+        self.deadlines.finish(task)
+        self.in_flight -= 1
+        self.progress[endpoint] -= 1
+        self.metrics.observe(endpoint, status, monotonic() - t0)
+
+    def expired(self, task: object) -> bool:
+        """True (once) when ``task`` was cancelled by its deadline: the call is answered 504."""
+        return self.deadlines.claim_expiry(task)
+
+    def response_started(self, task: object) -> None:
+        """The call's response has begun: its deadline ends (a slow reader must not turn it into a 504)."""
+        self.deadlines.pending.pop(task, None)
+
+    def hold_slot_until(self, work: Future[object]) -> None:
+        """Keep a slot taken until ``work`` (a thread running past its call's end) finishes."""
+        loop = asyncio.get_running_loop()
+        self.in_flight += 1
+
+        def release(_: Future[object]) -> None:
+            loop.call_soon_threadsafe(self._release)
+
+        work.add_done_callback(release)
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+
+    async def guard(
+        self, endpoint: str, headers: Headers, send: Send, work: Callable[..., Awaitable[int]], *args: object
+    ) -> None:
+        """Run an ASGI call, ``await work(*args)`` returning the status it sent, under every rule above."""
+        t0 = monotonic()
+        refused = self.refuse(headers)
+        if refused is not None:
+            await send_answer(send, refused)
+            self.metrics.observe(endpoint, refused[0], monotonic() - t0)
+            return
+        task = asyncio.current_task()
+        self.enter(endpoint, task, t0)
+        status = 500
+        try:
+            status = await work(*args)
+        except asyncio.CancelledError:
+            if not self.expired(task):
+                raise
+            status = await send_answer(send, self.timeout_answer)
+        finally:
+            self.leave(endpoint, task, t0, status)

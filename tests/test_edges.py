@@ -82,7 +82,7 @@ def test_swallowed_timeout_does_not_leak():
 
     asyncio.run(main())
     assert sent[0]["status"] == 200 and sent[1]["body"] == b"swallowed"
-    assert not app.deadlines.expired and not app.deadlines.pending and app.in_flight == 0
+    assert not app.gate.deadlines.expired and not app.gate.deadlines.pending and app.gate.in_flight == 0
 
 
 def test_draining_answers_503_to_apis_but_keeps_probes():

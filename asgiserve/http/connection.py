@@ -1,11 +1,18 @@
-"""One HTTP/1.1 connection, whichever parser reads it: pipelining, deadlines, refusals, keep-alive.
+"""One HTTP/1.1 connection, whichever parser reads it: phases, pipelining, deadlines, refusals, keep-alive.
 
 A parser adapter (``httptools_impl``, ``h11_impl``) only turns bytes into four calls: ``on_request`` (a
 complete head), ``on_body``, ``on_message_complete`` and ``protocol_error``. Everything else lives here
 once: the ASGI scope, the request queue (pipelined requests wait behind the running one and are answered
 in order), keep-alive and header deadlines (checked by the server's tick, so no timer per request), the
-order of a refusal (after the responses already owed, then close), and api calls answered without ASGI
-(``start_fast``: no scope, no task per call, one write).
+order of a refusal (after the responses already owed, then close), and direct api calls (``start_call``:
+no scope, no task per call, one write; ``runner.py`` steps them).
+
+The connection's reading side is one ``Phase``:
+
+    IDLE --first byte--> HEAD --head done--> BODY --response done, no head begun--> IDLE
+    BODY --next request's first byte (pipelined)--> HEAD
+    any --Connection: close / HTTP/1.0 / protocol error--> CLOSING (a refusal, if any, goes out last)
+    HEAD --websocket handshake--> UPGRADED;  any --peer gone--> CLOSED
 
 Whole responses (api calls, and ASGI responses sent in one message) are coalesced per loop pass
 (``HTTPProtocol.emit``): the first one of a pass is written at once, the others made ready in the same
@@ -17,107 +24,43 @@ no added wait for a lone client).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
-import types
-from asyncio import CancelledError, current_task
-from asyncio.tasks import _enter_task, _leave_task
+from asyncio import current_task
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from contextvars import Context, copy_context
+from contextvars import copy_context
 from time import monotonic
-from typing import Any, cast
-from urllib.parse import unquote
+from typing import cast
 
+from ..types import Answer, Headers
 from .cycle import RequestCycle
+from .exchange import APICall, Exchange
 from .flow_control import HIGH_WATER, FlowControl
+from .runner import UNSTARTED, Runner, first_step
+from .state import ServerState, split_target, target_cache
 from .websocket import WebSocketSession, handshake_error, wants_websocket
 from .wire import LENGTHS, METHODS, OK_PREFIX, ProtocolError, api_head, error_response, request_framing
 
-__all__ = ["HTTPProtocol", "ServerState", "split_target"]
+__all__ = ["HTTPProtocol", "Phase", "ServerState", "split_target"]
 
 logger = logging.getLogger("asgiserve")
 access_logger = logging.getLogger("asgiserve.access")
 
-ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
-_targets: dict[bytes, tuple[str, bytes, bytes]] = {}
-_UNSTARTED = object()  # a queued api call whose coroutine has not run yet
 
 
-class ServerState:
-    """What all connections of one server share: the app, limits, the Date clock and live connections."""
+class Phase(enum.IntEnum):
+    """Where a connection's reading side is (see the module docstring); from CLOSING on, nothing is read."""
 
-    def __init__(self, app: ASGIApp, loop: asyncio.AbstractEventLoop, **limits: Any) -> None:
-        self.app = app
-        self.loop = loop
-        self.connections: set[HTTPProtocol] = set()
-        self.defaults = b""  # server and date headers, refreshed every second by the server's tick
-        self.head_end = b"\r\n"  # the same, then the blank line that ends a head
-        self.now = loop.time()
-        self.state: dict[str, Any] = {}
-        self.draining = False
-        self.root_path = ""
-        self.access_log = False
-        self.max_body = 100 * 1024 * 1024
-        self.max_header_size = 64 * 1024
-        self.max_headers = 100
-        self.max_url = 8 * 1024
-        self.header_timeout = 10.0
-        self.keep_alive_timeout = 5.0
-        self.max_connections = 2048
-        for key, value in limits.items():
-            if not hasattr(self, key):
-                raise TypeError(f"unknown server setting {key!r}")
-            setattr(self, key, value)
-        # POST paths answered through the app's ``fast_start`` and ``fast_finish`` (an asgiserve service's
-        # apis), without ASGI messages; the behaviour is the same as through ``app(scope, receive, send)``.
-        self.fast: dict[str, Any] = {}
-        self.fast_app: Any = app
-        # Connections holding responses for the end of this loop pass (see ``HTTPProtocol.emit``).
-        self.held: list[HTTPProtocol] = []
-        self.pass_open = False
-        fast_handler = getattr(app, "fast_handler", None)
-        if callable(fast_handler) and not self.root_path:
-            for path in getattr(app, "routes", {}):
-                handler = fast_handler(path)
-                if handler is not None:
-                    self.fast[path] = handler
-
-    def flush(self) -> None:
-        """The loop pass is over: write the responses held back during it."""
-        self.pass_open = False
-        held = self.held
-        if held:
-            self.held = []
-            for conn in held:
-                try:
-                    conn.flush()
-                except RuntimeError:  # its transport was torn down under it: the others still go out
-                    logger.debug("held response dropped for a closed connection", exc_info=True)
+    IDLE = 0  # between requests: the keep-alive deadline runs
+    HEAD = 1  # a head is arriving: the header deadline runs
+    BODY = 2  # a head was read: its body is arriving, or its response is owed
+    CLOSING = 3  # nothing more is read; the connection closes once what is owed is written
+    UPGRADED = 4  # a websocket session reads the bytes
+    CLOSED = 5  # the peer is gone
 
 
-def split_target(target: bytes) -> tuple[str, bytes, bytes]:
-    """``(path, raw_path, query_string)`` of a request target (origin, absolute or asterisk form)."""
-    hit = _targets.get(target)
-    if hit is not None:
-        return hit
-    if target[:1] == b"/":
-        raw, _, query = target.partition(b"?")
-    elif target == b"*":
-        raw, query = b"*", b""
-    else:
-        # absolute-form (RFC 9112 3.2.2): keep the path and query, drop scheme and authority.
-        _, sep, rest = target.partition(b"://")
-        if not sep:
-            raise ProtocolError("Invalid request target")
-        slash = rest.find(b"/")
-        raw, _, query = (rest[slash:] if slash >= 0 else b"/").partition(b"?")
-    text = raw.decode("latin-1")
-    path = unquote(text) if "%" in text else text
-    hit = (path, raw, query)
-    if len(_targets) < 4096:
-        _targets[target] = hit
-    return hit
+IDLE, HEAD, BODY, CLOSING, UPGRADED, CLOSED = Phase
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -131,23 +74,18 @@ class HTTPProtocol(asyncio.Protocol):
         self.flow: FlowControl = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
-        self.cycle: RequestCycle | None = None  # the request being answered
-        self.parsing: RequestCycle | None = None  # the request whose body is arriving
-        self.pipeline: deque[RequestCycle] = deque()
-        self.pending_error: tuple[int, str] | None = None
-        self.idle = True
-        self.in_head = False
-        self.stopped = False
+        self.phase = IDLE
+        self.refusal: tuple[int, str] | None = None  # answered once the responses owed are out, then close
+        self.current: Exchange | None = None  # the request being answered
+        self.parsing: Exchange | None = None  # the request whose body is arriving
+        self.pipeline: deque[Exchange] = deque()
         self.deadline = 0.0  # monotonic time after which the tick closes us; 0 for none
         # Each request runs in a copy of this, never of the request before it (pipelining starts the next
         # one from inside the previous one's task).
         self.context = copy_context()
-        # The task api calls of this connection run as (see ``start_fast``), its wake-up and its next call.
-        self.runner: asyncio.Task[None] | None = None
-        self.runner_wakeup: asyncio.Future[None] | None = None
-        self.job: tuple[RequestCycle, Coroutine[Any, Any, Any], Context, Any] | None = None
+        self.runner: Runner | None = None  # the task direct api calls run as (``runner.py``)
         self.out: list[bytes] | None = None  # responses held for the end of this loop pass (``emit``)
-        self.spare: RequestCycle | None = None  # a finished api call's cycle, for the next one
+        self.spare: APICall | None = None  # a finished api call, for the next one
         self.ws: WebSocketSession | None = None  # once the connection is a websocket
 
     # -- transport callbacks -------------------------------------------------------------------------
@@ -159,7 +97,7 @@ class HTTPProtocol(asyncio.Protocol):
         transport = self.transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(transport)
         if len(server.connections) >= server.max_connections or server.draining:
-            self.stopped = True
+            self.phase = CLOSING
             transport.write(error_response(503, "Too many connections", server.defaults))
             transport.close()
             return
@@ -173,20 +111,19 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """The peer is gone: every request of this connection sees ``http.disconnect``."""
         self.server.connections.discard(self)
-        self.stopped = True
+        self.phase = CLOSED
         self.out = None
         if self.ws is not None:
             self.ws.lost()
-        if self.cycle is not None:
-            self.cycle.on_disconnect()
+        if self.current is not None:
+            self.current.on_disconnect()
         for c in self.pipeline:
             c.on_disconnect()
         self.pipeline.clear()
         if self.flow is not None:
             self.flow.resume_writing()
-        wakeup = self.runner_wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.cancel()  # the runner is idle: it ends
+        if self.runner is not None:
+            self.runner.stop()
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: ``send`` waits."""
@@ -204,17 +141,16 @@ class HTTPProtocol(asyncio.Protocol):
 
     def begin_head(self) -> None:
         """The first bytes of a new request arrived: the header deadline starts."""
-        self.idle = False
-        self.in_head = True
-        if self.cycle is None:
-            self.deadline = self.server.now + self.server.header_timeout
+        if self.phase < CLOSING:
+            self.phase = HEAD
+            if self.current is None:
+                self.deadline = self.server.now + self.server.header_timeout
 
-    def on_request(
-        self, method: bytes, target: bytes, version: str, headers: list[tuple[bytes, bytes]]
-    ) -> int:
-        """A complete request head: validate it, start (or queue) its cycle; return the body framing."""
+    def on_request(self, method: bytes, target: bytes, version: str, headers: Headers) -> int:
+        """A complete request head: validate it, start (or queue) its request; return the body framing."""
         server = self.server
-        self.in_head = False
+        if self.phase is HEAD:
+            self.phase = BODY
         self.deadline = 0.0
         name = METHODS.get(method)
         if name is None:
@@ -222,22 +158,21 @@ class HTTPProtocol(asyncio.Protocol):
         if len(headers) > server.max_headers:
             raise ProtocolError("Too many header fields", 431)
         length, keep_alive, expect, upgrade = request_framing(method, version, headers, server.max_body)
-        path, raw_path, query = _targets.get(target) or split_target(target)
-        if upgrade and name == "GET" and self.cycle is None and wants_websocket(headers):
+        path, raw_path, query = target_cache.get(target) or split_target(target)
+        if upgrade and name == "GET" and self.current is None and wants_websocket(headers):
             self.open_websocket(version, path, raw_path, query, headers)
             return 0
-        fast = server.fast.get(path) if name == "POST" and not expect and server.fast else None
-        if fast is not None:
-            # An api call needs no ASGI scope: its headers (and the target, for the access log) will do.
-            c = self.spare
-            if c is not None:
+        handler = server.direct.get(path) if name == "POST" and not expect and server.direct else None
+        c: Exchange
+        if handler is not None:
+            # A direct api call needs no ASGI scope: its headers (and the target, for the access log) will do.
+            call = self.spare
+            if call is not None:
                 self.spare = None
-                c.reuse(keep_alive, version == "1.0")
+                call.reuse(handler, headers, target, keep_alive, version == "1.0")
             else:
-                c = RequestCycle(self, None, keep_alive, False, False, version == "1.0")
-            c.fast = fast
-            c.headers = headers
-            c.target = target
+                call = APICall(handler, headers, target, keep_alive, version == "1.0")
+            c = call
         else:
             scope = {
                 "type": "http",
@@ -258,17 +193,20 @@ class HTTPProtocol(asyncio.Protocol):
         if length == 0:
             c.body_done = True
         self.parsing = c
-        if self.cycle is None:
-            self.cycle = c
-            if c.fast is None:
-                c.task = self.context.run(self.loop.create_task, c.run())
+        if self.current is None:
+            self.current = c
+            if not c.direct:
+                self._start_cycle(c)  # type: ignore[arg-type]
         else:
             self.pipeline.append(c)
             self.flow.pause_reading()
         return length
 
+    def _start_cycle(self, c: RequestCycle) -> None:
+        c.task = self.context.run(self.loop.create_task, c.run())
+
     def open_websocket(
-        self, version: str, path: str, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]
+        self, version: str, path: str, raw_path: bytes, query: bytes, headers: Headers
     ) -> None:
         """A WebSocket opening handshake: from here on this connection's bytes go to a ``WebSocketSession``.
 
@@ -276,7 +214,7 @@ class HTTPProtocol(asyncio.Protocol):
         runs the app with a ``websocket`` scope, which accepts or refuses it.
         """
         server = self.server
-        self.stopped = True  # no more HTTP requests here (reading goes on, for the session)
+        self.phase = UPGRADED  # no more HTTP requests here (reading goes on, for the session)
         self.parsing = None
         fields = dict(headers)
         problem = handshake_error(fields) if version == "1.1" else (400, "WebSocket needs HTTP/1.1")
@@ -317,7 +255,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         c.chunks.append(body)
         c.buffered += len(body)
-        if c.buffered > HIGH_WATER and c.fast is None:  # an api call wants its body whole
+        if c.buffered > HIGH_WATER and not c.direct:  # a direct call wants its body whole
             self.flow.pause_reading()
         if c.waiter is not None:
             c.wake()
@@ -333,19 +271,22 @@ class HTTPProtocol(asyncio.Protocol):
         if not c.keep_alive:
             # Connection: close, HTTP/1.0 or an upgrade: nothing after this request is read.
             self.stop_reading()
-        if c.fast is not None and c is self.cycle:
-            self.start_fast(c)
+        if c.direct and c is self.current:
+            self.start_call(c)  # type: ignore[arg-type]
 
     def stop_reading(self) -> None:
         """Parse nothing more on this connection."""
-        self.stopped = True
+        if self.phase < CLOSING:
+            self.phase = CLOSING
+        if self.runner is not None:
+            self.runner.stopping = True
         self.flow.pause_reading()
 
     def protocol_error(self, status: int, message: str) -> None:
         """Refuse a request: answer ``status`` in turn (after earlier pipelined responses) and close."""
         self.stop_reading()
         p = self.parsing
-        c = self.cycle
+        c = self.current
         if p is not None and not p.body_done:
             # The body of ``p`` broke a limit or its framing.
             if p.finished:
@@ -353,7 +294,7 @@ class HTTPProtocol(asyncio.Protocol):
                 return
             if p is not c:
                 self.pipeline.remove(p)
-            elif p.head is None and not p.finished:
+            elif p.direct or cast(RequestCycle, p).head is None:
                 p.finished = True
                 p.on_disconnect()
                 self.write(error_response(status, message, self.server.defaults))
@@ -363,151 +304,105 @@ class HTTPProtocol(asyncio.Protocol):
                 self.close()
                 return
         if c is not None and not c.finished:
-            self.pending_error = (status, message)
+            self.refusal = (status, message)
             return
         self.write(error_response(status, message, self.server.defaults))
         self.close()
 
-    # -- called by the cycle -------------------------------------------------------------------------
+    # -- called by the requests (``port.Port``) ------------------------------------------------------
 
-    def response_complete(self, c: RequestCycle, keep_alive: bool) -> None:
-        """``c`` sent its last byte: close, or move on to the next pipelined request."""
+    def body_taken(self, exchange: Exchange) -> None:
+        """The body ``exchange`` had buffered went to its app: read on, unless others queue behind it."""
+        if exchange is self.current and not self.pipeline and self.phase < CLOSING:
+            self.flow.resume_reading()
+
+    def response_complete(self, exchange: Exchange, keep_alive: bool) -> None:
+        """``exchange`` sent its last byte: close, or move on to the next pipelined request."""
         server = self.server
         if server.access_log:
-            _log_access(c)
+            _log_access(self, exchange)
         if not keep_alive or server.draining:
             self.close()
             return
-        self.cycle = None
+        self.current = None
         if self.pipeline:
-            nxt = self.cycle = self.pipeline.popleft()
-            if not self.pipeline and not self.stopped:
+            nxt = self.current = self.pipeline.popleft()
+            if not self.pipeline and self.phase < CLOSING:
                 self.flow.resume_reading()
-            if nxt.fast is None:
-                nxt.task = self.context.run(self.loop.create_task, nxt.run())
+            if not nxt.direct:
+                self._start_cycle(nxt)  # type: ignore[arg-type]
             elif nxt.body_done:
-                self.start_fast(nxt, current_task(self.loop) is None)
+                self.start_call(nxt, current_task(self.loop) is None)  # type: ignore[arg-type]
             return
-        if self.pending_error is not None:
-            status, message = self.pending_error
+        if self.refusal is not None:
+            status, message = self.refusal
             self.write(error_response(status, message, server.defaults))
             self.close()
             return
-        if self.flow.read_paused and not self.stopped:
+        phase = self.phase
+        if phase < CLOSING and self.flow.read_paused:
             self.flow.resume_reading()
-        if self.in_head:
+        if phase is HEAD:
             self.deadline = server.now + server.header_timeout
         else:
-            self.idle = True
+            if phase < CLOSING:
+                self.phase = IDLE
             self.deadline = server.now + server.keep_alive_timeout
 
-    # -- api calls without ASGI (see ServerState.fast) -----------------------------------------------
+    # -- direct api calls (see ``types.DirectHandler``) ----------------------------------------------
 
-    def start_fast(self, c: RequestCycle, eager: bool = True) -> None:
-        """Answer ``c`` (current, body complete) through the app's ``fast_start`` and ``fast_finish``.
+    def start_call(self, c: APICall, eager: bool = True) -> None:
+        """Answer ``c`` (current, body complete) through its handler's ``start`` and ``finish``.
 
-        An async api's own coroutine takes its first step right here, as the connection's runner task (a
-        task per request costs more than the rest of a small call): most such calls finish in that step
-        and are answered at once. A call that suspends is carried on by the runner, and other calls start
-        there. Each call still gets a fresh copy of the connection's context, and ``current_task()`` is
-        the runner throughout, which is what the deadline sweep cancels.
+        An async api's own coroutine takes its first step right here, as the connection's runner task
+        (``runner.py``); a call that suspends is carried on by the runner.
         """
         chunks = c.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
-        loop = self.loop
         runner = self.runner
-        if runner is None or runner.done():
-            runner = self.runner = loop.create_task(self._run_calls())
+        if runner is None:
+            runner = self.runner = Runner(self.loop, self.finish_call)
+            runner.stopping = self.phase >= CLOSING
+        task = runner.current()
         c.t0 = t0 = monotonic()
-        started = self.server.fast_app.fast_start(c.fast, c.headers, body, runner, t0)
-        if started[0] is not None:
-            self.send_fast(c, started)
+        started = c.handler.start(c.headers, body, task, t0)
+        if len(started) == 4:
+            self.send_answer(c, started)  # type: ignore[arg-type]
             return
-        _, coro, c.direct = started
-        c.task = runner
+        coro, c.own = started  # type: ignore[misc]
+        c.task = task
         ctx = self.context.copy()
-        if not (c.direct and eager):
+        if not (c.own and eager):
             # Not the api's own coroutine (a sync api's thread, a batch, a form), which would suspend at
             # once anyway: started here, it wakes a thread that then waits for the GIL while the loop
             # parses (measured: 25 times the context switches). Or we are inside a task already (the
             # runner's previous call, or an ASGI request before this pipelined one: ``eager`` is false).
-            self.job = (c, coro, ctx, _UNSTARTED)
-            self._wake_runner()
+            runner.hand(c, coro, ctx, UNSTARTED)
             return
-        _enter_task(loop, runner)
-        try:
-            waiting = ctx.run(coro.send, None)
-        except StopIteration as stop:
-            result, error = stop.value, None
-        except (Exception, CancelledError) as exc:
-            result, error = None, exc
-        else:
-            self.job = (c, coro, ctx, waiting)
-            self._wake_runner()
+        done, result, error = first_step(self.loop, task, ctx, coro)
+        if not done:
+            runner.hand(c, coro, ctx, result)
             return
-        finally:
-            _leave_task(loop, runner)
-        self.send_fast(c, self.server.fast_app.fast_finish(c.fast, runner, t0, True, result, error))
+        self.send_answer(c, c.handler.finish(task, t0, True, result, error))
 
-    def _wake_runner(self) -> None:
-        wakeup = self.runner_wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+    def finish_call(self, c: APICall, result: object, error: BaseException | None) -> None:
+        """The runner carried the call for ``c`` to its end, with ``result`` or ``error``: answer it."""
+        self.send_answer(c, c.handler.finish(c.task, c.t0, c.own, result, error))
 
-    async def _run_calls(self) -> None:
-        """The runner: carries on api calls that suspended in ``start_fast``, one at a time."""
-        loop = self.loop
-        while True:
-            cancelled = False
-            if self.job is None:
-                if self.stopped:
-                    return  # no more calls will come (``start_fast`` starts a new runner if one does)
-                wakeup = self.runner_wakeup = loop.create_future()
-                try:
-                    await wakeup
-                except CancelledError:
-                    # A cancel aimed at the call just handed over (its deadline), or the end of the
-                    # connection or of the loop when there is none.
-                    if self.job is None:
-                        return
-                    cancelled = True
-                finally:
-                    self.runner_wakeup = None
-                if self.job is None:
-                    if self.stopped:
-                        return
-                    continue
-            c, coro, ctx, waiting = self.job
-            self.job = None
-            try:
-                result = await _carry(ctx, coro, waiting, cancelled)
-            except (Exception, CancelledError) as exc:
-                self.finish_fast(c, None, exc)
-            else:
-                self.finish_fast(c, result, None)
-            if self.job is None and self.stopped:
-                return
-
-    def finish_fast(self, c: RequestCycle, result: Any, error: BaseException | None) -> None:
-        """The call for ``c`` ended with ``result`` or ``error``: answer it."""
-        self.send_fast(
-            c, self.server.fast_app.fast_finish(c.fast, self.runner, c.t0, c.direct, result, error)
-        )
-
-    def send_fast(self, c: RequestCycle, response: Any) -> None:
-        """Write a whole api response, head and body in one write; None cuts the connection (cancelled)."""
-        if response is None:
+    def send_answer(self, c: APICall, answer: Answer | None) -> None:
+        """Write a whole api answer, head and body in one write; None cuts the connection (cancelled)."""
+        if answer is None:
             c.finished = True
             self.close()
             return
         if c.disconnected:
             return
-        status, ctype, out, extra = response
+        status, ctype, out, extra = answer
         server = self.server
         keep_alive = c.keep_alive and not server.draining
         c.status = status
-        c.started = c.finished = True
+        c.finished = True
         c.sent = size = len(out)
         prefix = (
             OK_PREFIX.get(ctype) if status == 200 and extra is None and keep_alive and not c.http10 else None
@@ -520,6 +415,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.emit(data)
         self.response_complete(c, keep_alive)
         self.spare = c  # nothing refers to it any more: the next api call on this connection reuses it
+
+    # -- output --------------------------------------------------------------------------------------
 
     def emit(self, data: bytes) -> None:
         """Write a whole response: at once if it is the first of this loop pass, else when the pass ends.
@@ -561,63 +458,34 @@ class HTTPProtocol(asyncio.Protocol):
     def expire(self) -> None:
         """The keep-alive or header deadline passed: close (a silent or trickling client)."""
         self.deadline = 0.0
-        if self.cycle is None:
+        if self.current is None:
             self.close()
+
+    def abort(self) -> None:
+        """Cancel the request in flight and close (the graceful timeout passed)."""
+        c = self.current
+        if c is not None and c.task is not None:
+            c.task.cancel()
+        self.close()
 
     def shutdown(self) -> None:
         """The server is draining: close now when idle, else after the current response."""
         if self.ws is not None:
             self.ws.going_away()
-        elif self.cycle is None:
+        elif self.current is None:
             self.close()
 
 
-@types.coroutine
-def _carry(
-    ctx: Context, coro: Coroutine[Any, Any, Any], waiting: Any, cancelled: bool
-) -> Generator[Any, Any, Any]:
-    """Step ``coro`` on from where ``start_fast`` left it, in its own context, inside the runner task.
-
-    ``waiting`` is what it last yielded (the future it awaits), or ``_UNSTARTED``. The runner's task
-    sees each future as its own, so wake-ups and cancellation (thrown in here) reach the call unchanged.
-    """
-    if waiting is _UNSTARTED:
-        step: Any = coro.throw if cancelled else coro.send
-        arg: Any = CancelledError() if cancelled else None
-    elif cancelled and isinstance(waiting, asyncio.Future):
-        waiting.cancel()  # as a task cancelled while running would: the awaited future is cancelled
-        step, arg = None, None
-    elif cancelled:
-        step, arg = coro.throw, CancelledError()
-    else:
-        step, arg = None, None
-    while True:
-        if step is not None:
-            try:
-                waiting = ctx.run(step, arg)
-            except StopIteration as stop:
-                return stop.value
-        try:
-            arg = yield waiting
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            step, arg = coro.throw, exc
-        else:
-            step = coro.send
-
-
-def _log_access(c: RequestCycle) -> None:
-    scope = c.scope
-    if scope is None:  # an api call answered without a scope
-        client = c.proto.client
-        path, _, query = split_target(c.target)
-        method, version = "POST", "1.0" if c.http10 else "1.1"
-    else:
+def _log_access(proto: HTTPProtocol, c: Exchange) -> None:
+    if isinstance(c, RequestCycle):
+        scope = c.scope
         client = scope["client"]
         path, query = scope["path"], scope["query_string"]
         method, version = scope["method"], scope["http_version"]
+    else:  # a direct api call, answered without a scope
+        client = proto.client
+        path, _, query = split_target(cast(APICall, c).target)
+        method, version = "POST", "1.0" if c.http10 else "1.1"
     who = f"{client[0]}:{client[1]}" if client else "-"
     target = path + ("?" + query.decode("latin-1") if query else "")
     # repr() escapes control characters, so a hostile path cannot forge log lines.

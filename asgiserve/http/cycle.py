@@ -1,6 +1,6 @@
 """The request/response cycle shared by the httptools and h11 protocols: ASGI ``receive`` and ``send``.
 
-Hot path rules: one task per ASGI request (the app's; api calls skip ASGI, see ``HTTPProtocol.start_fast``);
+Hot path rules: one task per ASGI request (the app's; api calls skip ASGI, see ``HTTPProtocol.start_call``);
 the response head is built when the first body message
 arrives so that head and body go out in one ``transport.write``; for a response without Content-Length a
 ``call_soon`` flushes the head alone if the body is not sent in the same loop step (else the head gets an
@@ -12,113 +12,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
 
+from ..types import Headers, Message, Scope
+from .exchange import Exchange
 from .flow_control import HIGH_WATER
+from .port import Port
 from .wire import CONTINUE, LAST_CHUNK, ResponseHead, encode_chunk, error_response, response_head
-
-if TYPE_CHECKING:
-    from .connection import HTTPProtocol
 
 __all__ = ["RequestCycle"]
 
 logger = logging.getLogger("asgiserve")
 
 
-class RequestCycle:
-    """One request: the ASGI ``receive`` and ``send`` for it, and the state of its response."""
+class RequestCycle(Exchange):
+    """One ASGI request: the ``receive`` and ``send`` for it, and the state of its response."""
 
     __slots__ = (
-        "body_done",
-        "buffered",
-        "chunks",
         "continue_sent",
-        "direct",
-        "disconnected",
         "expect_100",
-        "fast",
         "final_sent",
-        "finished",
         "head",
-        "headers",
-        "http10",
         "is_head",
-        "keep_alive",
         "proto",
-        "received",
+        "response_headers",
         "scope",
-        "sent",
         "started",
-        "status",
-        "t0",
-        "target",
-        "task",
-        "waiter",
     )
 
     def __init__(
-        self,
-        proto: HTTPProtocol,
-        scope: dict[str, Any] | None,
-        keep_alive: bool,
-        expect_100: bool,
-        is_head: bool,
-        http10: bool,
+        self, proto: Port, scope: Scope, keep_alive: bool, expect_100: bool, is_head: bool, http10: bool
     ) -> None:
+        super().__init__(keep_alive, http10)
         self.proto = proto
         self.scope = scope
-        self.keep_alive = keep_alive
         self.expect_100 = expect_100
         self.is_head = is_head
-        self.http10 = http10
-        self.chunks: list[bytes] = []
-        self.buffered = 0
-        self.received = 0
-        self.body_done = False
         self.final_sent = False
-        self.disconnected = False
         self.continue_sent = False
-        self.waiter: asyncio.Future[None] | None = None
         self.started = False
-        self.finished = False
         self.head: ResponseHead | None = None
-        self.headers: Any = ()
-        self.status = 0
-        self.sent = 0
-        self.task: asyncio.Task[None] | None = None
-        self.fast: Any = None  # the api handler when the app's ``fast_start`` serves this request
-        self.direct = False
-        self.t0 = 0.0
-        self.target = b""
-
-    def reuse(self, keep_alive: bool, http10: bool) -> None:
-        """Serve another api call with this finished one's cycle (``HTTPProtocol.on_request``): resetting
-        what a call changes costs less than a new cycle's 27 slots to allocate, fill and free."""
-        self.keep_alive = keep_alive
-        self.http10 = http10
-        self.buffered = self.received = 0
-        self.body_done = self.started = self.finished = False
-        self.task = None
-
-    def wake(self) -> None:
-        """Wake a ``receive`` waiting for body or disconnect."""
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def on_disconnect(self) -> None:
-        """The peer is gone: ``receive`` answers ``http.disconnect`` and ``send`` does nothing."""
-        self.disconnected = True
-        self.wake()
+        self.response_headers: Headers = []
 
     async def run(self) -> None:
         """Run the app for this request and deal with whatever it left undone."""
-        if self.proto.out is not None:
-            self.proto.flush()  # responses before this one, held for the end of the loop pass
+        self.proto.flush()  # responses before this one, held for the end of the loop pass
         try:
-            await self.proto.app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
+            await self.proto.app(self.scope, self.receive, self.send)
         except BaseException as exc:
             self._app_failed(exc)
         else:
@@ -147,7 +86,7 @@ class RequestCycle:
             transport.write(error_response(500, "Internal Server Error", self.proto.server.defaults))
         transport.close()
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         """ASGI receive: body pieces, then ``http.disconnect`` once the peer leaves or the response is done."""
         while True:
             if self.disconnected:
@@ -166,9 +105,7 @@ class RequestCycle:
                 if not more:
                     self.final_sent = True
                 if self.buffered > HIGH_WATER:
-                    proto = self.proto
-                    if proto.cycle is self and not proto.pipeline and not proto.stopped:
-                        proto.flow.resume_reading()
+                    self.proto.body_taken(self)
                 self.buffered = 0
                 return {"type": "http.request", "body": body, "more_body": more}
             if self.final_sent and self.finished:
@@ -180,7 +117,7 @@ class RequestCycle:
             waiter = self.waiter = self.proto.loop.create_future()
             await waiter
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         """ASGI send: the head is held until the first body message so both leave in one write."""
         if self.disconnected:
             return
@@ -190,7 +127,7 @@ class RequestCycle:
                 raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
             self.started = True
             self.status = message["status"]
-            headers = self.headers = message.get("headers") or ()
+            headers = self.response_headers = message.get("headers") or []
             # A response with a Content-Length is about to send its body: hold the head for it. Any other
             # (a stream, perhaps slow to start) gets its head flushed at the end of this loop step.
             for name, _ in headers:
@@ -262,7 +199,13 @@ class RequestCycle:
         if self.expect_100 and not self.continue_sent and not self.body_done:
             keep_alive = False  # the client may never send the body it announced
         return response_head(
-            self.status, self.headers, proto.server.defaults, keep_alive, self.http10, self.is_head, body_len
+            self.status,
+            self.response_headers,
+            proto.server.defaults,
+            keep_alive,
+            self.http10,
+            self.is_head,
+            body_len,
         )
 
     def _flush_head(self) -> None:

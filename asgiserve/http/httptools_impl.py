@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httptools
 
-from .connection import HTTPProtocol, ServerState
+from .connection import CLOSING, HEAD, IDLE, HTTPProtocol, ServerState
 from .wire import ProtocolError
 
 __all__ = ["HttpToolsProtocol"]
@@ -30,19 +30,18 @@ class HttpToolsProtocol(HTTPProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed llhttp; its errors become the shared refusal (400 unless a limit says otherwise)."""
-        if self.stopped:
+        phase = self.phase
+        if phase >= CLOSING:
             if self.ws is not None:
                 self.ws.feed(data)
             return
         server = self.server
         body_before = 0
-        if self.idle:  # begin_head(), inline: this runs once per request
-            self.idle = False
-            self.in_head = was_in_head = True
-            if self.cycle is None:
-                self.deadline = server.now + server.header_timeout
+        if phase is IDLE:
+            self.begin_head()
+            was_in_head = True
         else:
-            was_in_head = self.in_head
+            was_in_head = phase is HEAD
             if not was_in_head and self.parsing is not None:
                 body_before = self.parsing.received  # this read may start with the rest of a body
         # Headers are only measured one by one when this chunk could take the head over the limit.
@@ -69,7 +68,7 @@ class HttpToolsProtocol(HTTPProtocol):
             else:
                 self.protocol_error(400, f"Invalid HTTP request: {exc}")
             return
-        if self.in_head:
+        if self.phase is HEAD:
             # A head is unfinished at the end of this read (llhttp buffers an unfinished header itself):
             # count the bytes it has so far.
             p = self.parsing
@@ -93,8 +92,8 @@ class HttpToolsProtocol(HTTPProtocol):
         (No ``on_message_begin``: a callback from llhttp costs as much as the work it would do, which
         ``on_headers_complete`` does instead, resetting the target and headers for the next request.)
         """
-        self.in_head = True
-        self.idle = False
+        if self.phase < CLOSING:
+            self.phase = HEAD
         if self.url:
             url = self.url + url
         self.url = url
@@ -103,7 +102,7 @@ class HttpToolsProtocol(HTTPProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One header field; names are lowercased and trailing whitespace dropped, as h11 does."""
-        if not self.in_head:
+        if self.phase is not HEAD:
             return  # a chunked trailer: read and dropped
         if self.count_head:
             size = self.head_size + len(name) + len(value) + 4

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..types import Message, Scope
+from .port import Port
 from .wire import error_response
-
-if TYPE_CHECKING:
-    from .connection import HTTPProtocol
 
 __all__ = ["WebSocketSession", "handshake_error", "wants_websocket"]
 
@@ -57,7 +56,7 @@ def handshake_error(fields: dict[bytes, bytes]) -> tuple[int, str] | None:
 class WebSocketSession:
     """One accepted (or being accepted) WebSocket connection: the ASGI ``receive`` and ``send`` for it."""
 
-    def __init__(self, proto: HTTPProtocol, scope: dict[str, Any], key: bytes) -> None:
+    def __init__(self, proto: Port, scope: Scope, key: bytes) -> None:
         from wsproto.connection import Connection, ConnectionType
 
         self.proto = proto
@@ -68,7 +67,7 @@ class WebSocketSession:
         self.closed = False  # a close was sent, or the connection is gone: nothing more goes out
         self.gone = False  # the peer left or closed: the app gets websocket.disconnect
         self.pending = b""  # frames that came before the app accepted
-        self.queue: deque[dict[str, Any]] = deque([{"type": "websocket.connect"}])
+        self.queue: deque[Message] = deque([{"type": "websocket.connect"}])
         self.waiter: asyncio.Future[None] | None = None
         self.parts: list[Any] = []  # a fragmented message, so far
         self.size = 0  # its length so far
@@ -145,7 +144,7 @@ class WebSocketSession:
                 self.proto.close()
                 return
 
-    def _put(self, message: dict[str, Any]) -> None:
+    def _put(self, message: Message) -> None:
         self.queue.append(message)
         if len(self.queue) > _QUEUE_HIGH and not self.paused:
             self.paused = True  # the app reads slower than the peer sends
@@ -182,7 +181,7 @@ class WebSocketSession:
 
     # -- ASGI ----------------------------------------------------------------------------------------
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         """ASGI receive: ``websocket.connect``, then messages, then ``websocket.disconnect`` (repeated)."""
         while not self.queue:
             if self.gone:
@@ -197,7 +196,7 @@ class WebSocketSession:
             self.queue.appendleft(message)  # every later receive sees it too
         return message
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         """ASGI send: ``websocket.accept``, ``websocket.send``, ``websocket.close``."""
         from wsproto.events import BytesMessage, TextMessage
 
@@ -235,7 +234,7 @@ class WebSocketSession:
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} on an accepted websocket")
 
-    def _accept(self, message: dict[str, Any]) -> None:
+    def _accept(self, message: Message) -> None:
         from wsproto.utilities import generate_accept_token
 
         lines = [

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..limits import DEFAULT_LIMITS as _L
+from ..limits import Limits
+
 __all__ = ["Config", "load_app"]
 
 
@@ -31,29 +34,27 @@ class Config:
     allow_private_urls: bool = False
     app_dir: str = "."
     root_path: str = ""
-    max_header_size: int = 64 * 1024
-    max_headers: int = 100
-    max_url_size: int = 8 * 1024
-    max_body_size: int = 100 * 1024 * 1024
-    keep_alive_timeout: float = 5.0
-    header_timeout: float = 10.0
-    max_connections: int = 2048
+    max_header_size: int = _L.max_header_size
+    max_headers: int = _L.max_headers
+    max_url_size: int = _L.max_url_size
+    max_body_size: int = _L.max_body_size
+    keep_alive_timeout: float = _L.keep_alive_timeout
+    header_timeout: float = _L.header_timeout
+    max_connections: int = _L.max_connections
     graceful_timeout: float = 30.0
     backlog: int = 2048
 
-    def limits(self) -> dict[str, Any]:
-        """The settings every connection checks, under ``ServerState``'s names."""
-        return {
-            "max_body": self.max_body_size,
-            "max_header_size": self.max_header_size,
-            "max_headers": self.max_headers,
-            "max_url": self.max_url_size,
-            "header_timeout": self.header_timeout,
-            "keep_alive_timeout": self.keep_alive_timeout,
-            "max_connections": self.max_connections,
-            "access_log": self.access_log,
-            "root_path": self.root_path,
-        }
+    def limits(self) -> Limits:
+        """The limits every connection checks."""
+        return Limits(
+            max_header_size=self.max_header_size,
+            max_headers=self.max_headers,
+            max_url_size=self.max_url_size,
+            max_body_size=self.max_body_size,
+            keep_alive_timeout=self.keep_alive_timeout,
+            header_timeout=self.header_timeout,
+            max_connections=self.max_connections,
+        )
 
 
 def _is_service(obj: Any) -> bool:

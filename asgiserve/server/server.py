@@ -15,12 +15,15 @@ import signal
 import socket
 import time
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..http.auto import new_event_loop, protocol_class
 from ..http.connection import ServerState
 from .config import Config
 from .lifespan import Lifespan
+
+if TYPE_CHECKING:
+    from ..types import ASGIApp
 
 __all__ = ["STARTUP_FAILED", "Server", "bind_socket", "run_server"]
 
@@ -48,7 +51,7 @@ class Server:
     """Serves one ASGI app on an already bound socket until told to stop."""
 
     def __init__(
-        self, config: Config, app: Any, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+        self, config: Config, app: ASGIApp, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
     ) -> None:
         self.config = config
         self.app = app
@@ -88,7 +91,9 @@ class Server:
         self.stop = asyncio.Event()
         for sig in self.signals:
             loop.add_signal_handler(sig, self.handle_signal)
-        state = self.state = ServerState(self.app, loop, **config.limits())
+        state = self.state = ServerState(
+            self.app, loop, config.limits(), access_log=config.access_log, root_path=config.root_path
+        )
         self.tick()
         lifespan = Lifespan(self.app, state.state)
         try:
@@ -128,17 +133,15 @@ class Server:
                 "Graceful timeout: closing %d connection(s) with requests in flight", len(state.connections)
             )
             for conn in list(state.connections):
-                if conn.cycle is not None and conn.cycle.task is not None:
-                    conn.cycle.task.cancel()
-                conn.close()
+                conn.abort()
             await asyncio.sleep(0)
 
 
-def _name(app: Any) -> str:
+def _name(app: object) -> str:
     return str(getattr(app, "name", None) or getattr(app, "__name__", None) or type(app).__name__)
 
 
-def run_server(config: Config, app: Any, sock: socket.socket, *, worker: bool = False) -> int:
+def run_server(config: Config, app: ASGIApp, sock: socket.socket, *, worker: bool = False) -> int:
     """Run one server process on its own event loop (uvloop when available).
 
     A prefork ``worker`` drains on SIGTERM only: a Ctrl-C reaches the whole process group, and the parent

@@ -1,0 +1,151 @@
+"""The runner: the one task a connection's direct api calls run as, stepped by hand.
+
+A task per request costs more than the rest of a small call, so an async api's own coroutine takes its
+first step inside the protocol's callback (``first_step``), as the runner's task: most such calls finish
+there. One that suspends is handed to the runner (``Runner.hand``), which carries it on (``_carry``) and
+then waits for the next. Each call runs in its own copy of the connection's context, and
+``current_task()`` is the runner throughout, which is what the deadline sweep cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from asyncio import CancelledError
+from asyncio.tasks import _enter_task, _leave_task
+from collections.abc import Callable, Coroutine, Generator
+from contextvars import Context
+from typing import Any
+
+from .exchange import APICall
+
+__all__ = ["UNSTARTED", "Runner", "first_step"]
+
+UNSTARTED = object()  # a handed-over call whose coroutine has not run yet
+
+# (call, its coroutine, its context, what it awaits or UNSTARTED)
+Job = tuple[APICall, Coroutine[Any, Any, object], Context, object]
+# Called with each call the runner carried to its end: (call, result, error).
+Finish = Callable[[APICall, object, "BaseException | None"], None]
+
+
+def first_step(
+    loop: asyncio.AbstractEventLoop, task: asyncio.Task[None], ctx: Context, coro: Coroutine[Any, Any, object]
+) -> tuple[bool, object, BaseException | None]:
+    """Run ``coro`` up to its first suspension as ``task``: ``(done, result or awaited, error)``."""
+    _enter_task(loop, task)
+    try:
+        waiting = ctx.run(coro.send, None)
+    except StopIteration as stop:
+        return True, stop.value, None
+    except (Exception, CancelledError) as exc:
+        return True, None, exc
+    finally:
+        _leave_task(loop, task)
+    return False, waiting, None
+
+
+class Runner:
+    """The task that carries a connection's suspended calls on, one at a time."""
+
+    __slots__ = ("_finish", "_loop", "job", "stopping", "task", "wakeup")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, finish: Finish) -> None:
+        self._loop = loop
+        self._finish = finish
+        self.task: asyncio.Task[None] | None = None
+        self.wakeup: asyncio.Future[None] | None = None
+        self.job: Job | None = None
+        self.stopping = False  # no more calls will come: end once the last one is carried
+
+    def current(self) -> asyncio.Task[None]:
+        """The runner's task, started when there is none."""
+        task = self.task
+        if task is None or task.done():
+            task = self.task = self._loop.create_task(self._run())
+        return task
+
+    def hand(self, call: APICall, coro: Coroutine[Any, Any, object], ctx: Context, waiting: object) -> None:
+        """Carry ``call`` on from where it stopped (``waiting``: what it awaits, or ``UNSTARTED``)."""
+        self.job = (call, coro, ctx, waiting)
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def stop(self) -> None:
+        """No more calls will come; an idle runner ends now."""
+        self.stopping = True
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.cancel()
+
+    async def _run(self) -> None:
+        loop = self._loop
+        while True:
+            cancelled = False
+            if self.job is None:
+                if self.stopping:
+                    return
+                wakeup = self.wakeup = loop.create_future()
+                try:
+                    await wakeup
+                except CancelledError:
+                    # A cancel aimed at the call just handed over (its deadline), or the end of the
+                    # connection or of the loop when there is none.
+                    if self.job is None:
+                        return
+                    cancelled = True
+                finally:
+                    self.wakeup = None
+                if self.job is None:
+                    if self.stopping:
+                        return
+                    continue
+            call, coro, ctx, waiting = self.job
+            self.job = None
+            try:
+                result = await _carry(ctx, coro, waiting, cancelled)
+            except (Exception, CancelledError) as exc:
+                self._finish(call, None, exc)
+            else:
+                self._finish(call, result, None)
+            if self.job is None and self.stopping:
+                return
+
+
+@types.coroutine
+def _carry(
+    ctx: Context, coro: Coroutine[Any, Any, object], waiting: object, cancelled: bool
+) -> Generator[object, object, object]:
+    """Step ``coro`` on from where ``first_step`` left it, in its own context, inside the runner task.
+
+    ``waiting`` is what it last yielded (the future it awaits), or ``UNSTARTED``. The runner's task
+    sees each future as its own, so wake-ups and cancellation (thrown in here) reach the call unchanged.
+    """
+    step: Callable[[Any], object] | None
+    arg: object
+    if waiting is UNSTARTED:
+        step = coro.throw if cancelled else coro.send
+        arg = CancelledError() if cancelled else None
+    elif cancelled and isinstance(waiting, asyncio.Future):
+        waiting.cancel()  # as a task cancelled while running would: the awaited future is cancelled
+        step, arg = None, None
+    elif cancelled:
+        step, arg = coro.throw, CancelledError()
+    else:
+        step, arg = None, None
+    while True:
+        if step is not None:
+            try:
+                waiting = ctx.run(step, arg)
+            except StopIteration as stop:
+                return stop.value
+        try:
+            arg = yield waiting
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            step, arg = coro.throw, exc
+        else:
+            step = coro.send
