@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import msgspec
 
@@ -25,7 +26,7 @@ from .routing import Handler, Mount, Router
 from .schema import docs_page, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
 from .traffic import Gate
-from .types import Message, Receive, Scope, Send
+from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["ServiceApp", "asgi_app"]
 
@@ -90,7 +91,8 @@ class ServiceApp:
             infra["/"] = self._docs_page
         for path, handler in infra.items():
             router.add_route(path, ("GET", "HEAD"), handler)
-        mounts = [router.add_mount(m.path, m.app, m.name) for m in self.mount_specs]
+        # Declared with a loose type, so that any framework's app passes: it is an ASGI 3 callable.
+        mounts = [router.add_mount(m.path, cast(ASGIApp, m.app), m.name) for m in self.mount_specs]
         for mount in mounts:
             mount.handler = self._mount_caller(mount)
         self.mounted = MountedApps(cls, mounts)

@@ -25,12 +25,17 @@ import ssl
 import tempfile
 import urllib.parse
 from collections.abc import Callable
+from typing import TypeVar
+
+import msgspec
 
 from .client.aiopool import WANT_CHUNK, WANT_HEADERS, AsyncConnection
 from .client.endpoints import disposition_filename
 from .client.wire import Response, TransportError, encode_head
 from .codec import APICodec, FileURL
 from .errors import BadRequest
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 __all__ = ["MAX_DOWNLOAD_BYTES", "download", "fetch_urls", "public_address"]
 
@@ -206,7 +211,7 @@ async def download(url: str, folder: pathlib.Path, *, allow_private: bool = Fals
     raise BadRequest(f"downloading {url} failed: more than {MAX_REDIRECTS} redirects")
 
 
-async def fetch_urls(codec: APICodec, obj: object, folder: pathlib.Path, allow_private: bool) -> object:
+async def fetch_urls(codec: APICodec, obj: S, folder: pathlib.Path, allow_private: bool) -> S:
     """Replace every URL given for a ``Path`` parameter of ``obj`` with the downloaded file."""
     allow = allow_private
     for name in codec.path_params:
@@ -222,8 +227,8 @@ async def fetch_urls(codec: APICodec, obj: object, folder: pathlib.Path, allow_p
 
 
 async def fetch_into_temp(
-    codec: APICodec, obj: object, allow_private: bool
-) -> tuple[object, Callable[[], None] | None]:
+    codec: APICodec, obj: S, allow_private: bool
+) -> tuple[S, Callable[[], None] | None]:
     """``fetch_urls`` into a new temporary folder, and the cleanup removing it (None: no URL was given)."""
     if not any(isinstance(getattr(obj, n), (FileURL, list)) for n in codec.path_params):
         return obj, None

@@ -40,7 +40,6 @@ __all__ = ["APIHandler", "ClientDisconnected", "Response", "read_body"]
 # What ``respond`` produces: an ``Answer``, or one whose body is a file to stream.
 Response = tuple[int, bytes, "bytes | FileOut", "Headers | None"]
 _INTERNAL: Answer = (500, JSON_CT, error_body("Internal Server Error"), None)
-_FORM = object()  # marks a multipart body, decoded on the async path
 
 logger = logging.getLogger("asgiserve")
 _STOP = object()
@@ -204,21 +203,21 @@ class APIHandler:
         """
         if self.own:
             obj = self.decode(headers, body)
-            if obj is not _FORM:
+            if obj is not None:
                 args, kwargs = self.codec.call_args(obj)
                 return self.bound(*args, **kwargs), True  # type: ignore[return-value]
         return self._respond_whole(headers, body), False
 
     # -- the shared core -------------------------------------------------------------------------------
 
-    def decode(self, headers: Headers, body: bytes) -> object:
-        """The decoded JSON body, or ``_FORM`` for a multipart body; 415 for any other content type."""
+    def decode(self, headers: Headers, body: bytes) -> msgspec.Struct | None:
+        """The decoded JSON body, or None for a multipart body; 415 for any other content type."""
         ctype = _content_type(headers)
         if ctype is not None and ctype not in _JSON_TYPES:
             low = ctype.lower()
             if not (low.startswith(_JSON_LIKE) or low.endswith(b"+json")):
                 if low.startswith(b"multipart/form-data"):
-                    return _FORM
+                    return None
                 raise UnsupportedMediaType(
                     f"Unsupported content type {ctype.decode('latin-1')!r}: send application/json"
                     + (" or multipart/form-data" if self.codec.file_params else "")
@@ -227,7 +226,8 @@ class APIHandler:
                 _JSON_TYPES.add(ctype)
         if body:
             try:
-                return self._decoder.decode(body)
+                decoded: msgspec.Struct = self._decoder.decode(body)
+                return decoded
             except msgspec.MsgspecError:
                 pass  # codec.decode() words the error
         return self.codec.decode(body)
@@ -267,7 +267,7 @@ class APIHandler:
         cleanup: Callable[[], None] | None = None
         try:
             obj = self.decode(headers, body)
-            if obj is _FORM or self.codec.path_params:
+            if obj is None or self.codec.path_params:
                 obj, cleanup = await self._decode_files(obj, headers, body)
             args, kwargs = self.codec.call_args(obj)
             if self.batcher is not None:
@@ -287,10 +287,10 @@ class APIHandler:
                 cleanup()
 
     async def _decode_files(
-        self, obj: object, headers: Headers, body: bytes
-    ) -> tuple[object, Callable[[], None] | None]:
+        self, obj: msgspec.Struct | None, headers: Headers, body: bytes
+    ) -> tuple[msgspec.Struct, Callable[[], None] | None]:
         """Finish what ``decode`` left: parse a multipart body, or download URLs given for files."""
-        if obj is _FORM:
+        if obj is None:
             from .multipart import decode_form
 
             return await decode_form(self.codec, body, _content_type(headers) or b"", self.allow_private_urls)
@@ -351,7 +351,7 @@ class APIHandler:
         """Decode and call a streaming api: its iterator, and the cleanup of its input files."""
         cleanup = None
         obj = self.decode(headers, body)
-        if obj is _FORM or self.codec.path_params:
+        if obj is None or self.codec.path_params:
             obj, cleanup = await self._decode_files(obj, headers, body)
         try:
             args, kwargs = self.codec.call_args(obj)

@@ -205,7 +205,7 @@ def _save(part: Part, folder: pathlib.Path, index: int) -> pathlib.Path:
 
 async def decode_form(
     codec: APICodec, body: bytes, ctype: bytes, allow_private_urls: bool
-) -> tuple[object, Callable[[], None]]:
+) -> tuple[msgspec.Struct, Callable[[], None]]:
     """The api's input from a form body, and a cleanup removing its temporary files."""
     parts = parse_form(body, ctype)
     folder = pathlib.Path(tempfile.mkdtemp(prefix="asgiserve-upload-"))
@@ -249,7 +249,7 @@ async def decode_form(
                 if isinstance(whole, list):
                     values[name] = whole
         try:
-            obj = msgspec.convert(values, codec.input_type, dec_hook=_dec_hook)
+            obj: msgspec.Struct = msgspec.convert(values, codec.input_type, dec_hook=_dec_hook)
         except msgspec.ValidationError as exc:
             msg = str(exc)
             raise BadRequest(msg, detail=validation_detail(msg)) from None

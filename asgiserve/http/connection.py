@@ -368,9 +368,9 @@ class HTTPProtocol(asyncio.Protocol):
         c.t0 = t0 = monotonic()
         started = c.handler.start(c.headers, body, task, t0)
         if len(started) == 4:
-            self.send_answer(c, started)  # type: ignore[arg-type]
+            self.send_answer(c, started)
             return
-        coro, c.own = started  # type: ignore[misc]
+        coro, c.own = started
         c.task = task
         ctx = self.context.copy()
         if not (c.own and eager):

@@ -15,7 +15,6 @@ from asyncio import CancelledError
 from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
-from typing import Any
 
 from .exchange import APICall
 
@@ -24,13 +23,16 @@ __all__ = ["UNSTARTED", "Runner", "first_step"]
 UNSTARTED = object()  # a handed-over call whose coroutine has not run yet
 
 # (call, its coroutine, its context, what it awaits or UNSTARTED)
-Job = tuple[APICall, Coroutine[Any, Any, object], Context, object]
+Job = tuple[APICall, Coroutine[object, object, object], Context, object]
 # Called with each call the runner carried to its end: (call, result, error).
 Finish = Callable[[APICall, object, "BaseException | None"], None]
 
 
 def first_step(
-    loop: asyncio.AbstractEventLoop, task: asyncio.Task[None], ctx: Context, coro: Coroutine[Any, Any, object]
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[None],
+    ctx: Context,
+    coro: Coroutine[object, object, object],
 ) -> tuple[bool, object, BaseException | None]:
     """Run ``coro`` up to its first suspension as ``task``: ``(done, result or awaited, error)``."""
     _enter_task(loop, task)
@@ -65,7 +67,9 @@ class Runner:
             task = self.task = self._loop.create_task(self._run())
         return task
 
-    def hand(self, call: APICall, coro: Coroutine[Any, Any, object], ctx: Context, waiting: object) -> None:
+    def hand(
+        self, call: APICall, coro: Coroutine[object, object, object], ctx: Context, waiting: object
+    ) -> None:
         """Carry ``call`` on from where it stopped (``waiting``: what it awaits, or ``UNSTARTED``)."""
         self.job = (call, coro, ctx, waiting)
         wakeup = self.wakeup
@@ -115,29 +119,27 @@ class Runner:
 
 @types.coroutine
 def _carry(
-    ctx: Context, coro: Coroutine[Any, Any, object], waiting: object, cancelled: bool
+    ctx: Context, coro: Coroutine[object, object, object], waiting: object, cancelled: bool
 ) -> Generator[object, object, object]:
     """Step ``coro`` on from where ``first_step`` left it, in its own context, inside the runner task.
 
     ``waiting`` is what it last yielded (the future it awaits), or ``UNSTARTED``. The runner's task
     sees each future as its own, so wake-ups and cancellation (thrown in here) reach the call unchanged.
     """
-    step: Callable[[Any], object] | None
-    arg: object
+    # What to do next: send ``arg`` in, throw ``error`` in, or (neither) wait on ``waiting``.
+    send = throw = False
+    arg: object = None
+    error: BaseException = CancelledError()
     if waiting is UNSTARTED:
-        step = coro.throw if cancelled else coro.send
-        arg = CancelledError() if cancelled else None
+        throw, send = cancelled, not cancelled
     elif cancelled and isinstance(waiting, asyncio.Future):
         waiting.cancel()  # as a task cancelled while running would: the awaited future is cancelled
-        step, arg = None, None
     elif cancelled:
-        step, arg = coro.throw, CancelledError()
-    else:
-        step, arg = None, None
+        throw = True
     while True:
-        if step is not None:
+        if send or throw:
             try:
-                waiting = ctx.run(step, arg)
+                waiting = ctx.run(coro.throw, error) if throw else ctx.run(coro.send, arg)
             except StopIteration as stop:
                 return stop.value
         try:
@@ -146,6 +148,6 @@ def _carry(
             coro.close()
             raise
         except BaseException as exc:
-            step, arg = coro.throw, exc
+            error, throw, send = exc, True, False
         else:
-            step = coro.send
+            send, throw = True, False
