@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic
 
@@ -32,6 +32,7 @@ from .errors import HTTPError, PayloadTooLarge, UnsupportedMediaType
 from .files import FileOut, open_file, send_file
 from .responses import error_body, send_answer
 from .service import APISpec
+from .streams import Items, send_stream
 from .traffic import Gate
 from .types import Answer, Headers, Receive, Scope, Send, Started
 
@@ -42,7 +43,6 @@ Response = tuple[int, bytes, "bytes | FileOut", "Headers | None"]
 _INTERNAL: Answer = (500, JSON_CT, error_body("Internal Server Error"), None)
 
 logger = logging.getLogger("asgiserve")
-_STOP = object()
 _JSON_LIKE = (b"application/json", b"text/plain", b"application/x-www-form-urlencoded")
 _JSON_TYPES: set[bytes] = set()  # content types seen and accepted as JSON, so most requests skip the checks
 
@@ -335,18 +335,6 @@ class APIHandler:
             return await send_file(send, out)
         return await send_answer(send, (status, ctype, out, extra))
 
-    def _encode_item(self, item: object) -> bytes:
-        if isinstance(item, str):
-            data = item.encode()
-        elif isinstance(item, (bytes, bytearray, memoryview)):
-            data = bytes(item)
-        else:
-            data = encode_json(item) + (b"" if self.codec.sse else b"\n")
-        if self.codec.sse:
-            lines = data.decode().splitlines() or [""]
-            return ("".join(f"data: {line}\n" for line in lines) + "\n").encode()
-        return data
-
     async def _open_stream(self, headers: Headers, body: bytes) -> tuple[object, Callable[[], None] | None]:
         """Decode and call a streaming api: its iterator, and the cleanup of its input files."""
         cleanup = None
@@ -368,91 +356,19 @@ class APIHandler:
 
     async def _stream(self, headers: Headers, body: bytes, receive: Receive, send: Send) -> int:
         cleanup = None
-        gen: object = None
-        running: Future[object] | None = None  # a sync ``next()`` still running in the pool
+        items: Items | None = None
         try:
             try:
                 gen, cleanup = await self._open_stream(headers, body)
             except Exception as exc:
                 return await send_answer(send, self.failed(exc))
-            if self.codec.stream == "async":
-                agen: AsyncIterator[object] = gen  # type: ignore[assignment]
-
-                async def step() -> object:
-                    try:
-                        return await agen.__anext__()
-                    except StopAsyncIteration:
-                        return _STOP
-
-            else:
-                sgen: Iterator[object] = gen  # type: ignore[assignment]
-
-                async def step() -> object:
-                    nonlocal running
-                    running = self.executor.submit(next, sgen, _STOP)
-                    try:
-                        item = await asyncio.wrap_future(running)
-                    except asyncio.CancelledError:
-                        if not running.done():
-                            self.gate.hold_slot_until(running)  # the thread goes on: keep its slot taken
-                        raise
-                    running = None
-                    return item
-
-            return await self._send_stream(step, receive, send)
+            items = Items(gen, self.codec.stream == "async", self.executor, self.gate)
+            sent = await send_stream(
+                items, self._ct, self.codec.sse, self.gate, receive, send, self.spec.name
+            )
+            return sent if sent is not None else await send_answer(send, _INTERNAL)
         finally:
-            if gen is not None:
-                await self._close_stream(gen, running)
+            if items is not None:
+                await items.close()
             if cleanup is not None:
                 cleanup()
-
-    async def _send_stream(self, step: Callable[[], Awaitable[object]], receive: Receive, send: Send) -> int:
-        # The first item is produced and encoded under the deadline: an error here is a normal error
-        # response; after the response started, an error ends it without its last chunk.
-        try:
-            first = await step()
-            chunk = self._encode_item(first) if first is not _STOP else b""
-        except Exception:
-            logger.exception("api %s raised before its first item", self.spec.name)
-            return await send_answer(send, _INTERNAL)
-        self.gate.response_started(asyncio.current_task())
-        disconnected = asyncio.Event()
-
-        async def watch() -> None:
-            while True:
-                msg = await receive()
-                if msg["type"] == "http.disconnect":
-                    disconnected.set()
-                    return
-
-        watcher = asyncio.get_running_loop().create_task(watch())
-        try:
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", self._ct)]}
-            )
-            item = first
-            while item is not _STOP and not disconnected.is_set():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                item = await step()
-                if item is not _STOP:
-                    chunk = self._encode_item(item)
-            if not disconnected.is_set():
-                await send({"type": "http.response.body", "body": b""})
-        finally:
-            watcher.cancel()
-        return 200
-
-    async def _close_stream(self, gen: object, running: Future[object] | None) -> None:
-        """Close a stream's generator; a sync one still inside ``next()`` is closed once that returns."""
-        if self.codec.stream == "async":
-            aclose = getattr(gen, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            return
-        close = getattr(gen, "close", None)
-        if close is None:
-            return
-        if running is not None and not running.done():
-            running.add_done_callback(lambda _: close())
-        else:
-            await asyncio.get_running_loop().run_in_executor(self.executor, close)

@@ -37,6 +37,7 @@ from .cycle import RequestCycle
 from .exchange import APICall, Exchange
 from .flow_control import HIGH_WATER, FlowControl
 from .runner import UNSTARTED, Runner, first_step
+from .scopes import http_scope, websocket_scope
 from .state import ServerState, split_target, target_cache
 from .websocket import WebSocketSession, handshake_error, wants_websocket
 from .wire import LENGTHS, METHODS, OK_PREFIX, ProtocolError, api_head, error_response, request_framing
@@ -45,8 +46,6 @@ __all__ = ["HTTPProtocol", "Phase", "ServerState", "split_target"]
 
 logger = logging.getLogger("asgiserve")
 access_logger = logging.getLogger("asgiserve.access")
-
-_ASGI = {"version": "3.0", "spec_version": "2.4"}
 
 
 class Phase(enum.IntEnum):
@@ -174,21 +173,18 @@ class HTTPProtocol(asyncio.Protocol):
                 call = APICall(handler, headers, target, keep_alive, version == "1.0")
             c = call
         else:
-            scope = {
-                "type": "http",
-                "asgi": _ASGI,
-                "http_version": version,
-                "server": self.sockname,
-                "client": self.client,
-                "scheme": "http",
-                "method": name,
-                "root_path": server.root_path,
-                "path": path,
-                "raw_path": raw_path,
-                "query_string": query,
-                "headers": headers,
-                "state": server.state.copy(),
-            }
+            scope = http_scope(
+                name,
+                version,
+                path,
+                raw_path,
+                query,
+                headers,
+                server=self.sockname,
+                client=self.client,
+                root_path=server.root_path,
+                state=server.state,
+            )
             c = RequestCycle(self, scope, keep_alive, expect, name == "HEAD", version == "1.0")
         if length == 0:
             c.body_done = True
@@ -225,21 +221,18 @@ class HTTPProtocol(asyncio.Protocol):
             self.close()
             return
         offered = fields.get(b"sec-websocket-protocol", b"").decode("latin-1")
-        scope = {
-            "type": "websocket",
-            "asgi": _ASGI,
-            "http_version": version,
-            "server": self.sockname,
-            "client": self.client,
-            "scheme": "ws",
-            "root_path": server.root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "subprotocols": [p.strip() for p in offered.split(",") if p.strip()],
-            "state": server.state.copy(),
-        }
+        scope = websocket_scope(
+            version,
+            path,
+            raw_path,
+            query,
+            headers,
+            offered,
+            server=self.sockname,
+            client=self.client,
+            root_path=server.root_path,
+            state=server.state,
+        )
         self.ws = WebSocketSession(self, scope, fields[b"sec-websocket-key"].strip())
         self.ws.start()
 
@@ -477,15 +470,8 @@ class HTTPProtocol(asyncio.Protocol):
 
 
 def _log_access(proto: HTTPProtocol, c: Exchange) -> None:
-    if isinstance(c, RequestCycle):
-        scope = c.scope
-        client = scope["client"]
-        path, query = scope["path"], scope["query_string"]
-        method, version = scope["method"], scope["http_version"]
-    else:  # a direct api call, answered without a scope
-        client = proto.client
-        path, _, query = split_target(cast(APICall, c).target)
-        method, version = "POST", "1.0" if c.http10 else "1.1"
+    method, path, query, version = c.describe()
+    client = proto.client
     who = f"{client[0]}:{client[1]}" if client else "-"
     target = path + ("?" + query.decode("latin-1") if query else "")
     # repr() escapes control characters, so a hostile path cannot forge log lines.

@@ -53,6 +53,11 @@ class RequestCycle(Exchange):
         self.head: ResponseHead | None = None
         self.response_headers: Headers = []
 
+    def describe(self) -> tuple[str, str, bytes, str]:
+        """``(method, path, query, HTTP version)``, for the access log."""
+        scope = self.scope
+        return scope["method"], scope["path"], scope["query_string"], scope["http_version"]
+
     async def run(self) -> None:
         """Run the app for this request and deal with whatever it left undone."""
         self.proto.flush()  # responses before this one, held for the end of the loop pass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from ..types import DirectHandler, Headers
+from .state import split_target
 
 __all__ = ["APICall", "Exchange"]
 
@@ -58,6 +59,10 @@ class Exchange:
         self.disconnected = True
         self.wake()
 
+    def describe(self) -> tuple[str, str, bytes, str]:
+        """``(method, path, query, HTTP version)``, for the access log."""
+        raise NotImplementedError
+
 
 class APICall(Exchange):
     """A ``POST`` to an api answered without ASGI: the request head the handler needs, and the call's state."""
@@ -75,6 +80,11 @@ class APICall(Exchange):
         self.target = target  # for the access log
         self.t0 = 0.0
         self.own = False  # its coroutine is the api's own (see ``types.Started``)
+
+    def describe(self) -> tuple[str, str, bytes, str]:
+        """``(method, path, query, HTTP version)``, for the access log."""
+        path, _, query = split_target(self.target)
+        return "POST", path, query, "1.0" if self.http10 else "1.1"
 
     def reuse(
         self, handler: DirectHandler, headers: Headers, target: bytes, keep_alive: bool, http10: bool
