@@ -31,6 +31,7 @@ lint: $(VENV)/.test
 	$(VENV)/bin/ruff check asgiserve tests examples benchmarks
 	$(VENV)/bin/ruff format --check asgiserve
 	$(VENV)/bin/mypy
+	$(PY) tests/unasync.py --check
 
 bench: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

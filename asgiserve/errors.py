@@ -1,41 +1,61 @@
 """The error hierarchy, shared by the server side (turned into JSON responses) and the clients (raised).
 
-One base class, ``HTTPError``, carrying ``status`` and ``message``; a subclass per status callers may want
-to catch or retry on. ``error_for_status`` maps a status back to its class at the client boundary.
+One root, ``AsgiserveError``, with two branches:
+- ``HTTPError``, carrying ``status`` and ``message``, with a subclass per status callers may want to catch
+  or retry on; the server answers these, and ``error_for_status`` maps a status back to its class at the
+  client boundary;
+- ``TransportError``, the clients' errors with no HTTP status to report (the server could not be reached,
+  broke HTTP/1.1 framing, closed the connection, or stayed silent too long). Both connection pools raise
+  these and only these for network failures, the same class for the same failure. They stay
+  ``ConnectionError`` (so ``OSError``) and the timeouts ``TimeoutError``, as callers catch them that way.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 __all__ = [
+    "AsgiserveError",
     "BadRequest",
+    "ConnectError",
+    "ConnectTimeout",
     "HTTPError",
     "InternalServerError",
     "InvalidArgument",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "PoolTimeout",
+    "ReadTimeout",
+    "RemoteProtocolError",
+    "ServerDisconnected",
     "ServiceUnavailable",
     "Timeout",
     "TooManyRequests",
+    "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
     "error_for_status",
 ]
 
 
-class HTTPError(Exception):
+class AsgiserveError(Exception):
+    """The root of every error asgiserve raises or answers: ``HTTPError`` and ``TransportError``."""
+
+
+class HTTPError(AsgiserveError):
     """An HTTP error with a status code and a message, raised by clients and answered by the server."""
 
     status: int = 500
 
-    def __init__(self, message: str, status: int | None = None, *, detail: list[Any] | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, *, detail: Sequence[object] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
-        self.detail = detail
+        self.detail: list[object] | None = None if detail is None else list(detail)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status}, message={self.message!r})"
@@ -121,7 +141,35 @@ _BY_STATUS: dict[int, type[HTTPError]] = {
 }
 
 
-def error_for_status(status: int, message: str, detail: list[Any] | None = None) -> HTTPError:
+def error_for_status(status: int, message: str, detail: Sequence[object] | None = None) -> HTTPError:
     """The most specific ``HTTPError`` for a response status."""
     cls = _BY_STATUS.get(status, HTTPError)
     return cls(message, status, detail=detail)
+
+
+class TransportError(AsgiserveError, ConnectionError):
+    """The request could not be completed at the connection level (no HTTP status to report)."""
+
+
+class ConnectError(TransportError):
+    """The server could not be reached."""
+
+
+class ConnectTimeout(ConnectError, TimeoutError):
+    """Connecting took longer than the connect timeout."""
+
+
+class ReadTimeout(TransportError, TimeoutError):
+    """The server sent nothing for longer than the read timeout."""
+
+
+class PoolTimeout(TransportError, TimeoutError):
+    """Every connection of the pool stayed busy for longer than the timeout."""
+
+
+class RemoteProtocolError(TransportError):
+    """The server broke HTTP/1.1 framing (bad status line, bad chunk size, conflicting lengths...) or TLS."""
+
+
+class ServerDisconnected(TransportError):
+    """The server closed the connection before the response was complete."""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -21,6 +19,7 @@ from asgiserve.client import (
 )
 from asgiserve.client.aiopool import AsyncStream
 from asgiserve.client.pool import SyncStream
+from tests.client_helpers import Script, read_request
 
 REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -32,55 +31,10 @@ def arun(coro):
         result = runner.run(coro)
         for item in result if isinstance(result, tuple) else (result,):
             if isinstance(item, AsyncConnectionPool):
-                for conn in item._idle:
+                for conn in item._book.idle:
                     conn.close()
         runner.run(asyncio.sleep(0))
     return result
-
-
-def read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    return data
-
-
-class Script:
-    """A listening socket whose accepted connections are served by ``handle(index, conn)`` in a thread."""
-
-    def __init__(self, handle: Callable[[int, socket.socket], None]) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(10)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.handle = handle
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.settimeout(10)
-            threading.Thread(target=self._serve, args=(self.accepted, conn), daemon=True).start()
-
-    def _serve(self, index: int, conn: socket.socket) -> None:
-        with conn:
-            try:
-                self.handle(index, conn)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

@@ -1,7 +1,11 @@
 """HTTP clients for asgiserve (and BentoML) services: ``SyncHTTPClient`` and ``AsyncHTTPClient``.
 
-``wire`` is the sans-IO HTTP/1.1 core, ``pool`` and ``aiopool`` the blocking and asyncio connection
-pools, ``endpoints`` the per-api request and response handling, ``clients`` the public classes.
+Sans-IO cores: ``wire`` (HTTP/1.1 framing), ``bookkeeper`` (what a pool reuses, opens, waits for and
+retries), ``endpoints`` (per-api requests and responses), ``_base`` (URL, headers, schema). I/O drivers
+over them: ``pool`` and ``aiopool``, the blocking and asyncio connection pools. The clients' calls are
+written once, in ``_async_client``, and generated for the blocking client (``_sync_client``, by
+``tests/unasync.py``); ``clients`` holds the public classes. Every error is an ``AsgiserveError``
+(``asgiserve.errors``): ``HTTPError`` for a status, ``TransportError`` for the network.
 """
 
 from __future__ import annotations

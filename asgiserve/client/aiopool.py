@@ -1,10 +1,11 @@
 """An asyncio HTTP/1.1 connection pool for one origin, behind ``AsyncHTTPClient``.
 
-Each connection is an ``asyncio.Protocol`` that feeds received bytes straight into the sans-IO
-``Response`` (no stream reader in between) and wakes one waiter. The reuse rules are those of the
-blocking pool (see ``pool.py``); the "readable or closed" check is free here because the protocol hears
-about EOF or stray bytes while idle and marks itself unusable. A request cancelled mid-flight or a stream
-left unfinished closes its connection, so the pool never reuses a half-read one nor leaks a slot.
+An I/O driver like the blocking pool (``pool.py``): every decision (reuse, open, wait, retry, the
+counters) is its ``PoolBook``'s (``bookkeeper.py``). Each connection is an ``asyncio.Protocol`` that feeds
+received bytes straight into the sans-IO ``Response`` (no stream reader in between) and wakes one waiter.
+The bookkeeper's "heard nothing while idle" check is free here: the protocol hears about EOF or stray
+bytes while idle and marks itself unusable. A request cancelled mid-flight or a stream left unfinished
+closes its connection, so the pool never reuses a half-read one nor leaks a slot.
 
 Flow control: a request waiting for its complete body reads at full speed (pausing there would wait
 forever); only a stream whose consumer is busy elsewhere (no pending waiter) stops reading once
@@ -19,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
+from .bookkeeper import PoolBook, PoolStats, Slot, transport_error
 from .wire import (
     ConnectError,
     ConnectTimeout,
@@ -74,11 +76,20 @@ class AsyncConnection(asyncio.Protocol):
         self.usable = False
         resp = self.resp
         if resp is not None:
-            try:
-                resp.feed_eof()
-            except ServerDisconnected as err:
-                self.error = err
+            if exc is not None and not resp.complete:
+                # A reset or a TLS failure: the same error the blocking pool raises for it.
+                if self.error is None:
+                    self.error = transport_error(exc)
+            else:
+                try:
+                    resp.feed_eof()
+                except ServerDisconnected as err:
+                    self.error = err
             self._progress(resp)
+
+    def reusable(self) -> bool:
+        """False once the connection heard EOF or stray bytes (or broke)."""
+        return self.usable
 
     def _ready(self, resp: Response) -> bool:
         want = self.want
@@ -147,7 +158,7 @@ def _pool_timeout(waiter: asyncio.Future[None], timeout: float) -> None:
         waiter.set_exception(PoolTimeout(f"no free connection within {timeout:g} s"))
 
 
-class AsyncConnectionPool:
+class AsyncConnectionPool(PoolStats[AsyncConnection]):
     """Keep-alive connections to one host and port for one event loop, at most ``max_connections``."""
 
     def __init__(
@@ -164,61 +175,37 @@ class AsyncConnectionPool:
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
-        self.max_connections = max_connections
-        self.keepalive_expiry = keepalive_expiry
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._idle: list[AsyncConnection] = []
-        self._open = 0
+        self._book: PoolBook[AsyncConnection] = PoolBook(max_connections, keepalive_expiry, time.monotonic)
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._closed = False
-        self.opened = 0
-        self.reused = 0
-        self.discarded = 0
-        self.retried = 0
 
     def __repr__(self) -> str:
-        return (
-            f"<AsyncConnectionPool {self.host}:{self.port} [idle {len(self._idle)}, active {self.active}, "
-            f"opened {self.opened}, reused {self.reused}, discarded {self.discarded}, "
-            f"retried {self.retried}]>"
-        )
+        return f"<AsyncConnectionPool {self.host}:{self.port} [{self._book.counters()}]>"
 
-    @property
-    def active(self) -> int:
-        """Connections checked out right now."""
-        return self._open - len(self._idle)
-
-    @property
-    def idle(self) -> int:
-        """Connections waiting in the pool."""
-        return len(self._idle)
-
-    # -- bookkeeping -------------------------------------------------------------------------------------
+    # -- checkout and release ----------------------------------------------------------------------------
 
     async def _checkout(self, fresh: bool = False) -> AsyncConnection:
-        if self._closed:
-            raise TransportError("the connection pool is closed")
-        now = time.monotonic()
-        idle = self._idle
-        while idle and not fresh:
-            conn = idle.pop()
-            if conn.usable and now - conn.idle_since < self.keepalive_expiry:
-                self.reused += 1
-                return conn
-            self._open -= 1
-            self.discarded += 1
-            conn.close()
-        if self._open >= self.max_connections:
-            await self._wait_for_slot()
-            return await self._checkout(fresh)
-        self._open += 1
-        try:
-            return await self._connect()
-        except BaseException:
-            self._open -= 1
-            self._wake()
-            raise
+        """A connection: an idle one the bookkeeper lets us reuse, else a new one once a slot is free."""
+        book = self._book
+        while True:
+            got = book.acquire(fresh)
+            if book.stale:
+                for old in book.take_stale():
+                    old.close()
+            if got is Slot.WAIT:
+                await self._wait_for_slot()
+                continue
+            if got is not Slot.OPEN:
+                return got
+            try:
+                conn = await self._connect()
+            except BaseException:
+                book.abandon()
+                self._wake()
+                raise
+            book.connected()
+            return conn
 
     async def _connect(self) -> AsyncConnection:
         loop = asyncio.get_running_loop()
@@ -237,7 +224,6 @@ class AsyncConnectionPool:
             raise ConnectTimeout(f"connecting to {self.host}:{self.port} timed out") from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
-        self.opened += 1
         return conn
 
     async def _wait_for_slot(self) -> None:
@@ -269,12 +255,7 @@ class AsyncConnectionPool:
         """Put a connection back (or close it) and wake one task waiting for a slot."""
         conn.resp = None
         conn.waiter = None
-        if reusable and conn.usable and not self._closed and not conn.paused:
-            conn.idle_since = time.monotonic()
-            self._idle.append(conn)
-        else:
-            self._open -= 1
-            self.discarded += 1
+        if not self._book.release(conn, reusable and conn.usable and not conn.paused):
             conn.close()
         self._wake()
 
@@ -284,31 +265,29 @@ class AsyncConnectionPool:
         self, data: bytes, *, head: bool = False, stream: bool = False
     ) -> tuple[Response, AsyncConnection]:
         """Send ``data`` and return the response (complete unless ``stream``) and its connection."""
-        conn = await self._checkout()
-        try:
-            resp = await self._roundtrip(conn, data, head, stream)
-        except (ServerDisconnected, OSError) as exc:
-            resp_seen = conn.resp is not None and conn.resp.received
-            self.release(conn, False)
-            if conn.requests == 1 or resp_seen or isinstance(exc, TimeoutError):
-                raise
-            # A reused connection that died before any response byte: the server closed it while idle
-            # and the close reached us only after the checkout, so nothing reached the app. (A server
-            # that reads a request and then closes without answering looks the same; HTTP/1.1 gives
-            # the client no way to tell, and such a request is sent twice.)
-            self.retried += 1
-            conn = await self._checkout(fresh=True)
+        fresh = False
+        while True:
+            conn = await self._checkout(fresh)
             try:
                 resp = await self._roundtrip(conn, data, head, stream)
-            except BaseException:
+            except BaseException as exc:
+                received = conn.resp.received if conn.resp is not None else 0
                 self.release(conn, False)
-                raise
-        except BaseException:
-            self.release(conn, False)
-            raise
-        if not stream:
-            self.release(conn, resp.keep_alive and not resp.extra)
-        return resp, conn
+                if not self._book.retry(conn, received, exc):
+                    error = transport_error(exc)
+                    if error is exc:
+                        raise
+                    raise error from None
+                fresh = True
+                continue
+            if not stream:
+                self.release(conn, resp.keep_alive and not resp.extra)
+            return resp, conn
+
+    async def stream(self, data: bytes) -> tuple[Response, AsyncStream]:
+        """Send ``data`` and return the response once its head arrived, with a stream over its body."""
+        resp, conn = await self.request(data, stream=True)
+        return resp, AsyncStream(self, conn, resp)
 
     async def _roundtrip(self, conn: AsyncConnection, data: bytes, head: bool, stream: bool) -> Response:
         resp = conn.resp = Response(head)
@@ -325,10 +304,7 @@ class AsyncConnectionPool:
 
     async def close(self) -> None:
         """Close idle connections now and any active one when it is released."""
-        self._closed = True
-        idle, self._idle = self._idle, []
-        self._open -= len(idle)
-        for conn in idle:
+        for conn in self._book.close():
             conn.close()
         for waiter in self._waiters:
             if not waiter.done():

@@ -16,8 +16,7 @@ import pathlib
 import re
 import tempfile
 import urllib.parse
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import msgspec
 
@@ -39,34 +38,44 @@ _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":", b"\n", b"\r\n")
 _JSON_NAME = re.compile(r"^application/(?:[\w.+-]+\+)?json\b")
 
 
-def _is_file_schema(schema: dict[str, Any]) -> bool:
+def _obj(value: object) -> Mapping[str, object]:
+    """``value`` when it is a JSON object, else an empty one (the schema comes from the server)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _is_file_schema(schema: Mapping[str, object]) -> bool:
     if schema.get("type") == "file" or (schema.get("type") == "string" and schema.get("format") == "binary"):
         return True
     if schema.get("type") == "array":
-        return _is_file_schema(schema.get("items") or {})
-    return any(_is_file_schema(s) for s in schema.get("anyOf", ()) if isinstance(s, dict))
+        return _is_file_schema(_obj(schema.get("items")))
+    any_of = schema.get("anyOf")
+    return isinstance(any_of, list) and any(_is_file_schema(s) for s in any_of if isinstance(s, dict))
 
 
 class Endpoint:
     """One api as seen from a client: its parameters, request head and output handling."""
 
-    def __init__(self, route: dict[str, Any], host: str, base: str, headers: list[tuple[str, str]]) -> None:
-        self.name: str = route["name"]
-        self.route: str = route["route"]
-        inp = route.get("input") or {}
-        out = route.get("output") or {}
-        props: dict[str, Any] = inp.get("properties") or {}
+    def __init__(
+        self, route: Mapping[str, object], host: str, base: str, headers: list[tuple[str, str]]
+    ) -> None:
+        self.name = str(route["name"])
+        self.route = str(route["route"])
+        inp = _obj(route.get("input"))
+        out = _obj(route.get("output"))
+        props = _obj(inp.get("properties"))
+        required = inp.get("required")
         self.params = tuple(props)
         self.allowed = frozenset(props)
-        self.required = frozenset(inp.get("required") or ())
+        self.required = frozenset(str(n) for n in required) if isinstance(required, list) else frozenset()
         self.file_params = frozenset(
             n for n, s in props.items() if isinstance(s, dict) and _is_file_schema(s)
         )
         self.stream = bool(out.get("is_stream"))
-        self.media_type: str = out.get("media_type") or "application/json"
+        self.media_type = str(out.get("media_type") or "application/json")
         self.file_output = out.get("type") == "file"
         self.text_output = out.get("type") == "string" and out.get("format") != "binary"
-        self.doc = route.get("doc") or route.get("description")
+        doc = route.get("doc") or route.get("description")
+        self.doc = doc if isinstance(doc, str) else None
         target = base.rstrip("/") + self.route
         self.head = encode_head("POST", target, host, headers)
         self.json_prefix = self.head + b"Content-Type: application/json\r\nContent-Length: "
@@ -75,7 +84,7 @@ class Endpoint:
                 inspect.Parameter(
                     n,
                     inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    default=inspect.Parameter.empty if n in self.required else props[n].get("default"),
+                    default=inspect.Parameter.empty if n in self.required else _obj(props[n]).get("default"),
                 )
                 for n in sorted(self.params, key=lambda n: n not in self.required)
             ]
@@ -84,7 +93,7 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"<Endpoint {self.name} POST {self.route}{' (stream)' if self.stream else ''}>"
 
-    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
         """Check the arguments against the api's parameters; ``TypeError`` before anything is sent."""
         if args:
             if len(args) > len(self.params):
@@ -104,7 +113,7 @@ class Endpoint:
             raise TypeError(f"{self.name}() is missing required arguments: {missing}")
         return kwargs
 
-    def encode(self, values: dict[str, Any]) -> bytes:
+    def encode(self, values: dict[str, object]) -> bytes:
         """The whole request: JSON body, or multipart/form-data when a file argument is a path or bytes."""
         if self.file_params:
             for name in self.file_params:
@@ -118,7 +127,7 @@ class Endpoint:
         body = _json_encode(values)
         return b"%s%d\r\n\r\n%s" % (self.json_prefix, len(body), body)
 
-    def _multipart(self, values: dict[str, Any]) -> bytes:
+    def _multipart(self, values: dict[str, object]) -> bytes:
         boundary = os.urandom(16).hex().encode()
         parts: list[bytes] = []
         for name, value in values.items():
@@ -138,7 +147,7 @@ def _quote(name: str) -> bytes:
     return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A").encode()
 
 
-def _part(name: str, value: Any, is_file: bool) -> bytes:
+def _part(name: str, value: object, is_file: bool) -> bytes:
     disposition = b'Content-Disposition: form-data; name="%s"' % _quote(name)
     if is_file and isinstance(value, pathlib.PurePath):
         path = pathlib.Path(value)
@@ -228,7 +237,7 @@ def save_file(headers: dict[str, str], body: bytes | Iterable[bytes], directory:
     return path
 
 
-def decode_response(ep: Endpoint | None, resp: Response, body: bytes, tmpdir: Any) -> Any:
+def decode_response(ep: Endpoint | None, resp: Response, body: bytes, tmpdir: Callable[[], str]) -> object:
     """The Python value of a successful api response, by its content type (files become a ``Path``)."""
     ctype = resp.headers.get("content-type", "")
     if ctype.startswith("application/json"):
@@ -259,7 +268,7 @@ class StreamDecoder:
         self._buf = b""
         self._first = True
 
-    def feed(self, chunk: bytes) -> Iterator[Any]:
+    def feed(self, chunk: bytes) -> Iterator[object]:
         """The items completed by ``chunk``."""
         kind = self.kind
         if kind == "text":
@@ -288,7 +297,7 @@ class StreamDecoder:
                 if data:
                     yield self._sse_value(b"\n".join(data))
 
-    def _sse_value(self, data: bytes) -> Any:
+    def _sse_value(self, data: bytes) -> object:
         if self.text_items:
             return data.decode()
         try:
@@ -296,7 +305,7 @@ class StreamDecoder:
         except msgspec.DecodeError:
             return data.decode()
 
-    def flush(self) -> Iterator[Any]:
+    def flush(self) -> Iterator[object]:
         """Items left when the body ended (a last line without newline)."""
         if self.kind == "ndjson" and self._buf.strip():
             yield _json_decode(self._buf)

@@ -1,14 +1,9 @@
 """A blocking-socket HTTP/1.1 connection pool for one origin, behind ``SyncHTTPClient``.
 
-Bookkeeping (which connection to reuse, open or close) happens under one lock and is kept apart from the
-I/O, which runs outside it. Rules:
-- idle connections are reused last-in first-out, but only while younger than ``keepalive_expiry`` (kept
-  below servers' usual 5 s keep-alive) and only if a zero-timeout poll finds nothing to read: a readable
-  idle socket is either closed by the server or holds stray bytes, and both mean "do not reuse";
-- a reused connection that fails before the first response byte is replaced once, transparently: the
-  request cannot have reached the application, so this is safe for every method;
-- a connection goes back to the pool only after a complete response that allows keep-alive; a stream
-  closed early, an error or a timeout closes it, so nothing half-read is ever reused.
+An I/O driver: every decision (reuse, open, wait, retry, the counters) is its ``PoolBook``'s
+(``bookkeeper.py``), taken under one lock, and the sockets are read and written outside it. The
+bookkeeper's "heard nothing while idle" check is a zero-timeout poll here: a readable idle socket is
+either closed by the server or holds stray bytes.
 """
 
 from __future__ import annotations
@@ -20,21 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 
-from .wire import (
-    ConnectError,
-    ConnectTimeout,
-    PoolTimeout,
-    ReadTimeout,
-    RemoteProtocolError,
-    Response,
-    ServerDisconnected,
-    TransportError,
-)
+from .bookkeeper import PoolBook, PoolStats, Slot, transport_error
+from .wire import ConnectError, ConnectTimeout, PoolTimeout, Response
 
 __all__ = ["Connection", "ConnectionPool", "SyncStream"]
 
 _BUFSIZE = 65536
-_STALE = (OSError, ServerDisconnected)
 
 
 class Connection:
@@ -55,9 +41,9 @@ class Connection:
         state = "closed" if self.sock.fileno() < 0 else "open"
         return f"<Connection {state}, {self.requests} requests>"
 
-    def readable(self) -> bool:
-        """True when the idle socket has data or EOF pending (not reusable either way)."""
-        return bool(self._poll.poll(0))
+    def reusable(self) -> bool:
+        """False when the idle socket has data or EOF pending (not reusable either way)."""
+        return not self._poll.poll(0)
 
     def roundtrip(self, data: bytes, resp: Response, until_complete: bool) -> None:
         """Send a request and read until its headers (or whole response) arrived."""
@@ -91,7 +77,7 @@ class Connection:
             pass
 
 
-class ConnectionPool:
+class ConnectionPool(PoolStats[Connection]):
     """Keep-alive connections to one host and port, at most ``max_connections`` open at once."""
 
     def __init__(
@@ -108,89 +94,48 @@ class ConnectionPool:
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
-        self.max_connections = max_connections
-        self.keepalive_expiry = keepalive_expiry
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._idle: list[Connection] = []
-        self._open = 0
+        self._book: PoolBook[Connection] = PoolBook(max_connections, keepalive_expiry, time.monotonic)
         self._cond = threading.Condition(threading.Lock())
-        self._closed = False
-        self.opened = 0
-        self.reused = 0
-        self.discarded = 0
-        self.retried = 0
 
     def __repr__(self) -> str:
-        return (
-            f"<ConnectionPool {self.host}:{self.port} [idle {len(self._idle)}, active {self.active}, "
-            f"opened {self.opened}, reused {self.reused}, discarded {self.discarded}, "
-            f"retried {self.retried}]>"
-        )
+        return f"<ConnectionPool {self.host}:{self.port} [{self._book.counters()}]>"
 
-    @property
-    def active(self) -> int:
-        """Connections checked out right now."""
-        return self._open - len(self._idle)
+    # -- checkout and release ----------------------------------------------------------------------------
 
-    @property
-    def idle(self) -> int:
-        """Connections waiting in the pool."""
-        return len(self._idle)
-
-    # -- bookkeeping -------------------------------------------------------------------------------------
-
-    def _checkout(self, fresh: bool = False) -> Connection | None:
-        """An idle connection to reuse, or None after reserving a slot for a new one."""
-        stale: list[Connection] = []
+    def _checkout(self, fresh: bool = False) -> Connection:
+        """A connection: an idle one the bookkeeper lets us reuse, else a new one once a slot is free."""
+        book = self._book
         deadline: float | None = None
         with self._cond:
-            if self._closed:
-                raise TransportError("the connection pool is closed")
-            while True:
+            while (got := book.acquire(fresh)) is Slot.WAIT:
                 now = time.monotonic()
-                while self._idle and not fresh:
-                    conn = self._idle.pop()
-                    if now - conn.idle_since < self.keepalive_expiry and not conn.readable():
-                        self.reused += 1
-                        break
-                    self._open -= 1
-                    stale.append(conn)
-                else:
-                    conn = None
-                if conn is not None or self._open < self.max_connections:
-                    if conn is None:
-                        self._open += 1
-                    break
                 if deadline is None:
                     deadline = now + self.connect_timeout
                 if now >= deadline or not self._cond.wait(deadline - now):
                     raise PoolTimeout(f"no free connection within {self.connect_timeout:g} s")
+            stale = book.take_stale() if book.stale else ()
         for old in stale:
-            self.discarded += 1
             old.close()
-        return conn
+        return self._connect() if got is Slot.OPEN else got
 
     def _release(self, conn: Connection, reusable: bool) -> None:
         with self._cond:
-            if reusable and not self._closed:
-                conn.idle_since = time.monotonic()
-                self._idle.append(conn)
-            else:
-                self._open -= 1
-                self.discarded += 1
-                conn.close()
+            kept = self._book.release(conn, reusable)
             self._cond.notify()
+        if not kept:
+            conn.close()
 
     def _connect(self) -> Connection:
-        """Open a new connection in a slot already reserved by ``_checkout``."""
+        """Open a new connection in a slot the bookkeeper reserved."""
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except TimeoutError:
-            self._release_slot()
+            self._abandon()
             raise ConnectTimeout(f"connecting to {self.host}:{self.port} timed out") from None
         except OSError as exc:
-            self._release_slot()
+            self._abandon()
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -199,14 +144,15 @@ class ConnectionPool:
             sock.settimeout(self.read_timeout)
         except OSError as exc:
             sock.close()
-            self._release_slot()
+            self._abandon()
             raise ConnectError(f"TLS handshake with {self.host}:{self.port} failed: {exc}") from None
-        self.opened += 1
+        with self._cond:
+            self._book.connected()
         return Connection(sock)
 
-    def _release_slot(self) -> None:
+    def _abandon(self) -> None:
         with self._cond:
-            self._open -= 1
+            self._book.abandon()
             self._cond.notify()
 
     # -- requests ----------------------------------------------------------------------------------------
@@ -219,33 +165,26 @@ class ConnectionPool:
         Without ``stream`` the response is complete and the connection already released; with it, the
         caller must hand both to ``SyncStream`` (or ``finish``) to read the body and release it.
         """
-        conn = self._checkout() or self._connect()
-        resp = Response(head)
-        try:
-            conn.roundtrip(data, resp, not stream)
-        except _STALE as exc:
-            self._release(conn, False)
-            if conn.requests == 1 or resp.received or isinstance(exc, TimeoutError):
-                raise _translate(exc) from None
-            # A reused connection that died before any response byte. ``_checkout`` polled it just
-            # before this send, so the usual case (an idle keep-alive closed by the server) never gets
-            # here; what is left is a close racing the send, where nothing reached the app. (A server
-            # that reads a request and then closes without answering looks the same; HTTP/1.1 gives
-            # the client no way to tell, and such a request is sent twice.)
-            self.retried += 1
-            conn = self._checkout(fresh=True) or self._connect()
+        fresh = False
+        while True:
+            conn = self._checkout(fresh)
             resp = Response(head)
             try:
                 conn.roundtrip(data, resp, not stream)
-            except BaseException as exc2:
+            except BaseException as exc:
                 self._release(conn, False)
-                raise _translate(exc2) from None
-        except BaseException as exc:
-            self._release(conn, False)
-            raise _translate(exc) from None
-        if not stream:
-            self._release(conn, resp.keep_alive and not resp.extra)
-        return resp, conn
+                if not self._book.retry(conn, resp.received, exc):
+                    raise transport_error(exc) from None
+                fresh = True
+                continue
+            if not stream:
+                self._release(conn, resp.keep_alive and not resp.extra)
+            return resp, conn
+
+    def stream(self, data: bytes) -> tuple[Response, SyncStream]:
+        """Send ``data`` and return the response once its head arrived, with a stream over its body."""
+        resp, conn = self.request(data, stream=True)
+        return resp, SyncStream(self, conn, resp)
 
     def finish(self, conn: Connection, resp: Response) -> None:
         """Give a streamed response's connection back (reused only if the body was read to its end)."""
@@ -254,9 +193,7 @@ class ConnectionPool:
     def close(self) -> None:
         """Close idle connections now and any active one when it is released."""
         with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._open -= len(idle)
+            idle = self._book.close()
             self._cond.notify_all()
         for conn in idle:
             conn.close()
@@ -283,7 +220,7 @@ class SyncStream:
                 try:
                     self.conn.read_some(resp)
                 except BaseException as exc:
-                    raise _translate(exc) from None
+                    raise transport_error(exc) from None
         finally:
             self.close()
 
@@ -292,14 +229,3 @@ class SyncStream:
         conn, self.conn = self.conn, None
         if conn is not None:
             self.pool.finish(conn, self.resp)
-
-
-def _translate(exc: BaseException) -> BaseException:
-    """Socket-level exceptions as the client's transport errors."""
-    if isinstance(exc, TransportError) or not isinstance(exc, OSError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return ReadTimeout("timed out waiting for the server's response")
-    if isinstance(exc, _ssl.SSLError):
-        return RemoteProtocolError(f"TLS error: {exc}")
-    return ServerDisconnected(f"connection lost: {exc}")

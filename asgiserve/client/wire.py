@@ -12,13 +12,26 @@ Both pools (``pool.py`` on blocking sockets, ``aiopool.py`` on asyncio) feed rec
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Protocol
 
 import httptools
+
+# The errors live in ``asgiserve.errors`` (one hierarchy with ``HTTPError``); importable from here as before.
+from ..errors import (
+    ConnectError,
+    ConnectTimeout,
+    PoolTimeout,
+    ReadTimeout,
+    RemoteProtocolError,
+    ServerDisconnected,
+    TransportError,
+)
 
 __all__ = [
     "ConnectError",
     "ConnectTimeout",
+    "Headers",
     "PoolTimeout",
     "ReadTimeout",
     "RemoteProtocolError",
@@ -26,35 +39,16 @@ __all__ = [
     "ServerDisconnected",
     "TransportError",
     "encode_head",
+    "header_list",
 ]
 
 
-class TransportError(ConnectionError):
-    """The request could not be completed at the connection level (no HTTP status to report)."""
+class _Items(Protocol):
+    def items(self) -> Iterable[tuple[object, object]]: ...
 
 
-class ConnectError(TransportError):
-    """The server could not be reached."""
-
-
-class ConnectTimeout(ConnectError, TimeoutError):
-    """Connecting took longer than the connect timeout."""
-
-
-class ReadTimeout(TransportError, TimeoutError):
-    """The server sent nothing for longer than the read timeout."""
-
-
-class PoolTimeout(TransportError, TimeoutError):
-    """Every connection of the pool stayed busy for longer than the timeout."""
-
-
-class RemoteProtocolError(TransportError):
-    """The server broke HTTP/1.1 framing (bad status line, bad chunk size, conflicting lengths...)."""
-
-
-class ServerDisconnected(TransportError):
-    """The server closed the connection before the response was complete."""
+Headers = _Items | Iterable[tuple[object, object]]
+"""Extra request headers: a mapping (anything with ``items()``) or ``(name, value)`` pairs."""
 
 
 def encode_head(method: str, target: str, host: str, headers: list[tuple[str, str]]) -> bytes:
@@ -206,7 +200,7 @@ class Response:
         self.complete = True
 
 
-def header_list(headers: Any) -> list[tuple[str, str]]:
+def header_list(headers: Headers | None) -> list[tuple[str, str]]:
     """Normalise a mapping or a list of pairs into a list of ``(name, value)`` strings."""
     if not headers:
         return []

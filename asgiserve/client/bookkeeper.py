@@ -1,0 +1,228 @@
+"""The connection pools' bookkeeping, sans-IO: what to reuse, when to open or wait, when to retry.
+
+``ConnectionPool`` (blocking sockets) and ``AsyncConnectionPool`` (asyncio) are I/O drivers around one
+``PoolBook`` each; every decision about connections is taken here, so the two cannot drift:
+- idle connections are reused last-in first-out, but only while younger than ``keepalive_expiry`` (kept
+  below servers' usual 5 s keep-alive) and only while the connection says it heard nothing since it went
+  idle (an EOF or stray bytes both mean "do not reuse"); the others are discarded on the way;
+- with no idle connection to reuse, a new one is opened while fewer than ``max_connections`` are open,
+  else the caller waits for a release and asks again;
+- a connection goes back to the idle list only after a complete response that allows keep-alive; the
+  driver says so, and anything else (a stream closed early, an error, a timeout) closes it;
+- a failed request is sent again once, on a new connection, only when the connection was a reused one
+  and failed before the first response byte (see ``PoolBook.retry``);
+- network exceptions become the client's typed errors through ``transport_error``, for both pools.
+
+Nothing here touches a socket or an event loop: the drivers pass in what happened and carry out the
+answer, and the counters shown by ``repr`` are the pools' own.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from enum import Enum
+from typing import Generic, Protocol, TypeVar
+
+from ..errors import ReadTimeout, RemoteProtocolError, ServerDisconnected, TransportError
+
+__all__ = ["PoolBook", "PoolStats", "Pooled", "Slot", "transport_error"]
+
+
+class Pooled(Protocol):
+    """What the bookkeeper reads and writes on a connection."""
+
+    idle_since: float
+    requests: int  # requests sent on it, the current one included
+
+    def reusable(self) -> bool:
+        """True when the idle connection heard nothing since it went idle (no EOF, no stray bytes)."""
+        ...
+
+
+C = TypeVar("C", bound=Pooled)
+
+
+class Slot(Enum):
+    """``PoolBook.acquire``'s answer when there is no idle connection to reuse."""
+
+    OPEN = "open"  # a slot is reserved: open a connection in it, or give it back with ``abandon``
+    WAIT = "wait"  # every slot is taken: wait for a release, then ask again
+
+
+class PoolBook(Generic[C]):
+    """Idle connections, open slots and counters of one pool; the drivers hold its lock, if any."""
+
+    __slots__ = (
+        "clock",
+        "closed",
+        "discarded",
+        "idle",
+        "keepalive_expiry",
+        "max_connections",
+        "open",
+        "opened",
+        "retried",
+        "reused",
+        "stale",
+    )
+
+    def __init__(self, max_connections: int, keepalive_expiry: float, clock: Callable[[], float]) -> None:
+        self.max_connections = max_connections
+        self.keepalive_expiry = keepalive_expiry
+        self.clock = clock
+        self.idle: list[C] = []  # most recently released last; the list object is never replaced
+        self.stale: list[C] = []  # discarded by ``acquire``, for the driver to close
+        self.open = 0  # connections open or being opened, idle ones included
+        self.closed = False
+        self.opened = 0
+        self.reused = 0
+        self.discarded = 0
+        self.retried = 0
+
+    def __repr__(self) -> str:
+        return f"<PoolBook [{self.counters()}]>"
+
+    def counters(self) -> str:
+        """The state shown by the pools' ``repr``."""
+        return (
+            f"idle {len(self.idle)}, active {self.active}, opened {self.opened}, reused {self.reused}, "
+            f"discarded {self.discarded}, retried {self.retried}"
+        )
+
+    @property
+    def active(self) -> int:
+        """Connections checked out right now (or being opened)."""
+        return self.open - len(self.idle)
+
+    # -- checkout and release ------------------------------------------------------------------------
+
+    def acquire(self, fresh: bool = False) -> C | Slot:
+        """An idle connection to reuse, else ``Slot.OPEN`` (a slot reserved) or ``Slot.WAIT``.
+
+        ``fresh`` skips the idle connections (a retry wants a new one). Those found expired or not
+        reusable are counted as discarded and left in ``stale`` for the driver to close.
+        """
+        if self.closed:
+            raise TransportError("the connection pool is closed")
+        idle = self.idle
+        if idle and not fresh:
+            now = self.clock()
+            while idle:
+                conn = idle.pop()
+                if now - conn.idle_since < self.keepalive_expiry and conn.reusable():
+                    self.reused += 1
+                    return conn
+                self.open -= 1
+                self.discarded += 1
+                self.stale.append(conn)
+        if self.open < self.max_connections:
+            self.open += 1
+            return Slot.OPEN
+        return Slot.WAIT
+
+    def take_stale(self) -> list[C]:
+        """The connections ``acquire`` discarded, now the driver's to close."""
+        stale, self.stale = self.stale, []
+        return stale
+
+    def connected(self) -> None:
+        """A connection was opened in a slot reserved by ``acquire``."""
+        self.opened += 1
+
+    def abandon(self) -> None:
+        """Opening a connection in a reserved slot failed: the slot is free again."""
+        self.open -= 1
+
+    def release(self, conn: C, reusable: bool) -> bool:
+        """Take a connection back: True when it joined the idle list, False when the driver must close it."""
+        if reusable and not self.closed:
+            conn.idle_since = self.clock()
+            self.idle.append(conn)
+            return True
+        self.open -= 1
+        self.discarded += 1
+        return False
+
+    def close(self) -> list[C]:
+        """Refuse further checkouts; the idle connections, for the driver to close now."""
+        self.closed = True
+        idle = self.idle[:]
+        self.idle.clear()
+        self.open -= len(idle)
+        return idle
+
+    # -- failures ------------------------------------------------------------------------------------
+
+    def retry(self, conn: C, received: int, exc: BaseException) -> bool:
+        """Whether a request that failed with ``exc`` on ``conn`` is sent again, on a new connection.
+
+        Only a network failure (not a timeout) of a reused connection before any response byte is
+        retried. The idle check just before the send rules out the usual case (a keep-alive connection
+        the server closed while idle); what is left is a close racing the send, where nothing reached
+        the application, so this is safe for every method. (A server that reads a request and then
+        closes without answering looks the same; HTTP/1.1 gives the client no way to tell, and such a
+        request is sent twice.) The new connection serves its first request, so it is never retried
+        again: a request is sent at most twice.
+        """
+        if conn.requests <= 1 or received or not isinstance(exc, OSError) or isinstance(exc, TimeoutError):
+            return False
+        self.retried += 1
+        return True
+
+
+class PoolStats(Generic[C]):
+    """The sizes and counters of a pool, read from its bookkeeper (``_book``)."""
+
+    _book: PoolBook[C]
+
+    @property
+    def max_connections(self) -> int:
+        """The most connections open at once."""
+        return self._book.max_connections
+
+    @property
+    def keepalive_expiry(self) -> float:
+        """Seconds an idle connection may wait for reuse."""
+        return self._book.keepalive_expiry
+
+    @property
+    def active(self) -> int:
+        """Connections checked out right now."""
+        return self._book.active
+
+    @property
+    def idle(self) -> int:
+        """Connections waiting in the pool."""
+        return len(self._book.idle)
+
+    @property
+    def opened(self) -> int:
+        """Connections opened so far."""
+        return self._book.opened
+
+    @property
+    def reused(self) -> int:
+        """Requests sent on an idle connection."""
+        return self._book.reused
+
+    @property
+    def discarded(self) -> int:
+        """Connections closed instead of kept idle (expired, not reusable, failed, or not to be reused)."""
+        return self._book.discarded
+
+    @property
+    def retried(self) -> int:
+        """Requests sent again on a new connection (see ``PoolBook.retry``)."""
+        return self._book.retried
+
+
+def transport_error(exc: BaseException) -> BaseException:
+    """The client's typed error for a network exception; other exceptions are returned as they are."""
+    if isinstance(exc, TransportError) or not isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ReadTimeout("timed out waiting for the server's response")
+    if isinstance(exc, ssl.SSLError):
+        return RemoteProtocolError(f"TLS error: {exc}")
+    return ServerDisconnected(f"connection lost: {exc}")
