@@ -37,9 +37,9 @@ from .cycle import RequestCycle
 from .exchange import APICall, Exchange
 from .flow_control import HIGH_WATER, FlowControl
 from .runner import UNSTARTED, Runner, first_step
-from .scopes import http_scope, websocket_scope
+from .scopes import http_scope
 from .state import ServerState, split_target, target_cache
-from .websocket import WebSocketSession, handshake_error, wants_websocket
+from .websocket import WebSocketSession, open_session, wants_websocket
 from .wire import LENGTHS, METHODS, OK_PREFIX, ProtocolError, api_head, error_response, request_framing
 
 __all__ = ["HTTPProtocol", "Phase", "ServerState", "split_target"]
@@ -174,16 +174,7 @@ class HTTPProtocol(asyncio.Protocol):
             c = call
         else:
             scope = http_scope(
-                name,
-                version,
-                path,
-                raw_path,
-                query,
-                headers,
-                server=self.sockname,
-                client=self.client,
-                root_path=server.root_path,
-                state=server.state,
+                server, name, version, path, raw_path, query, headers, self.sockname, self.client
             )
             c = RequestCycle(self, scope, keep_alive, expect, name == "HEAD", version == "1.0")
         if length == 0:
@@ -204,37 +195,11 @@ class HTTPProtocol(asyncio.Protocol):
     def open_websocket(
         self, version: str, path: str, raw_path: bytes, query: bytes, headers: Headers
     ) -> None:
-        """A WebSocket opening handshake: from here on this connection's bytes go to a ``WebSocketSession``.
-
-        A malformed handshake is answered 400 (426 for another protocol version) and closed; a valid one
-        runs the app with a ``websocket`` scope, which accepts or refuses it.
-        """
-        server = self.server
+        """A WebSocket opening handshake: from here on this connection's bytes go to a ``WebSocketSession``
+        (or, for a malformed handshake, nowhere: it was refused)."""
         self.phase = UPGRADED  # no more HTTP requests here (reading goes on, for the session)
         self.parsing = None
-        fields = dict(headers)
-        problem = handshake_error(fields) if version == "1.1" else (400, "WebSocket needs HTTP/1.1")
-        if problem is not None:
-            status, message = problem
-            extra = b"sec-websocket-version: 13\r\n" if status == 426 else b""
-            self.write(error_response(status, message, server.defaults + extra))
-            self.close()
-            return
-        offered = fields.get(b"sec-websocket-protocol", b"").decode("latin-1")
-        scope = websocket_scope(
-            version,
-            path,
-            raw_path,
-            query,
-            headers,
-            offered,
-            server=self.sockname,
-            client=self.client,
-            root_path=server.root_path,
-            state=server.state,
-        )
-        self.ws = WebSocketSession(self, scope, fields[b"sec-websocket-key"].strip())
-        self.ws.start()
+        self.ws = open_session(self, version, path, raw_path, query, headers)
 
     def on_body(self, body: bytes) -> None:
         """A piece of the current request's body."""

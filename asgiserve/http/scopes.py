@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..types import Headers, Scope
+from .state import ServerState
 
 __all__ = ["http_scope", "websocket_scope"]
 
@@ -11,62 +12,58 @@ Address = tuple[str, int] | None
 
 
 def http_scope(
+    server: ServerState,
     method: str,
     version: str,
     path: str,
     raw_path: bytes,
     query: bytes,
     headers: Headers,
-    *,
-    server: Address,
+    sockname: Address,
     client: Address,
-    root_path: str,
-    state: dict[str, object],
 ) -> Scope:
-    """An ``http`` scope; ``state`` is the server's lifespan state, copied for this request."""
+    """An ``http`` scope, with a copy of the server's lifespan state."""
     return {
         "type": "http",
         "asgi": _ASGI,
         "http_version": version,
-        "server": server,
+        "server": sockname,
         "client": client,
         "scheme": "http",
         "method": method,
-        "root_path": root_path,
+        "root_path": server.root_path,
         "path": path,
         "raw_path": raw_path,
         "query_string": query,
         "headers": headers,
-        "state": state.copy(),
+        "state": server.state.copy(),
     }
 
 
 def websocket_scope(
+    server: ServerState,
     version: str,
     path: str,
     raw_path: bytes,
     query: bytes,
     headers: Headers,
-    offered: str,
-    *,
-    server: Address,
+    sockname: Address,
     client: Address,
-    root_path: str,
-    state: dict[str, object],
+    offered: str,
 ) -> Scope:
     """A ``websocket`` scope; ``offered`` is the Sec-WebSocket-Protocol header's value."""
     return {
         "type": "websocket",
         "asgi": _ASGI,
         "http_version": version,
-        "server": server,
+        "server": sockname,
         "client": client,
         "scheme": "ws",
-        "root_path": root_path,
+        "root_path": server.root_path,
         "path": path,
         "raw_path": raw_path,
         "query_string": query,
         "headers": headers,
         "subprotocols": [p.strip() for p in offered.split(",") if p.strip()],
-        "state": state.copy(),
+        "state": server.state.copy(),
     }

@@ -14,11 +14,12 @@ import logging
 from collections import deque
 from typing import Any
 
-from ..types import Message, Scope
+from ..types import Headers, Message, Scope
 from .port import Port
+from .scopes import websocket_scope
 from .wire import error_response
 
-__all__ = ["WebSocketSession", "handshake_error", "wants_websocket"]
+__all__ = ["WebSocketSession", "handshake_error", "open_session", "wants_websocket"]
 
 logger = logging.getLogger("asgiserve")
 
@@ -51,6 +52,32 @@ def handshake_error(fields: dict[bytes, bytes]) -> tuple[int, str] | None:
     if len(key) != 24 or not key.endswith(b"=="):  # base64 of 16 bytes
         return 400, "Missing or malformed Sec-WebSocket-Key"
     return None
+
+
+def open_session(
+    port: Port, version: str, path: str, raw_path: bytes, query: bytes, headers: Headers
+) -> WebSocketSession | None:
+    """Answer an opening handshake: a running session, or None when it was malformed (refused and closed).
+
+    A malformed handshake is answered 400 (426 for another protocol version); a valid one runs the app
+    with a ``websocket`` scope, which accepts or refuses it.
+    """
+    server = port.server
+    fields = dict(headers)
+    problem = handshake_error(fields) if version == "1.1" else (400, "WebSocket needs HTTP/1.1")
+    if problem is not None:
+        status, message = problem
+        extra = b"sec-websocket-version: 13\r\n" if status == 426 else b""
+        port.write(error_response(status, message, server.defaults + extra))
+        port.close()
+        return None
+    offered = fields.get(b"sec-websocket-protocol", b"").decode("latin-1")
+    scope = websocket_scope(
+        server, version, path, raw_path, query, headers, port.sockname, port.client, offered
+    )
+    session = WebSocketSession(port, scope, fields[b"sec-websocket-key"].strip())
+    session.start()
+    return session
 
 
 class WebSocketSession:
