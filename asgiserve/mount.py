@@ -2,30 +2,35 @@
 
 Everything here runs once, at app build time or at startup/shutdown; nothing is on the request path.
 FastAPI is never imported by this module: an app can only be a FastAPI instance if ``fastapi`` is already
-in ``sys.modules``, so that is looked up instead. Lifespans follow the ASGI lifespan spec 2.0: an app that
-does not take the startup message, or returns without answering, does not support it and is skipped.
+in ``sys.modules``, so that is looked up instead. Lifespans are driven by ``server.lifespan.Lifespan``, with
+the rules it states for the served app (an app that does not speak lifespan is skipped, with a debug note).
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import re
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeGuard
 
+from .server.lifespan import Lifespan, LifespanFailure
 from .service import get_current_service
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from fastapi.routing import APIRoute, APIRouter
+    from starlette.routing import BaseRoute
+
     from .routing import Mount
 
 __all__ = ["MountStartupError", "MountedApps", "bind_self_routes", "merge_openapi", "service_dependency"]
 
 logger = logging.getLogger("asgiserve")
 
-_LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
-_DONE = "asgiserve.lifespan.returned"
+# An OpenAPI document as JSON: its values differ by key, as the OpenAPI spec defines them.
+OpenAPIDoc = dict[str, Any]
 _SCHEMAS = "#/components/schemas/"
 
 
@@ -33,7 +38,7 @@ class MountStartupError(RuntimeError):
     """A mounted app answered ``lifespan.startup.failed`` (or raised after taking the startup message)."""
 
 
-async def service_dependency() -> Any:
+async def service_dependency() -> object:
     """The live service instance, as a FastAPI dependency (async, so FastAPI needs no thread for it)."""
     return get_current_service()
 
@@ -41,23 +46,27 @@ async def service_dependency() -> Any:
 # -- FastAPI ``self`` routes ------------------------------------------------------------------------------
 
 
-def _fastapi() -> Any:
-    return sys.modules.get("fastapi")
+def _fastapi() -> tuple[type[FastAPI], type[APIRouter], type[APIRoute]] | None:
+    """FastAPI's app, router and route classes when ``fastapi`` was imported (by the app's own module)."""
+    fastapi = sys.modules.get("fastapi")
+    if fastapi is None:
+        return None
+    return fastapi.FastAPI, fastapi.routing.APIRouter, fastapi.routing.APIRoute
 
 
-def _is_fastapi(app: Any) -> bool:
-    fastapi = _fastapi()
-    return fastapi is not None and isinstance(app, fastapi.FastAPI)
+def _is_fastapi(app: object) -> TypeGuard[FastAPI]:
+    classes = _fastapi()
+    return classes is not None and isinstance(app, classes[0])
 
 
-def _owned_by(func: Any, owners: set[str]) -> bool:
+def _owned_by(func: object, owners: set[str]) -> bool:
     """Whether ``func`` was defined in the body of one of the classes named in ``owners``."""
     qualname = getattr(func, "__qualname__", "")
     owner, dot, _ = qualname.rpartition(".")
     return bool(dot) and owner in owners
 
 
-def _rewrite_signature(func: Any, depends: Any) -> bool:
+def _rewrite_signature(func: Callable[..., object], depends: object) -> bool:
     """Make ``self`` a keyword parameter defaulting to ``depends``; False when there is nothing to do."""
     sig = inspect.signature(func)
     params = list(sig.parameters.values())
@@ -72,35 +81,38 @@ def _rewrite_signature(func: Any, depends: Any) -> bool:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             p = p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
         new.append(p)
-    func.__signature__ = sig.replace(parameters=new)
+    func.__signature__ = sig.replace(parameters=new)  # type: ignore[attr-defined]  # read by inspect.signature
     return True
 
 
-def _reanalyse(route: Any) -> None:
+def _reanalyse(route: APIRoute) -> None:
     """Run the route's constructor again with its own settings, so FastAPI reads the new signature."""
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, object] = {}
     for name, p in inspect.signature(type(route).__init__).parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or not hasattr(route, name):
             continue
         kwargs[name] = getattr(route, name)
     if kwargs.get("response_model") is None:
         kwargs.pop("response_model", None)  # let FastAPI infer it from the return annotation again
-    route.__init__(**kwargs)
+    init: Callable[..., None] = type(route).__init__  # each setting goes back to the parameter it came from
+    init(route, **kwargs)
 
 
-def _walk_routes(routes: list[Any], visit: Any, seen: set[int]) -> bool:
+def _walk_routes(routes: Sequence[BaseRoute], visit: Callable[[APIRoute], bool], seen: set[int]) -> bool:
     """Call ``visit`` on every FastAPI route reachable from ``routes``; True if any changed."""
-    fastapi = _fastapi()
+    classes = _fastapi()
+    assert classes is not None  # only called for a FastAPI app
+    app_cls, router_cls, route_cls = classes
     changed = False
     for route in routes:
-        if isinstance(route, fastapi.routing.APIRoute):
+        if isinstance(route, route_cls):
             changed |= visit(route)
             continue
         # An included router kept by reference (newer FastAPI) or a mounted FastAPI app or APIRouter.
         inner = getattr(route, "original_router", None) or getattr(route, "app", None)
-        if isinstance(inner, fastapi.FastAPI):
+        if isinstance(inner, app_cls):
             inner = inner.router
-        if isinstance(inner, fastapi.routing.APIRouter) and id(inner) not in seen:
+        if isinstance(inner, router_cls) and id(inner) not in seen:
             seen.add(id(inner))
             if _walk_routes(inner.routes, visit, seen):
                 changed = True
@@ -110,18 +122,18 @@ def _walk_routes(routes: list[Any], visit: Any, seen: set[int]) -> bool:
     return changed
 
 
-def bind_self_routes(cls: type, app: Any) -> int:
+def bind_self_routes(cls: type, app: object) -> int:
     """Give routes defined in ``cls`` (or a base) with a first parameter ``self`` the live service.
 
     Returns how many routes were rewritten; 0 (and no import) when ``app`` is not a FastAPI app.
     """
     if not _is_fastapi(app):
         return 0
-    depends = _fastapi().Depends(service_dependency)
+    depends = sys.modules["fastapi"].Depends(service_dependency)
     owners = {klass.__qualname__ for klass in cls.__mro__ if klass is not object}
     count = 0
 
-    def visit(route: Any) -> bool:
+    def visit(route: APIRoute) -> bool:
         nonlocal count
         endpoint = route.endpoint
         if getattr(route, "_asgiserve_bound", False) or not _owned_by(endpoint, owners):
@@ -131,7 +143,7 @@ def bind_self_routes(cls: type, app: Any) -> int:
             return False
         _rewrite_signature(endpoint, depends)
         _reanalyse(route)
-        route._asgiserve_bound = True
+        route._asgiserve_bound = True  # type: ignore[attr-defined]  # routes are unhashable: marked instead
         count += 1
         return True
 
@@ -147,67 +159,10 @@ def bind_self_routes(cls: type, app: Any) -> int:
 # -- lifespan ---------------------------------------------------------------------------------------------
 
 
-class _Lifespan:
-    """Drives the ASGI lifespan protocol of one mounted app from a task of its own."""
-
-    def __init__(self, mount: Mount) -> None:
-        self.mount = mount
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.received = 0
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def where(self) -> str:
-        path = self.mount.prefix or "/"
-        named = f" {self.mount.name!r}" if self.mount.name.rstrip("/") != self.mount.prefix else ""
-        return f"mounted app{named} at {path}"
-
-    async def _receive(self) -> dict[str, Any]:
-        self.received += 1
-        return await self.inbox.get()
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        await self.outbox.put(message)
-
-    async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": _LIFESPAN_ASGI, "state": self.mount.state}
-        error: BaseException | None = None
-        try:
-            await self.mount.app(scope, self._receive, self._send)
-        except BaseException as exc:
-            error = exc
-        await self.outbox.put({"type": _DONE, "error": error})
-
-    async def startup(self) -> bool:
-        """Start the app; False when it does not speak lifespan. Raises ``MountStartupError`` on failure."""
-        self.task = asyncio.create_task(self._run(), name=f"lifespan {self.mount.prefix or '/'}")
-        await self.inbox.put({"type": "lifespan.startup"})
-        message = await self.outbox.get()
-        kind = message["type"]
-        if kind == "lifespan.startup.complete":
-            return True
-        if kind == "lifespan.startup.failed":
-            raise MountStartupError(f"{self.where} failed to start: {message.get('message', '')}")
-        error = message.get("error") if kind == _DONE else None
-        if kind == _DONE and error is not None and self.received:
-            # It took the startup message and then raised: a failed startup, not a missing feature.
-            raise MountStartupError(f"{self.where} failed to start: {type(error).__name__}: {error}")
-        logger.debug("%s does not support the lifespan protocol (%s); skipped", self.where, error or kind)
-        return False
-
-    async def shutdown(self) -> None:
-        """Ask the app to shut down and wait until it did; raises when it reports a failure."""
-        await self.inbox.put({"type": "lifespan.shutdown"})
-        message = await self.outbox.get()
-        task, self.task = self.task, None
-        if message["type"] == "lifespan.shutdown.complete" and task is not None:
-            await task
-        if message["type"] == "lifespan.shutdown.failed":
-            raise RuntimeError(f"{self.where} failed to shut down: {message.get('message', '')}")
-        if message["type"] == _DONE and message["error"] is not None:
-            error = message["error"]
-            raise RuntimeError(f"{self.where} failed to shut down: {type(error).__name__}: {error}")
+def _where(mount: Mount) -> str:
+    path = mount.prefix or "/"
+    named = f" {mount.name!r}" if mount.name.rstrip("/") != mount.prefix else ""
+    return f"mounted app{named} at {path}"
 
 
 class MountedApps:
@@ -215,21 +170,26 @@ class MountedApps:
 
     def __init__(self, cls: type, mounts: list[Mount]) -> None:
         self.mounts = mounts
-        self.started: list[_Lifespan] = []
+        self.started: list[Lifespan] = []
         for mount in mounts:
             bind_self_routes(cls, mount.app)
 
     async def startup(self) -> None:
-        """Run every mounted app's lifespan startup; on a failure stop the ones already started, then raise."""
+        """Run every mounted app's lifespan startup; on a failure stop the ones already started, then raise.
+
+        Raises ``MountStartupError`` naming the app that failed.
+        """
         for mount in self.mounts:
-            life = _Lifespan(mount)
+            life = Lifespan(mount.app, mount.state, _where(mount), logging.DEBUG)
             try:
-                supported = await life.startup()
-            except BaseException:
+                supported = await life.start()
+            except BaseException as exc:
                 try:
                     await self.shutdown()  # the apps started so far; their errors are logged
                 except Exception:
                     pass
+                if isinstance(exc, LifespanFailure):
+                    raise MountStartupError(str(exc)) from exc
                 raise
             if supported:
                 self.started.append(life)
@@ -240,7 +200,7 @@ class MountedApps:
         while self.started:
             life = self.started.pop()
             try:
-                await life.shutdown()
+                await life.stop()
             except Exception as exc:
                 logger.error("%s", exc)
                 errors.append(str(exc))
@@ -251,7 +211,7 @@ class MountedApps:
 # -- OpenAPI ----------------------------------------------------------------------------------------------
 
 
-def _fastapi_openapi(app: Any) -> dict[str, Any] | None:
+def _fastapi_openapi(app: object) -> OpenAPIDoc | None:
     if not _is_fastapi(app):
         return None
     cached = app.openapi_schema
@@ -266,20 +226,25 @@ def _fastapi_openapi(app: Any) -> dict[str, Any] | None:
         app.openapi_schema = cached
 
 
-def _replace_refs(node: Any, renames: dict[str, str]) -> Any:
+def _replace_refs(node: object, renames: dict[str, str]) -> object:
     if isinstance(node, dict):
-        return {
-            k: (renames.get(v, v) if k == "$ref" and isinstance(v, str) else _replace_refs(v, renames))
-            for k, v in node.items()
-        }
+        return _renamed(node, renames)
     if isinstance(node, list):
         return [_replace_refs(v, renames) for v in node]
     return node
 
 
-def merge_openapi(doc: dict[str, Any], mounts: list[Mount]) -> dict[str, Any]:
+def _renamed(node: dict[str, object], renames: dict[str, str]) -> dict[str, object]:
+    """A copy of a JSON object with its ``$ref`` values renamed, at every depth."""
+    return {
+        k: (renames.get(v, v) if k == "$ref" and isinstance(v, str) else _replace_refs(v, renames))
+        for k, v in node.items()
+    }
+
+
+def merge_openapi(doc: OpenAPIDoc, mounts: list[Mount]) -> OpenAPIDoc:
     """Add the paths (under their prefix) and components of mounted FastAPI apps to ``doc``, in place."""
-    components: dict[str, Any] = doc.setdefault("components", {})
+    components: OpenAPIDoc = doc.setdefault("components", {})
     op_ids = {op.get("operationId") for item in doc["paths"].values() for op in item.values()}
     tag_names = {t["name"] for t in doc.get("tags", [])}
     for mount in mounts:
@@ -302,7 +267,7 @@ def merge_openapi(doc: dict[str, Any], mounts: list[Mount]) -> dict[str, Any]:
             full = mount.prefix + path
             if full in doc["paths"]:
                 continue  # the service's own route wins, as it does when routing
-            item = _replace_refs(item, renames)
+            item = _renamed(item, renames)
             for op in item.values():
                 if isinstance(op, dict) and op.get("operationId") in op_ids:
                     op["operationId"] = f"{label}_{op['operationId']}"

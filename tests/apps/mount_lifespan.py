@@ -126,3 +126,83 @@ class BrokenRaw:
     @asgiserve.api
     def ping(self) -> str:
         return "pong"
+
+
+# -- one raw app per lifespan rule, served by the server itself or mounted in a service ------------------
+
+
+async def _answer(scope: dict[str, Any], send: Any) -> None:
+    body = scope["root_path"].encode() or b"served"
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def rule_app(rule: str) -> Any:
+    """A raw ASGI app whose lifespan does what ``rule`` names (see ``tests/test_lifespan_rules.py``)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await _answer(scope, send)
+            return
+        if rule == "raises-before-taking":
+            raise RuntimeError("http only")
+        if rule == "returns-before-taking":
+            return
+        assert (await receive())["type"] == "lifespan.startup"
+        if rule == "raises-after-taking":
+            raise ValueError("cache directory is read-only")
+        if rule == "returns-after-taking":
+            return
+        if rule == "answers-failed":
+            await send({"type": "lifespan.startup.failed", "message": "disk full"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        if rule == "raises-while-served":
+            raise KeyError("pool gone")
+        if rule == "answers-twice":
+            try:
+                await send({"type": "lifespan.startup.complete"})
+            except RuntimeError as exc:
+                record(f"second answer refused: {exc}")
+        assert (await receive())["type"] == "lifespan.shutdown"
+        if rule == "fails-shutdown":
+            await send({"type": "lifespan.shutdown.failed", "message": "flush failed"})
+            return
+        record("shutdown")
+        await send({"type": "lifespan.shutdown.complete"})
+
+    return app
+
+
+RULES = [
+    "raises-before-taking",
+    "returns-before-taking",
+    "raises-after-taking",
+    "returns-after-taking",
+    "answers-failed",
+    "raises-while-served",
+    "answers-twice",
+    "fails-shutdown",
+]
+RULE_APPS = {rule: rule_app(rule) for rule in RULES}
+
+
+def _mounting(rule: str) -> type:
+    @asgiserve.service
+    @asgiserve.mount_asgi_app(RULE_APPS[rule], path="/m")
+    class Mounting:
+        name = "Mounting"
+
+        @asgiserve.api
+        def ping(self) -> str:
+            return "pong"
+
+    return Mounting
+
+
+# ``tests.apps.mount_lifespan:served_<rule>`` is the app alone, ``mounting_<rule>`` a service mounting it.
+for _rule in RULES:
+    globals()["served_" + _rule.replace("-", "_")] = RULE_APPS[_rule]
+    globals()["mounting_" + _rule.replace("-", "_")] = _mounting(_rule)
