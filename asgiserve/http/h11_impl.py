@@ -1,24 +1,22 @@
-"""The h11 protocol: h11 parses each request head; the body framing is the shared wire module's.
+"""The pure-Python protocol (``--http h11``): each request head is parsed in one pass by ``wire.parse_head``.
 
-h11 is more lenient than llhttp in places (bare LF, obs-fold, control characters, repeated Content-Length,
-which it merges), so each head is collected here and checked byte by byte with ``wire.check_raw_head``
-before h11 sees it; both parsers then refuse the same requests with the same status. One h11 connection
-is used per request head, because the response is written by the shared cycle, not by h11.
+The head grammar is h11's (request line and field lines), narrowed where h11 is more lenient than llhttp
+(bare LF, obs-fold, control characters, repeated Content-Length, which h11 merges), so both parsers refuse
+the same requests with the same status. Only the head is parsed here; the body framing is the shared wire
+module's, and the response is written by the shared cycle.
 """
 
 from __future__ import annotations
 
-import h11
-
 from .chunked import ChunkedDecoder
-from .connection import HTTPProtocol, ServerState
-from .wire import CHUNKED, ProtocolError, check_raw_head, has_bad_eol
+from .connection import CLOSING, HEAD, HTTPProtocol, ServerState
+from .wire import CHUNKED, ProtocolError, has_bad_eol, parse_head
 
 __all__ = ["H11Protocol"]
 
 
 class H11Protocol(HTTPProtocol):
-    """An HTTP/1.1 connection whose request heads are parsed by h11."""
+    """An HTTP/1.1 connection whose request heads are parsed in Python (h11's grammar)."""
 
     def __init__(self, server: ServerState) -> None:
         super().__init__(server)
@@ -27,8 +25,8 @@ class H11Protocol(HTTPProtocol):
         self.decoder: ChunkedDecoder | None = None
 
     def data_received(self, data: bytes) -> None:
-        """Split the stream into heads (h11) and bodies (Content-Length or chunked)."""
-        if self.stopped:
+        """Split the stream into heads and bodies (Content-Length or chunked)."""
+        if self.phase >= CLOSING:
             if self.ws is not None:
                 self.ws.feed(data)
             return
@@ -40,7 +38,7 @@ class H11Protocol(HTTPProtocol):
             self.protocol_error(exc.status, str(exc))
 
     def _process(self, buf: bytes) -> None:
-        while buf and not self.stopped:
+        while buf and self.phase < CLOSING:
             if self.decoder is not None:
                 pieces, buf = self.decoder.feed(buf)
                 for piece in pieces:
@@ -70,7 +68,7 @@ class H11Protocol(HTTPProtocol):
 
     def _head(self, buf: bytes) -> bytes | None:
         """Parse one request head from ``buf``; return the bytes after it, or None until it is complete."""
-        if not self.in_head:
+        if self.phase is not HEAD:
             # RFC 9112 2.2: empty lines before a request line are ignored.
             if buf[:1] in (b"\r", b"\n"):
                 buf = buf.lstrip(b"\r\n")
@@ -94,16 +92,8 @@ class H11Protocol(HTTPProtocol):
             raise ProtocolError("Request target too long", 414)
         if len(head) - line_end > server.max_header_size:
             raise ProtocolError("Request header fields too large", 431)
-        check_raw_head(head)
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=len(head) + 1)
-        conn.receive_data(head)
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise ProtocolError(f"Invalid HTTP request: {exc}") from None
-        if not isinstance(event, h11.Request):
-            raise ProtocolError("Invalid HTTP request")
-        length = self.on_request(event.method, event.target, event.http_version.decode(), list(event.headers))
+        method, target, version, headers = parse_head(head)
+        length = self.on_request(method, target, version, headers)
         if length == CHUNKED:
             self.decoder = ChunkedDecoder()
         elif length > 0:
