@@ -1,0 +1,443 @@
+"""Instructions per request on asgiserve's own server, counted by callgrind: a figure that does not move with load.
+
+    python benchmarks/instructions.py                        # POST /predict, httptools, uvloop
+    python benchmarks/instructions.py --path /livez --http h11 --loop asyncio
+    python benchmarks/instructions.py --root /path/to/other/checkout   # measure another tree's asgiserve
+
+One process serves the benchmark service (``apps/asgiserve_svc.py``) through the server's own connection
+class over an in-memory transport: each keep-alive request is fed as one read, the loop runs until the
+response is written, and the response is checked (a 200 with the expected body, byte for byte the same as
+the first). That process runs under ``valgrind --tool=callgrind`` twice, with N and 2N requests after the
+same warm-up; ``(instr(2N) - instr(N)) / N`` is what one more request costs, start-up and imports excluded.
+No sockets are involved, so the figure covers parsing, dispatch, the api call and the response bytes, and
+the event loop passes around them, but not the kernel's side; ``--http none`` shows what the driver
+itself adds (a connection answering with canned bytes).
+
+The count repeats exactly for the same tree, on a loaded machine too, so it resolves changes that
+wall-clock benchmarks cannot. What moves it besides the server's code is the allocator's state left by
+start-up: paths, environment and this script are kept the same for every tree (see ``count``), and a
+change to this script itself moved the figure by about 0.1%, so compare trees with one copy of it
+(``--root``), never figures taken with different versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import functools
+import gc
+import itertools
+import json
+import operator
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from asgiserve.app import ServiceApp
+
+REPO = Path(__file__).resolve().parent.parent
+_COUNTED = "methodcaller_call"  # the C function (in libpython) the counted part runs inside
+_COLLECTED = re.compile(rb"Collected\s*:\s*(\d+)")
+
+
+class Connection(Protocol):
+    """The part of the server's connection protocol the driver uses (``asyncio.Protocol``'s)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the client."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The client is gone."""
+
+
+class MemoryTransport(asyncio.Transport):
+    """A transport that keeps what is written and hands each whole response to ``on_response``."""
+
+    def __init__(self, on_response: Callable[[bytes], None], on_close: Callable[[], None]) -> None:
+        super().__init__()
+        self.on_response = on_response
+        self.on_close = on_close
+        self.out: list[bytes | bytearray | memoryview] = []
+        self.size = 0
+        self.want = -1  # the length of a response; -1 until the first one's head has been read
+        self.closed = False
+        self.reading = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Keep ``data``; once a whole response is in, hand it over."""
+        self.out.append(data)
+        self.size += len(data)
+        if self.want < 0:
+            length = _response_length(b"".join(self.out))
+            if length is None:
+                return
+            self.want = length
+        if self.size >= self.want:
+            response = b"".join(self.out)
+            self.out.clear()
+            self.size = 0
+            self.on_response(response)
+
+    def close(self) -> None:
+        """Mark closed (the client fails on it: a keep-alive connection must stay open)."""
+        if not self.closed:
+            self.closed = True
+            self.on_close()
+
+    def is_closing(self) -> bool:
+        """True once closed."""
+        return self.closed
+
+    def pause_reading(self) -> None:
+        """The server stops reading (pipelining): recorded only."""
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        """The server reads again."""
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        """Whether the server wants reads."""
+        return self.reading
+
+    def get_write_buffer_size(self) -> int:
+        """Nothing is ever buffered: writes are taken at once."""
+        return 0
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        """Loopback addresses, as a real connection has."""
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 3000)}.get(name, default)
+
+
+def _response_length(data: bytes) -> int | None:
+    """The length of the Content-Length framed response at the start of ``data``, None if its head is not in."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    for line in data[:end].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return end + 4 + int(value)
+    raise AssertionError(f"response without content-length: {data[:end]!r}")
+
+
+def build_connection(
+    app: ServiceApp, loop: asyncio.AbstractEventLoop, http: str, transport: asyncio.Transport
+) -> Connection:
+    """One connection of the server, built as ``asgiserve.server.server.Server.serve`` builds it.
+
+    The only place that knows the server's internals: adapt it here when they are renamed. The state's
+    ``server``/``date`` headers are set once (the server's tick refreshes them every second, which would
+    make the response, and so the count, depend on the clock).
+    """
+    from asgiserve.http.auto import protocol_class
+    from asgiserve.http.connection import ServerState
+
+    state = ServerState(app, loop)
+    state.defaults = b"server: asgiserve\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
+    state.head_end = state.defaults + b"\r\n"
+    proto: Connection = protocol_class(http)(state)
+    proto.connection_made(transport)
+    return proto
+
+
+class Client:
+    """A keep-alive client on the other end of a ``MemoryTransport``: the next request once the last is answered.
+
+    Each request is fed to the connection from a plain loop callback, as a socket read is (never inside a
+    task); the first response is checked (a 200 with the expected body) and every later one must be the
+    same bytes.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, request: bytes, expected: bytes) -> None:
+        self.loop = loop
+        self.request = request
+        self.expected = expected
+        self.feed: Callable[[bytes], None] = lambda data: None
+        self.first = b""
+        self.left = 0
+        self.error: str | None = None
+
+    def run(self, count: int, run_loop: Callable[[], None]) -> None:
+        """Send ``count`` requests one after the other; ``run_loop`` runs the loop until they are answered."""
+        if count <= 0:
+            return
+        self.left = count
+        self.loop.call_soon(self.feed, self.request)
+        run_loop()
+        if self.error is not None:
+            raise AssertionError(self.error)
+
+    def on_response(self, response: bytes) -> None:
+        """A whole response arrived: check it, then send the next request or stop the loop."""
+        if response != self.first:
+            if self.first:
+                self.fail(f"response changed: {response!r} after {self.first!r}")
+                return
+            head, _, body = response.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200 ") or body != self.expected:
+                self.fail(f"unexpected response: {response!r}")
+                return
+            self.first = response
+        self.left -= 1
+        if self.left:
+            self.loop.call_soon(self.feed, self.request)
+        else:
+            self.loop.stop()
+
+    def on_close(self) -> None:
+        """The server closed the connection, which a keep-alive client never sees here."""
+        self.fail("the server closed the connection")
+
+    def fail(self, error: str) -> None:
+        """Stop the loop; ``run`` raises ``error``."""
+        if self.error is None:
+            self.error = error
+        self.loop.stop()
+
+
+class CannedConnection:
+    """Not the server: answers every read with the same bytes, to show what the driver itself costs."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        """Answer at once."""
+        assert self.transport is not None
+        self.transport.write(self.response)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Nothing to clean up."""
+
+
+def start_app(app: ServiceApp, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """Run the app's lifespan startup (the service instance is made there), as the server does first.
+
+    Returns what runs its shutdown.
+    """
+    from asgiserve.server.lifespan import Lifespan
+
+    lifespan = Lifespan(app, {})
+    if not loop.run_until_complete(lifespan.startup()):
+        raise SystemExit("lifespan startup failed")
+    # The app's deadline sweep is a wall-clock timer: under callgrind, which runs ~50x slower, it would
+    # fire a number of times that depends on the machine's speed. No request here comes near a deadline.
+    # Found wherever the app keeps it; an ImportError here means the sweep moved.
+    from asgiserve.traffic import Deadlines
+
+    sweeps = [o for o in gc.get_objects() if isinstance(o, Deadlines)]
+    if not sweeps:
+        raise SystemExit("no deadline sweep found: adapt start_app")
+    for sweep in sweeps:
+        sweep.stop()
+    return lambda: loop.run_until_complete(lifespan.shutdown(5.0))
+
+
+def steady_clock() -> None:
+    """Make ``time.monotonic`` a counter that moves 1 µs per call, before asgiserve imports it.
+
+    Request durations (metrics histogram, deadlines) come from it; measured on the real clock under
+    callgrind's slowdown, a varying share of them would land past the first histogram bucket and take a
+    bisection, which made the count drift with the machine's load. The counter is C code, as the clock is.
+    """
+    time.monotonic = itertools.count(1_000_000.0, 1e-6).__next__
+
+
+def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> dict[str, object]:
+    """Serve ``warmup + requests`` keep-alive requests on one connection; check every response."""
+    steady_clock()
+    from asgiserve_svc import Predict
+    from workload import PREDICT_BODY, PREDICT_RESPONSE
+
+    import asgiserve
+
+    loop: asyncio.AbstractEventLoop
+    if loop_name == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = asgiserve.asgi_app(Predict)
+    shutdown = start_app(app, loop)
+    if path == "/livez":
+        request = b"GET /livez HTTP/1.1\r\nHost: bench\r\n\r\n"
+        expected = b"ok\n"
+    else:
+        head = f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        request = f"{head}Content-Length: {len(PREDICT_BODY)}\r\n\r\n".encode() + PREDICT_BODY
+        expected = PREDICT_RESPONSE
+    client = Client(loop, request, expected)
+    transport = MemoryTransport(client.on_response, client.on_close)
+    proto: Connection
+    if http == "none":
+        proto = CannedConnection(
+            b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(expected), expected)
+        )
+        proto.connection_made(transport)
+    else:
+        proto = build_connection(app, loop, http, transport)
+    client.feed = proto.data_received
+    client.run(warmup, loop.run_forever)
+    t0 = time.perf_counter()
+    # Through a methodcaller, whose C call function nothing else here uses: callgrind counts only inside
+    # it (see ``count``), which leaves out start-up, imports and the warm-up.
+    client.run(requests, functools.partial(operator.methodcaller("run_forever"), loop))
+    elapsed = time.perf_counter() - t0
+    proto.connection_lost(None)
+    shutdown()
+    loop.close()
+    return {
+        "asgiserve": asgiserve.__file__,
+        "requests": requests,
+        "seconds": elapsed,
+        "response_bytes": len(client.first),
+    }
+
+
+def count(
+    root: Path, path: str, http: str, loop_name: str, warmup: int, requests: int, keep: Path | None = None
+) -> tuple[int, dict[str, object]]:
+    """Instructions callgrind counts inside the timed part of one inner run, and the run's own report."""
+    # The tree is reached through a link and this script runs from a copy, at the same paths for any
+    # checkout, in a fixed, minimal environment: the strings made at start-up (module paths, os.environ)
+    # shape the allocator's pools and the dicts holding them, which moves the count by tens per request.
+    # Hence one fixed directory, and a lock so that two runs at once take turns.
+    tmp = Path(tempfile.gettempdir()) / "asgiserve-instructions"
+    tmp.mkdir(exist_ok=True)
+    with open(tmp / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        tree = tmp / "tree"
+        tree.unlink(missing_ok=True)
+        tree.symlink_to(root, target_is_directory=True)
+        script = tmp / "instructions.py"
+        shutil.copyfile(__file__, script)
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            f"--toggle-collect={_COUNTED}",
+            f"--callgrind-out-file={tmp}/callgrind.out",
+            sys.executable,
+            str(script),
+            "--inner",
+            "--path",
+            path,
+            "--http",
+            http,
+            "--loop",
+            loop_name,
+            "--warmup",
+            str(warmup),
+            "--requests",
+            str(requests),
+        ]
+        # A fixed hash seed: set and dict layouts (and so the instructions spent probing them) repeat.
+        env = {"PYTHONHASHSEED": "0", "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'benchmarks' / 'apps'}"}
+        try:
+            # A response the client never sees whole would leave the loop waiting: bounded here.
+            run = subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=900)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(
+                f"the run under callgrind did not end within 900 s ({requests} requests)"
+            ) from None
+        found = _COLLECTED.findall(run.stderr)
+        if run.returncode != 0 or not found:
+            sys.stderr.write(run.stderr.decode(errors="replace")[-4000:])
+            raise SystemExit(f"the run under callgrind failed (exit status {run.returncode})")
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(
+                tmp / "callgrind.out", keep / f"callgrind-{http}{path.replace('/', '-')}-{requests}.out"
+            )
+        report: dict[str, object] = json.loads(run.stdout.splitlines()[-1])
+        report["asgiserve"] = os.path.realpath(str(report["asgiserve"]))
+        counted = int(found[-1])
+        if counted < 1000 * requests:
+            raise SystemExit(
+                f"callgrind counted {counted} instructions: is {_COUNTED} not in libpython's symbols?"
+            )
+        return counted, report
+
+
+def main() -> int:
+    """Count instructions for N and 2N requests under callgrind; print what one request costs."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--path", default="/predict", help="/predict (a direct api call, default) or /livez (ASGI)"
+    )
+    ap.add_argument(
+        "--http",
+        choices=["httptools", "h11", "none"],
+        default="httptools",
+        help="the parser; none: a canned answer instead of the server, to show what the driver costs",
+    )
+    ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    ap.add_argument("-n", "--requests", type=int, default=2000, help="N: the runs serve N and 2N requests")
+    ap.add_argument("--warmup", type=int, default=200, help="requests served before the counted ones")
+    ap.add_argument("--repeat", type=int, default=1, help="measure this many times (to see it repeat)")
+    ap.add_argument("--root", type=Path, default=REPO, help="the checkout whose asgiserve is measured")
+    ap.add_argument("--keep", type=Path, help="keep callgrind's profiles here (for callgrind_annotate)")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    root = args.root.resolve()
+    if args.inner:
+        report = serve(args.path, args.http, args.loop, args.warmup, args.requests)
+        print(json.dumps(report))
+        return 0
+    if args.path not in ("/predict", "/livez"):
+        ap.error("--path is /predict or /livez")
+    n = args.requests
+    for _ in range(args.repeat):
+        t0 = time.monotonic()
+        small, info = count(root, args.path, args.http, args.loop, args.warmup, n, args.keep)
+        large, _ = count(root, args.path, args.http, args.loop, args.warmup, 2 * n, args.keep)
+        per_call = (large - small) / n
+        expected_pkg = root / "asgiserve" / "__init__.py"
+        if Path(str(info["asgiserve"])).resolve() != expected_pkg.resolve():
+            raise SystemExit(f"measured {info['asgiserve']}, not {expected_pkg}: check PYTHONPATH")
+        result = {
+            "instructions_per_call": round(per_call, 1),
+            "path": args.path,
+            "http": args.http,
+            "loop": args.loop,
+            "n": n,
+            "instr_n": small,
+            "instr_2n": large,
+            "asgiserve": info["asgiserve"],
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        if args.json:
+            print(json.dumps(result))
+        else:
+            kind = "direct api call" if args.path == "/predict" else f"GET {args.path}"
+            print(
+                f"{per_call:,.1f} instructions per {kind} ({args.http}, {args.loop}; N={n}: "
+                f"{small:,} for N, {large:,} for 2N; {info['asgiserve']}; {result['seconds']} s)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
