@@ -281,7 +281,7 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
                 fresh = True
                 continue
             if not stream:
-                self.release(conn, resp.keep_alive and not resp.extra)
+                self.release(conn, resp.reusable)
             return resp, conn
 
     async def stream(self, data: bytes) -> tuple[Response, AsyncStream]:
@@ -337,4 +337,4 @@ class AsyncStream:
         """Release the connection; one whose body was not read to the end is closed, not reused."""
         conn, self.conn = self.conn, None
         if conn is not None:
-            self.pool.release(conn, self.resp.complete and self.resp.keep_alive and not self.resp.extra)
+            self.pool.release(conn, self.resp.reusable)

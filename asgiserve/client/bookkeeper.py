@@ -7,8 +7,9 @@
   idle (an EOF or stray bytes both mean "do not reuse"); the others are discarded on the way;
 - with no idle connection to reuse, a new one is opened while fewer than ``max_connections`` are open,
   else the caller waits for a release and asks again;
-- a connection goes back to the idle list only after a complete response that allows keep-alive; the
-  driver says so, and anything else (a stream closed early, an error, a timeout) closes it;
+- a connection goes back to the idle list only after a response that leaves it reusable
+  (``Response.reusable``: complete, keep-alive, nothing beyond it); anything else (a stream closed
+  early, an error, a timeout) closes it;
 - a failed request is sent again once, on a new connection, only when the connection was a reused one
   and failed before the first response byte (see ``PoolBook.retry``);
 - network exceptions become the client's typed errors through ``transport_error``, for both pools.

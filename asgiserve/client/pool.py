@@ -178,7 +178,7 @@ class ConnectionPool(PoolStats[Connection]):
                 fresh = True
                 continue
             if not stream:
-                self._release(conn, resp.keep_alive and not resp.extra)
+                self._release(conn, resp.reusable)
             return resp, conn
 
     def stream(self, data: bytes) -> tuple[Response, SyncStream]:
@@ -188,7 +188,7 @@ class ConnectionPool(PoolStats[Connection]):
 
     def finish(self, conn: Connection, resp: Response) -> None:
         """Give a streamed response's connection back (reused only if the body was read to its end)."""
-        self._release(conn, resp.complete and resp.keep_alive and not resp.extra)
+        self._release(conn, resp.reusable)
 
     def close(self) -> None:
         """Close idle connections now and any active one when it is released."""

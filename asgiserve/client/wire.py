@@ -140,6 +140,11 @@ class Response:
             else "server closed the connection without sending a response"
         )
 
+    @property
+    def reusable(self) -> bool:
+        """True when the connection may carry another request: complete, keep-alive, nothing beyond."""
+        return self.complete and self.keep_alive and not self.extra
+
     def take_body(self) -> bytes:
         """The body received so far, emptied from the buffer."""
         chunks = self.chunks
