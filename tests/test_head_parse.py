@@ -73,6 +73,7 @@ def complete_head(data: bytes) -> bytes | None:
     return data[: end + 4] if end >= 0 else None
 
 
+LONG = b"1" * 25  # a Content-Length over h11's 20 digits
 TRICKY = [
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nX: \t b\tc \t\r\nY:\r\nZ:   \r\n\r\n",
@@ -102,8 +103,8 @@ TRICKY = [
     b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: x\r\n\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + b"1" * 25 + b"\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-    b"POST / HTTP/1.1\r\nContent-Length: " + b"1" * 25 + b"\r\n\r\n",  # too long, and no Host
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %s\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" % LONG,
+    b"POST / HTTP/1.1\r\nContent-Length: %s\r\n\r\n" % LONG,  # too long, and no Host
     b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + b"1" * 20 + b"\r\n\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
