@@ -11,7 +11,7 @@ import ssl
 import pytest
 
 from asgiserve.client import ReadTimeout, RemoteProtocolError, ServerDisconnected, TransportError
-from asgiserve.client.bookkeeper import PoolBook, Slot, transport_error
+from asgiserve.client.bookkeeper import OPEN, WAIT, PoolBook, transport_error
 
 
 class Conn:
@@ -22,9 +22,13 @@ class Conn:
         self.requests = requests
         self.idle_since = 0.0
         self.heard = False  # EOF or stray bytes while idle
+        self.closed = False
 
     def reusable(self) -> bool:
         return not self.heard
+
+    def close(self) -> None:
+        self.closed = True
 
     def __repr__(self) -> str:
         return self.name
@@ -44,7 +48,7 @@ def book(max_connections: int = 2, expiry: float = 4.0) -> tuple[PoolBook[Conn],
 
 
 def opened(b: PoolBook[Conn], name: str) -> Conn:
-    assert b.acquire() is Slot.OPEN
+    assert b.acquire() is OPEN
     b.connected()
     return Conn(name)
 
@@ -53,13 +57,15 @@ def test_reuse_is_last_in_first_out():
     b, _ = book()
     c1, c2 = opened(b, "c1"), opened(b, "c2")
     assert repr(b) == "<PoolBook [idle 0, active 2, opened 2, reused 0, discarded 0, retried 0]>"
-    assert b.release(c1, True) and b.release(c2, True)
+    b.release(c1, True)
+    b.release(c2, True)
+    assert not (c1.closed or c2.closed)
     assert repr(b) == "<PoolBook [idle 2, active 0, opened 2, reused 0, discarded 0, retried 0]>"
     assert b.acquire() is c2 and b.acquire() is c1
     assert repr(b) == "<PoolBook [idle 0, active 2, opened 2, reused 2, discarded 0, retried 0]>"
 
 
-def test_expired_and_unusable_idle_connections_are_discarded_on_the_way():
+def test_expired_and_unusable_idle_connections_are_closed_on_the_way():
     b, clock = book(max_connections=3)
     old, heard, young = opened(b, "old"), opened(b, "heard"), opened(b, "young")
     b.release(old, True)
@@ -69,19 +75,21 @@ def test_expired_and_unusable_idle_connections_are_discarded_on_the_way():
     heard.heard = True
     clock.now += 1.0  # old is 4.5 s idle, past the 4 s expiry; young is 1 s idle
     assert b.acquire() is young
-    assert b.stale == [] and b.acquire() is Slot.OPEN  # heard and old were dropped: a new one opens
-    assert b.take_stale() == [heard, old] and b.stale == []
+    assert not (heard.closed or old.closed or young.closed)
+    assert b.acquire() is OPEN  # heard and old are dropped on the way: a new one opens
+    assert heard.closed and old.closed and not young.closed
     assert repr(b) == "<PoolBook [idle 0, active 2, opened 3, reused 1, discarded 2, retried 0]>"
 
 
 def test_limit_wait_release_and_abandon():
     b, _ = book(max_connections=1)
     c1 = opened(b, "c1")
-    assert b.acquire() is Slot.WAIT  # the only slot is taken
-    assert not b.release(c1, False)  # not reusable: the driver closes it, the slot is free
-    assert b.acquire() is Slot.OPEN
+    assert b.acquire() is WAIT  # the only slot is taken
+    b.release(c1, False)  # not reusable: closed, and the slot is free
+    assert c1.closed
+    assert b.acquire() is OPEN
     b.abandon()  # the connect failed
-    assert b.acquire() is Slot.OPEN
+    assert b.acquire() is OPEN
     assert repr(b) == "<PoolBook [idle 0, active 1, opened 1, reused 0, discarded 1, retried 0]>"
 
 
@@ -89,8 +97,8 @@ def test_fresh_skips_idle_connections():
     b, _ = book(max_connections=2)
     c1 = opened(b, "c1")
     b.release(c1, True)
-    assert b.acquire(fresh=True) is Slot.OPEN
-    assert b.acquire(fresh=True) is Slot.WAIT  # the idle one holds the other slot
+    assert b.acquire(fresh=True) is OPEN
+    assert b.acquire(fresh=True) is WAIT  # the idle one holds the other slot
     assert b.acquire() is c1
 
 
@@ -98,8 +106,10 @@ def test_closed_book_refuses_checkouts_and_keeps_nothing():
     b, _ = book()
     c1, c2 = opened(b, "c1"), opened(b, "c2")
     b.release(c1, True)
-    assert b.close() == [c1]
-    assert not b.release(c2, True)  # released after the close: closed, not kept
+    b.close()
+    assert c1.closed and not c2.closed
+    b.release(c2, True)  # released after the close: closed, not kept
+    assert c2.closed
     with pytest.raises(TransportError, match="closed"):
         b.acquire()
     assert repr(b) == "<PoolBook [idle 0, active 0, opened 2, reused 0, discarded 1, retried 0]>"

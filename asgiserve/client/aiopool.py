@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
-from .bookkeeper import PoolBook, PoolStats, Slot, transport_error
+from .bookkeeper import OPEN, WAIT, PoolBook, PoolStats, Slot, transport_error
 from .wire import (
     ConnectError,
     ConnectTimeout,
@@ -185,27 +185,23 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
 
     # -- checkout and release ----------------------------------------------------------------------------
 
-    async def _checkout(self, fresh: bool = False) -> AsyncConnection:
-        """A connection: an idle one the bookkeeper lets us reuse, else a new one once a slot is free."""
+    async def _checkout(self, got: Slot, fresh: bool) -> AsyncConnection:
+        """The connection for a request the bookkeeper answered ``got`` (``OPEN`` or ``WAIT``) for."""
         book = self._book
-        while True:
-            got = book.acquire(fresh)
-            if book.stale:
-                for old in book.take_stale():
-                    old.close()
-            if got is Slot.WAIT:
-                await self._wait_for_slot()
-                continue
-            if got is not Slot.OPEN:
-                return got
-            try:
-                conn = await self._connect()
-            except BaseException:
-                book.abandon()
-                self._wake()
-                raise
-            book.connected()
-            return conn
+        while got is WAIT:
+            await self._wait_for_slot()
+            found = book.acquire(fresh)
+            if found is not OPEN and found is not WAIT:
+                return found
+            got = found
+        try:
+            conn = await self._connect()
+        except BaseException:
+            book.abandon()
+            self._wake()
+            raise
+        book.connected()
+        return conn
 
     async def _connect(self) -> AsyncConnection:
         loop = asyncio.get_running_loop()
@@ -255,8 +251,7 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         """Put a connection back (or close it) and wake one task waiting for a slot."""
         conn.resp = None
         conn.waiter = None
-        if not self._book.release(conn, reusable and conn.usable and not conn.paused):
-            conn.close()
+        self._book.release(conn, reusable and conn.usable and not conn.paused)
         self._wake()
 
     # -- requests ----------------------------------------------------------------------------------------
@@ -267,13 +262,23 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         """Send ``data`` and return the response (complete unless ``stream``) and its connection."""
         fresh = False
         while True:
-            conn = await self._checkout(fresh)
+            # Reusing an idle connection needs no await; only opening one or waiting for a slot does.
+            got = self._book.acquire(fresh)
+            conn = await self._checkout(got, fresh) if got is OPEN or got is WAIT else got
+            resp = conn.resp = Response(head)
+            conn.error = None
+            conn.stream = stream
+            conn.requests += 1
             try:
-                resp = await self._roundtrip(conn, data, head, stream)
+                # The liveness check: an EOF or stray bytes seen while idle made the connection unusable,
+                # and nothing awaited between the checkout and this write, so the loop's latest news is used.
+                if not conn.usable or conn.transport is None:
+                    raise ServerDisconnected("server closed the connection")
+                conn.transport.write(data)
+                await conn.wait(resp, WANT_HEADERS if stream else WANT_COMPLETE, self.read_timeout)
             except BaseException as exc:
-                received = conn.resp.received if conn.resp is not None else 0
                 self.release(conn, False)
-                if not self._book.retry(conn, received, exc):
+                if not self._book.retry(conn, resp.received, exc):
                     error = transport_error(exc)
                     if error is exc:
                         raise
@@ -289,23 +294,9 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         resp, conn = await self.request(data, stream=True)
         return resp, AsyncStream(self, conn, resp)
 
-    async def _roundtrip(self, conn: AsyncConnection, data: bytes, head: bool, stream: bool) -> Response:
-        resp = conn.resp = Response(head)
-        conn.error = None
-        conn.stream = stream
-        conn.requests += 1
-        # The liveness check: an EOF or stray bytes seen while idle made the connection unusable, and
-        # nothing awaited between the checkout and this write, so the loop's latest news is used.
-        if not conn.usable or conn.transport is None:
-            raise ServerDisconnected("server closed the connection")
-        conn.transport.write(data)
-        await conn.wait(resp, WANT_HEADERS if stream else WANT_COMPLETE, self.read_timeout)
-        return resp
-
     async def close(self) -> None:
         """Close idle connections now and any active one when it is released."""
-        for conn in self._book.close():
-            conn.close()
+        self._book.close()
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(TransportError("the connection pool is closed"))

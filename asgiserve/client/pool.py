@@ -1,7 +1,7 @@
 """A blocking-socket HTTP/1.1 connection pool for one origin, behind ``SyncHTTPClient``.
 
 An I/O driver: every decision (reuse, open, wait, retry, the counters) is its ``PoolBook``'s
-(``bookkeeper.py``), taken under one lock, and the sockets are read and written outside it. The
+(``bookkeeper.py``), taken under one lock; connecting, sending and reading happen outside it. The
 bookkeeper's "heard nothing while idle" check is a zero-timeout poll here: a readable idle socket is
 either closed by the server or holds stray bytes.
 """
@@ -14,8 +14,9 @@ import ssl as _ssl
 import threading
 import time
 from collections.abc import Iterator
+from typing import Literal
 
-from .bookkeeper import PoolBook, PoolStats, Slot, transport_error
+from .bookkeeper import OPEN, WAIT, PoolBook, PoolStats, Slot, transport_error
 from .wire import ConnectError, ConnectTimeout, PoolTimeout, Response
 
 __all__ = ["Connection", "ConnectionPool", "SyncStream"]
@@ -98,6 +99,7 @@ class ConnectionPool(PoolStats[Connection]):
         self.read_timeout = read_timeout
         self._book: PoolBook[Connection] = PoolBook(max_connections, keepalive_expiry, time.monotonic)
         self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0  # threads waiting for a slot: a release without any skips the notify
 
     def __repr__(self) -> str:
         return f"<ConnectionPool {self.host}:{self.port} [{self._book.counters()}]>"
@@ -106,26 +108,34 @@ class ConnectionPool(PoolStats[Connection]):
 
     def _checkout(self, fresh: bool = False) -> Connection:
         """A connection: an idle one the bookkeeper lets us reuse, else a new one once a slot is free."""
-        book = self._book
-        deadline: float | None = None
         with self._cond:
-            while (got := book.acquire(fresh)) is Slot.WAIT:
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.connect_timeout
-                if now >= deadline or not self._cond.wait(deadline - now):
+            got = self._book.acquire(fresh)
+            if got is WAIT:
+                got = self._wait_for_slot(fresh)
+        if got is OPEN:
+            return self._connect()
+        return got
+
+    def _wait_for_slot(self, fresh: bool) -> Connection | Literal[Slot.OPEN]:
+        """Wait (holding the condition) until the bookkeeper has a connection or a slot; ``PoolTimeout``."""
+        deadline = time.monotonic() + self.connect_timeout
+        self._waiting += 1
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cond.wait(left):
                     raise PoolTimeout(f"no free connection within {self.connect_timeout:g} s")
-            stale = book.take_stale() if book.stale else ()
-        for old in stale:
-            old.close()
-        return self._connect() if got is Slot.OPEN else got
+                got = self._book.acquire(fresh)
+                if got is not WAIT:
+                    return got
+        finally:
+            self._waiting -= 1
 
     def _release(self, conn: Connection, reusable: bool) -> None:
         with self._cond:
-            kept = self._book.release(conn, reusable)
-            self._cond.notify()
-        if not kept:
-            conn.close()
+            self._book.release(conn, reusable)
+            if self._waiting:
+                self._cond.notify()
 
     def _connect(self) -> Connection:
         """Open a new connection in a slot the bookkeeper reserved."""
@@ -153,7 +163,8 @@ class ConnectionPool(PoolStats[Connection]):
     def _abandon(self) -> None:
         with self._cond:
             self._book.abandon()
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     # -- requests ----------------------------------------------------------------------------------------
 
@@ -193,10 +204,8 @@ class ConnectionPool(PoolStats[Connection]):
     def close(self) -> None:
         """Close idle connections now and any active one when it is released."""
         with self._cond:
-            idle = self._book.close()
+            self._book.close()
             self._cond.notify_all()
-        for conn in idle:
-            conn.close()
 
 
 class SyncStream:
