@@ -230,11 +230,11 @@ class ServiceApp:
             h.bind(instance)
         await self.mounted.startup()
         self.instance = instance
-        self.gate.ready = True
+        self.gate.open()
 
     async def shutdown(self) -> None:
         """Stop accepting work, stop mounted apps and release the thread pool."""
-        self.gate.draining = True
+        self.gate.drain()
         self.gate.deadlines.stop()
         try:
             await self.mounted.shutdown()
@@ -243,7 +243,7 @@ class ServiceApp:
 
     def start_draining(self) -> None:
         """Turn ``/readyz`` to 503 (the server is stopping)."""
-        self.gate.draining = True
+        self.gate.drain()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -209,6 +209,8 @@ class APICodec:
         self.param_names: tuple[str, ...] = tuple(f[0] for f in fields)
         # Positional calls are a little cheaper than keyword calls on the hot path.
         self.positional = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        # The api is called with the fields in order (else by name): decided once, read per call.
+        self.spread = self.positional and not self.var_kw
         self.decoder = msgspec.json.Decoder(self.input_type, dec_hook=_dec_hook)
         self._empty = None if any(len(f) == 2 for f in fields) else b"{}"
 
@@ -260,7 +262,7 @@ class APICodec:
 
     def call_args(self, obj: msgspec.Struct) -> tuple[tuple[object, ...], dict[str, object]]:
         """The positional and keyword arguments for the api function from a decoded input."""
-        if self.positional and not self.var_kw:
+        if self.spread:
             return msgspec.structs.astuple(obj), {}
         return (), msgspec.structs.asdict(obj)
 

@@ -22,9 +22,9 @@ import logging
 import pathlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from time import monotonic
 
 import msgspec
+from msgspec.structs import asdict, astuple
 
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, PLAIN_JSON, TEXT_CT, APICodec, encode_json, encode_plain_json
@@ -108,6 +108,7 @@ class APIHandler:
         self.allow_private_urls = allow_private_urls
         self.codec = codec = APICodec(func, spec.name, spec.media_type)
         self._decoder = codec.decoder
+        self._spread = codec.spread
         self.is_async = asyncio.iscoroutinefunction(func)
         self.bound: Callable[..., object] = func  # replaced by the instance's method at startup
         out = codec.output
@@ -164,21 +165,25 @@ class APIHandler:
     # -- direct calls (types.DirectHandler) -----------------------------------------------------------
 
     def start(self, headers: Headers, body: bytes, task: object, t0: float) -> Answer | Started:
-        """Admit and decode a call whose whole body is at hand: the answer to send now, or the call to run."""
+        """Admit, decode and start a call whose whole body is at hand: the answer to send now, or the call
+        to run (the api's own coroutine when it can run as it is, else ``respond``'s)."""
         gate = self.gate
-        refused = gate.refuse(headers)
-        if refused is None:
-            try:
-                if len(body) > gate.max_body:
-                    raise gate.too_large()
-                started = self.begin(headers, body)
-            except Exception as exc:
-                refused = self.failed(exc)
-            else:
-                gate.enter(self.route, task, t0)
-                return started
-        gate.metrics.observe(self.route, refused[0], monotonic() - t0)
-        return refused
+        refused = gate.admit(headers, self.route, task, t0)
+        if refused is not None:
+            return refused
+        try:
+            if len(body) > gate.max_body:
+                raise gate.too_large()
+            obj = self.decode(headers, body) if self.own else None
+            if obj is None:  # not an own call, or a form: respond() decodes it
+                return self._respond_whole(headers, body), False
+            if self._spread:  # codec.call_args() without its two containers: the hot path
+                return self.bound(*astuple(obj)), True  # type: ignore[return-value]
+            return self.bound(**asdict(obj)), True  # type: ignore[return-value]
+        except Exception as exc:
+            answer = self.failed(exc)
+            gate.leave(self.route, task, t0, answer[0])
+            return answer
 
     def finish(
         self, task: object, t0: float, own: bool, result: object, error: BaseException | None
@@ -196,23 +201,15 @@ class APIHandler:
         self.gate.leave(self.route, task, t0, 500 if answer is None else answer[0])
         return answer
 
-    def begin(self, headers: Headers, body: bytes) -> Started:
-        """Decode and start one call: the api's own coroutine when it can run as it is, else ``respond``'s.
-
-        Bad input raises ``HTTPError`` before anything runs.
-        """
-        if self.own:
-            obj = self.decode(headers, body)
-            if obj is not None:
-                args, kwargs = self.codec.call_args(obj)
-                return self.bound(*args, **kwargs), True  # type: ignore[return-value]
-        return self._respond_whole(headers, body), False
-
     # -- the shared core -------------------------------------------------------------------------------
 
     def decode(self, headers: Headers, body: bytes) -> msgspec.Struct | None:
         """The decoded JSON body, or None for a multipart body; 415 for any other content type."""
-        ctype = _content_type(headers)
+        ctype = None
+        for name, value in headers:
+            if name == b"content-type":
+                ctype = value
+                break
         if ctype is not None and ctype not in _JSON_TYPES:
             low = ctype.lower()
             if not (low.startswith(_JSON_LIKE) or low.endswith(b"+json")):

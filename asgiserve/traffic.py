@@ -80,12 +80,6 @@ class Deadlines:
                     task.cancel()
         self._handle = loop.call_later(self.interval, self._sweep)
 
-    def finish(self, task: object) -> None:
-        """The request served by ``task`` ended: forget its deadline and any expiry it swallowed."""
-        self.pending.pop(task, None)
-        if self.expired and task in self.expired:
-            self.claim_expiry(task)
-
     def claim_expiry(self, task: object) -> bool:
         """True (once) if ``task`` was cancelled by its deadline; undoes the cancellation request."""
         if task is None or task not in self.expired:
@@ -103,14 +97,18 @@ class Gate:
 
     Admission, in this order: the token (401), readiness and draining (503), ``max_concurrency`` (429,
     at once, with ``Retry-After``), the body limit (413). An admitted call takes a slot and a deadline
-    (``enter``) and gives both back when it ends (``leave``), which also records it in the metrics. A
+    (``admit``) and gives both back when it ends (``leave``), which also records it in the metrics. A
     sync call still running in its thread after its 504 keeps a slot (``hold_slot_until``).
 
-    ASGI calls run under ``guard``; asgiserve's server runs direct calls with ``enter`` and ``leave``
+    ASGI calls run under ``guard``; asgiserve's server runs direct calls with ``admit`` and ``leave``
     around them (``APIHandler.start`` and ``finish``), so both paths follow the same rules.
     """
 
     __slots__ = (
+        "_expired",
+        "_pending",
+        "_timeout",
+        "closed",
         "deadlines",
         "draining",
         "in_flight",
@@ -135,25 +133,32 @@ class Gate:
     ) -> None:
         self.metrics = metrics
         self.progress = metrics.in_progress
-        self.deadlines = Deadlines(timeout)
+        self.deadlines = deadlines = Deadlines(timeout)
+        self._pending = deadlines.pending
+        self._expired = deadlines.expired
+        self._timeout = timeout
         self.max_concurrency = max_concurrency or 1 << 62
         self.token = token.encode() if token else None
         self.max_body = max_body
         self.in_flight = 0
         self.ready = False  # the service's __init__ and its mounts' startup are done
-        self.draining = False
+        self.draining = False  # the server is stopping
+        self.closed = True  # not ready, or draining: what admission checks
         self.timeout_message = f"No response within the {timeout:g} s timeout"
         self.timeout_answer: Answer = (504, JSON_CT, error_body(self.timeout_message), None)
 
     def refuse(self, headers: Headers) -> Answer | None:
-        """The answer to send instead of running a call, or None to admit it."""
-        if self.token is not None and not self._authorized(headers):
-            return _UNAUTHORIZED
-        if not self.ready or self.draining:
-            return _NOT_READY
-        if self.in_flight >= self.max_concurrency:
-            return _TOO_MANY
-        return None
+        """The answer refusing a call, or None: ``admit``'s verdict without taking a slot (a websocket)."""
+        return self.admit(headers, "", None, 0.0, hold=False)
+
+    def open(self) -> None:
+        """The service is ready: calls are admitted from now on (until ``drain``)."""
+        self.ready = True
+        self.closed = self.draining
+
+    def drain(self) -> None:
+        """The server is stopping: no call is admitted from now on."""
+        self.draining = self.closed = True
 
     def too_large(self) -> PayloadTooLarge:
         """The error for a request body over the limit."""
@@ -168,19 +173,41 @@ class Gate:
                 return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
         return False
 
-    def enter(self, endpoint: str, task: object, t0: float) -> None:
-        """An admitted call begins: it takes a slot, and ``task`` gets a deadline one timeout after ``t0``."""
-        self.in_flight += 1
-        progress = self.progress
-        try:
-            progress[endpoint] += 1
-        except KeyError:
-            progress[endpoint] = 1
-        self.deadlines.pending[task] = t0 + self.deadlines.timeout
+    def admit(
+        self, headers: Headers, endpoint: str, task: object, t0: float, *, hold: bool = True
+    ) -> Answer | None:
+        """Admit a call that began at ``t0`` (a slot, and a deadline for ``task``), or the answer refusing it.
+
+        A refusal is recorded here; an admitted call is recorded by ``leave``, which it must reach. With
+        ``hold`` false nothing is taken or recorded: only the verdict is given.
+        """
+        if self.token is not None and not self._authorized(headers):
+            refused = _UNAUTHORIZED
+        elif self.closed:
+            refused = _NOT_READY
+        elif self.in_flight >= self.max_concurrency:
+            refused = _TOO_MANY
+        elif hold:
+            self.in_flight += 1
+            progress = self.progress
+            try:
+                progress[endpoint] += 1
+            except KeyError:
+                progress[endpoint] = 1
+            self._pending[task] = t0 + self._timeout
+            return None
+        else:
+            return None
+        if hold:
+            self.metrics.observe(endpoint, refused[0], monotonic() - t0)
+        return refused
 
     def leave(self, endpoint: str, task: object, t0: float, status: int) -> None:
         """The call ``enter`` began has ended with ``status``: give back its slot and deadline, record it."""
-        self.deadlines.finish(task)
+        self._pending.pop(task, None)
+        expired = self._expired
+        if expired and task in expired:
+            self.deadlines.claim_expiry(task)  # its expiry was swallowed: forget it
         self.in_flight -= 1
         self.progress[endpoint] -= 1
         self.metrics.observe(endpoint, status, monotonic() - t0)
@@ -191,7 +218,7 @@ class Gate:
 
     def response_started(self, task: object) -> None:
         """The call's response has begun: its deadline ends (a slow reader must not turn it into a 504)."""
-        self.deadlines.pending.pop(task, None)
+        self._pending.pop(task, None)
 
     def hold_slot_until(self, work: Future[object]) -> None:
         """Keep a slot taken until ``work`` (a thread running past its call's end) finishes."""
@@ -210,14 +237,12 @@ class Gate:
         self, endpoint: str, headers: Headers, send: Send, work: Callable[..., Awaitable[int]], *args: object
     ) -> None:
         """Run an ASGI call, ``await work(*args)`` returning the status it sent, under every rule above."""
-        t0 = monotonic()
-        refused = self.refuse(headers)
+        task = asyncio.current_task()
+        refused = self.admit(headers, endpoint, task, monotonic())
         if refused is not None:
             await send_answer(send, refused)
-            self.metrics.observe(endpoint, refused[0], monotonic() - t0)
             return
-        task = asyncio.current_task()
-        self.enter(endpoint, task, t0)
+        t0 = self._pending[task] - self._timeout
         status = 500
         try:
             status = await work(*args)

@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from asyncio import current_task
+from asyncio import CancelledError, current_task
+from asyncio.tasks import _enter_task, _leave_task
 from collections import deque
 from contextvars import copy_context
 from time import monotonic
@@ -36,7 +37,7 @@ from ..types import Answer, Headers
 from .cycle import RequestCycle
 from .exchange import APICall, Exchange
 from .flow_control import HIGH_WATER, FlowControl
-from .runner import UNSTARTED, Runner, first_step
+from .runner import UNSTARTED, Runner
 from .scopes import http_scope
 from .state import ServerState, split_target, target_cache
 from .websocket import WebSocketSession, open_session, wants_websocket
@@ -59,7 +60,8 @@ class Phase(enum.IntEnum):
     CLOSED = 5  # the peer is gone
 
 
-IDLE, HEAD, BODY, CLOSING, UPGRADED, CLOSED = Phase
+# The phase is kept as a plain int: comparing IntEnum members costs three times as much, on every request.
+IDLE, HEAD, BODY, CLOSING, UPGRADED, CLOSED = (int(p) for p in Phase)
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -73,7 +75,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.flow: FlowControl = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
-        self.phase = IDLE
+        self.phase: int = IDLE  # a ``Phase`` value
         self.refusal: tuple[int, str] | None = None  # answered once the responses owed are out, then close
         self.current: Exchange | None = None  # the request being answered
         self.parsing: Exchange | None = None  # the request whose body is arriving
@@ -86,6 +88,12 @@ class HTTPProtocol(asyncio.Protocol):
         self.out: list[bytes] | None = None  # responses held for the end of this loop pass (``emit``)
         self.spare: APICall | None = None  # a finished api call, for the next one
         self.ws: WebSocketSession | None = None  # once the connection is a websocket
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {Phase(self.phase).name} queued={len(self.pipeline)}"
+            f" current={type(self.current).__name__ if self.current else None}>"
+        )
 
     # -- transport callbacks -------------------------------------------------------------------------
 
@@ -148,7 +156,7 @@ class HTTPProtocol(asyncio.Protocol):
     def on_request(self, method: bytes, target: bytes, version: str, headers: Headers) -> int:
         """A complete request head: validate it, start (or queue) its request; return the body framing."""
         server = self.server
-        if self.phase is HEAD:
+        if self.phase == HEAD:
             self.phase = BODY
         self.deadline = 0.0
         name = METHODS.get(method)
@@ -298,9 +306,9 @@ class HTTPProtocol(asyncio.Protocol):
             self.close()
             return
         phase = self.phase
-        if phase < CLOSING and self.flow.read_paused:
+        if self.flow.read_paused and phase < CLOSING:
             self.flow.resume_reading()
-        if phase is HEAD:
+        if phase == HEAD:
             self.deadline = server.now + server.header_timeout
         else:
             if phase < CLOSING:
@@ -322,26 +330,39 @@ class HTTPProtocol(asyncio.Protocol):
         if runner is None:
             runner = self.runner = Runner(self.loop, self.finish_call)
             runner.stopping = self.phase >= CLOSING
-        task = runner.current()
+        task = runner.task
+        if task is None or task.done():
+            task = runner.start()
         c.t0 = t0 = monotonic()
         started = c.handler.start(c.headers, body, task, t0)
         if len(started) == 4:
             self.send_answer(c, started)
             return
-        coro, c.own = started
+        coro, own = started
+        c.own = own
         c.task = task
         ctx = self.context.copy()
-        if not (c.own and eager):
+        if not (own and eager):
             # Not the api's own coroutine (a sync api's thread, a batch, a form), which would suspend at
             # once anyway: started here, it wakes a thread that then waits for the GIL while the loop
             # parses (measured: 25 times the context switches). Or we are inside a task already (the
             # runner's previous call, or an ASGI request before this pipelined one: ``eager`` is false).
             runner.hand(c, coro, ctx, UNSTARTED)
             return
-        done, result, error = first_step(self.loop, task, ctx, coro)
-        if not done:
-            runner.hand(c, coro, ctx, result)
+        # The first step, as the runner's task (see runner.py); taken here, it costs no call of its own.
+        loop = self.loop
+        _enter_task(loop, task)
+        try:
+            waiting = ctx.run(coro.send, None)
+        except StopIteration as stop:
+            result, error = stop.value, None
+        except (Exception, CancelledError) as exc:
+            result, error = None, exc
+        else:
+            runner.hand(c, coro, ctx, waiting)
             return
+        finally:
+            _leave_task(loop, task)
         self.send_answer(c, c.handler.finish(task, t0, True, result, error))
 
     def finish_call(self, c: APICall, result: object, error: BaseException | None) -> None:

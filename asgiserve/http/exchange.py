@@ -18,6 +18,7 @@ class Exchange:
         "body_done",
         "buffered",
         "chunks",
+        "direct",
         "disconnected",
         "finished",
         "http10",
@@ -29,12 +30,10 @@ class Exchange:
         "waiter",
     )
 
-    # A direct api call (``APICall``) or an ASGI request (``RequestCycle``).
-    direct = False
-
     def __init__(self, keep_alive: bool, http10: bool) -> None:
         self.keep_alive = keep_alive
         self.http10 = http10
+        self.direct = False  # a direct api call (``APICall``), else an ASGI request (``RequestCycle``)
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.received = 0
@@ -69,12 +68,11 @@ class APICall(Exchange):
 
     __slots__ = ("handler", "headers", "own", "t0", "target")
 
-    direct = True
-
     def __init__(
         self, handler: DirectHandler, headers: Headers, target: bytes, keep_alive: bool, http10: bool
     ) -> None:
         super().__init__(keep_alive, http10)
+        self.direct = True
         self.handler = handler
         self.headers = headers  # the request's header fields
         self.target = target  # for the access log

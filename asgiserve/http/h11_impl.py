@@ -68,7 +68,7 @@ class H11Protocol(HTTPProtocol):
 
     def _head(self, buf: bytes) -> bytes | None:
         """Parse one request head from ``buf``; return the bytes after it, or None until it is complete."""
-        if self.phase is not HEAD:
+        if self.phase != HEAD:
             # RFC 9112 2.2: empty lines before a request line are ignored.
             if buf[:1] in (b"\r", b"\n"):
                 buf = buf.lstrip(b"\r\n")

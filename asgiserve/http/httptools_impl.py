@@ -22,7 +22,7 @@ class HttpToolsProtocol(HTTPProtocol):
         super().__init__(server)
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[tuple[bytes, bytes]] | None = None  # the fields of the head in progress
         self.head_size = 0  # the head in progress, counted header by header (when ``count_head``)
         self.raw_head = 0  # the head in progress, counted in whole chunks (bytes of earlier reads)
         self.count_head = False
@@ -37,11 +37,11 @@ class HttpToolsProtocol(HTTPProtocol):
             return
         server = self.server
         body_before = 0
-        if phase is IDLE:
+        if phase == IDLE:
             self.begin_head()
             was_in_head = True
         else:
-            was_in_head = phase is HEAD
+            was_in_head = phase == HEAD
             if not was_in_head and self.parsing is not None:
                 body_before = self.parsing.received  # this read may start with the rest of a body
         # Headers are only measured one by one when this chunk could take the head over the limit.
@@ -68,7 +68,7 @@ class HttpToolsProtocol(HTTPProtocol):
             else:
                 self.protocol_error(400, f"Invalid HTTP request: {exc}")
             return
-        if self.phase is HEAD:
+        if self.phase == HEAD:
             # A head is unfinished at the end of this read (llhttp buffers an unfinished header itself):
             # count the bytes it has so far.
             p = self.parsing
@@ -90,33 +90,36 @@ class HttpToolsProtocol(HTTPProtocol):
         """The request target (possibly in pieces); every request has one, so it also marks the start.
 
         (No ``on_message_begin``: a callback from llhttp costs as much as the work it would do, which
-        ``on_headers_complete`` does instead, resetting the target and headers for the next request.)
+        ``on_headers_complete`` and the first piece of the next target do instead.)
         """
-        if self.phase < CLOSING:
-            self.phase = HEAD
         if self.url:
             url = self.url + url
+        else:  # the first piece: a new head, whose fields go to a new list
+            self.headers = []
+            if self.phase < CLOSING:
+                self.phase = HEAD
         self.url = url
         if len(url) > self.server.max_url:
             raise ProtocolError("Request target too long", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One header field; names are lowercased and trailing whitespace dropped, as h11 does."""
-        if self.phase is not HEAD:
-            return  # a chunked trailer: read and dropped
+        headers = self.headers
+        if headers is None:
+            return  # a chunked trailer (no head in progress): read and dropped
         if self.count_head:
             size = self.head_size + len(name) + len(value) + 4
             self.head_size = size
             if size > self.server.max_header_size:
                 raise ProtocolError("Request header fields too large", 431)
-        self.headers.append((name.lower(), value.rstrip(b" \t")))
+        headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         """The head is complete: hand it to the shared connection."""
         parser = self.parser
         url, headers = self.url, self.headers
         self.url = b""
-        self.headers = []
+        self.headers = None
         self.raw_head = self.head_size = 0
         self.heads_done = True
-        self.on_request(parser.get_method(), url, parser.get_http_version(), headers)
+        self.on_request(parser.get_method(), url, parser.get_http_version(), headers)  # type: ignore[arg-type]

@@ -1,8 +1,8 @@
 """The runner: the one task a connection's direct api calls run as, stepped by hand.
 
 A task per request costs more than the rest of a small call, so an async api's own coroutine takes its
-first step inside the protocol's callback (``first_step``), as the runner's task: most such calls finish
-there. One that suspends is handed to the runner (``Runner.hand``), which carries it on (``_carry``) and
+first step inside the protocol's callback (``HTTPProtocol.start_call``, entering the runner's task as
+asyncio's own task step does), and most such calls finish there. One that suspends is handed to the runner (``Runner.hand``), which carries it on (``_carry``) and
 then waits for the next. Each call runs in its own copy of the connection's context, and
 ``current_task()`` is the runner throughout, which is what the deadline sweep cancels.
 """
@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import types
 from asyncio import CancelledError
-from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 
 from .exchange import APICall
 
-__all__ = ["UNSTARTED", "Runner", "first_step"]
+__all__ = ["UNSTARTED", "Runner"]
 
 UNSTARTED = object()  # a handed-over call whose coroutine has not run yet
 
@@ -26,25 +25,6 @@ UNSTARTED = object()  # a handed-over call whose coroutine has not run yet
 Job = tuple[APICall, Coroutine[object, object, object], Context, object]
 # Called with each call the runner carried to its end: (call, result, error).
 Finish = Callable[[APICall, object, "BaseException | None"], None]
-
-
-def first_step(
-    loop: asyncio.AbstractEventLoop,
-    task: asyncio.Task[None],
-    ctx: Context,
-    coro: Coroutine[object, object, object],
-) -> tuple[bool, object, BaseException | None]:
-    """Run ``coro`` up to its first suspension as ``task``: ``(done, result or awaited, error)``."""
-    _enter_task(loop, task)
-    try:
-        waiting = ctx.run(coro.send, None)
-    except StopIteration as stop:
-        return True, stop.value, None
-    except (Exception, CancelledError) as exc:
-        return True, None, exc
-    finally:
-        _leave_task(loop, task)
-    return False, waiting, None
 
 
 class Runner:
@@ -60,11 +40,9 @@ class Runner:
         self.job: Job | None = None
         self.stopping = False  # no more calls will come: end once the last one is carried
 
-    def current(self) -> asyncio.Task[None]:
-        """The runner's task, started when there is none."""
-        task = self.task
-        if task is None or task.done():
-            task = self.task = self._loop.create_task(self._run())
+    def start(self) -> asyncio.Task[None]:
+        """Start the runner's task (there is none, or the last one ended)."""
+        task = self.task = self._loop.create_task(self._run())
         return task
 
     def hand(
@@ -121,7 +99,7 @@ class Runner:
 def _carry(
     ctx: Context, coro: Coroutine[object, object, object], waiting: object, cancelled: bool
 ) -> Generator[object, object, object]:
-    """Step ``coro`` on from where ``first_step`` left it, in its own context, inside the runner task.
+    """Step ``coro`` on from where its first step (``HTTPProtocol.start_call``) left it, in its own context, inside the runner task.
 
     ``waiting`` is what it last yielded (the future it awaits), or ``UNSTARTED``. The runner's task
     sees each future as its own, so wake-ups and cancellation (thrown in here) reach the call unchanged.
