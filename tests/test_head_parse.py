@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgiserve.http.wire import ProtocolError, check_transfer_encoding, parse_head
+from asgiserve.http.heads import parse_head
+from asgiserve.http.wire import ProtocolError, check_transfer_encoding
 from tests.test_fuzz import PIECES, SEEDS, mutate, mutation
 from tests.test_protocol import HOSTILE
 

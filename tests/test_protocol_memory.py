@@ -207,36 +207,11 @@ def test_url_limit(conn):
     assert ex.statuses == [414] and ex.closed
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "httptools",
-        pytest.param(
-            "h11",
-            marks=pytest.mark.xfail(
-                strict=True, reason="h11_impl measures the request line against max_url + 16, not the target"
-            ),
-        ),
-    ],
-)
 def test_url_limit_is_the_targets_length(conn):
     ex = conn.exchange(req("/" + "u" * LIMITS["max_url_size"]))  # one byte over
     assert ex.statuses == [414] and ex.closed
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "httptools",
-        pytest.param(
-            "h11",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="h11_impl keeps the empty line it skipped when the request line is not complete yet",
-            ),
-        ),
-    ],
-)
 def test_empty_line_before_a_request_in_another_read(conn):
     # RFC 9112 2.2: empty lines before a request line are ignored, wherever the reads end.
     conn.send(b"\r\nG").send(req("/echo")[1:])
@@ -550,8 +525,6 @@ def _answers(kind: str, make_app, pieces: list[bytes]) -> tuple[bytes, bool]:
 @given(data=st.data())
 def test_reads_split_anywhere_give_the_same_answers(kind, target, data):
     make_app, parts = STREAMS[target]
-    if kind == "h11":  # see test_empty_line_before_a_request_in_another_read
-        parts = [p for p in parts if not p.startswith(b"\r\n")]
     stream = b"".join(data.draw(st.lists(st.sampled_from(parts), min_size=1, max_size=6)))
     stream += data.draw(st.sampled_from(ENDINGS))
     points = sorted(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=8, unique=True)))

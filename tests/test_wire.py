@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from asgiserve.http.chunked import ChunkedDecoder
+from asgiserve.http.heads import check_raw_head
 from asgiserve.http.wire import (
     CHUNKED,
     ProtocolError,
-    check_raw_head,
     error_response,
     request_framing,
     response_head,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from .chunked import ChunkedDecoder
 from .connection import CLOSING, HEAD, HTTPProtocol, ServerState
-from .wire import CHUNKED, ProtocolError, has_bad_eol, parse_head
+from .heads import has_bad_eol, parse_head
+from .wire import CHUNKED, ProtocolError
 
 __all__ = ["H11Protocol"]
 
@@ -55,6 +56,8 @@ class H11Protocol(HTTPProtocol):
                 if self.left == 0:
                     self.left = -1
                     self.on_message_complete()
+            elif self.phase != HEAD and buf[:1] in (b"\r", b"\n"):
+                buf = buf.lstrip(b"\r\n")  # RFC 9112 2.2: empty lines before a request line are ignored
             else:
                 rest = self._head(buf)
                 if rest is None:
@@ -69,11 +72,6 @@ class H11Protocol(HTTPProtocol):
     def _head(self, buf: bytes) -> bytes | None:
         """Parse one request head from ``buf``; return the bytes after it, or None until it is complete."""
         if self.phase != HEAD:
-            # RFC 9112 2.2: empty lines before a request line are ignored.
-            if buf[:1] in (b"\r", b"\n"):
-                buf = buf.lstrip(b"\r\n")
-                if not buf:
-                    return buf
             self.begin_head()
         end = buf.find(b"\r\n\r\n")
         server = self.server
@@ -81,14 +79,14 @@ class H11Protocol(HTTPProtocol):
             # Only head bytes so far: refuse a bare LF or lone CR now rather than wait for more.
             if has_bad_eol(buf):
                 raise ProtocolError("Invalid line ending (bare LF or lone CR)")
-            if b"\r\n" not in buf and len(buf) > server.max_url:
+            if b"\r\n" not in buf and _target_length(buf) > server.max_url:
                 raise ProtocolError("Request target too long", 414)
             if len(buf) > server.max_header_size:
                 raise ProtocolError("Request header fields too large", 431)
             return None
         head, rest = buf[: end + 4], buf[end + 4 :]
         line_end = head.find(b"\r\n")
-        if line_end > server.max_url + 16:
+        if _target_length(head[:line_end]) > server.max_url:
             raise ProtocolError("Request target too long", 414)
         if len(head) - line_end > server.max_header_size:
             raise ProtocolError("Request header fields too large", 431)
@@ -101,3 +99,13 @@ class H11Protocol(HTTPProtocol):
         else:
             self.on_message_complete()
         return rest
+
+
+def _target_length(line: bytes) -> int:
+    """The length of the target in a request line, or in as much of it as has arrived (the limit is the
+    target's, as llhttp counts it); a line without a space counts whole."""
+    start = line.find(b" ")
+    if start < 0:
+        return len(line)
+    end = line.find(b" ", start + 1)
+    return (end if end >= 0 else len(line)) - start - 1
