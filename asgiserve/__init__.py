@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import (
+    AsgiserveError,
     BadRequest,
     HTTPError,
     InternalServerError,
@@ -17,6 +18,7 @@ from .errors import (
     ServiceUnavailable,
     Timeout,
     TooManyRequests,
+    TransportError,
     Unauthorized,
 )
 from .service import api, get_current_service, mount_asgi_app, service
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsgiserveError",
     "AsyncHTTPClient",
     "BadRequest",
     "HTTPError",
@@ -39,6 +42,7 @@ __all__ = [
     "SyncHTTPClient",
     "Timeout",
     "TooManyRequests",
+    "TransportError",
     "Unauthorized",
     "api",
     "asgi_app",
