@@ -37,7 +37,7 @@ from .errors import BadRequest
 
 S = TypeVar("S", bound=msgspec.Struct)
 
-__all__ = ["MAX_DOWNLOAD_BYTES", "download", "fetch_urls", "public_address"]
+__all__ = ["MAX_DOWNLOAD_BYTES", "download", "fetch_into_temp", "fetch_urls", "public_address"]
 
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 MAX_REDIRECTS = 5

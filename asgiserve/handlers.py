@@ -118,7 +118,7 @@ class APIHandler:
         self.streams = codec.stream != "none"
         self.whole = not self.streams and out.kind != "file"  # answered in one piece: directly callable
         self.batcher: Batcher | None = None
-        # True when ``begin`` can hand out the api's own coroutine: its result only needs ``answer``.
+        # True when ``start`` can hand out the api's own coroutine: its result only needs ``answer``.
         self.own = False
         if spec.batchable and (len(codec.param_names) != 1 or self.streams):
             raise TypeError(

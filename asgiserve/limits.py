@@ -15,7 +15,7 @@ __all__ = ["DEFAULT_LIMITS", "Limits"]
 class Limits:
     """Sizes (bytes, counts) and deadlines (seconds) of one server's connections."""
 
-    max_header_size: int = 64 * 1024  # a request head, request line included (431 above)
+    max_header_size: int = 64 * 1024  # the header fields of a request head (431 above)
     max_headers: int = 100  # header fields in one head (431 above)
     max_url_size: int = 8 * 1024  # the request target (414 above)
     max_body_size: int = 100 * 1024 * 1024  # a request body (413 above)

@@ -95,10 +95,11 @@ class Deadlines:
 class Gate:
     """Every rule of an api or mount call in one place: admission, the slot, the deadline, the 504, metrics.
 
-    Admission, in this order: the token (401), readiness and draining (503), ``max_concurrency`` (429,
-    at once, with ``Retry-After``), the body limit (413). An admitted call takes a slot and a deadline
-    (``admit``) and gives both back when it ends (``leave``), which also records it in the metrics. A
-    sync call still running in its thread after its 504 keeps a slot (``hold_slot_until``).
+    Admission (``admit``), in this order: the token (401), readiness and draining (503),
+    ``max_concurrency`` (429, at once, with ``Retry-After``). An admitted call takes a slot and a deadline,
+    and gives both back when it ends (``leave``), which also records it in the metrics; the body limit
+    (413, ``too_large``) and the input's decoding are checked inside the slot, on both paths. A sync call
+    still running in its thread after its 504 keeps a slot (``hold_slot_until``).
 
     ASGI calls run under ``guard``; asgiserve's server runs direct calls with ``admit`` and ``leave``
     around them (``APIHandler.start`` and ``finish``), so both paths follow the same rules.
@@ -203,7 +204,7 @@ class Gate:
         return refused
 
     def leave(self, endpoint: str, task: object, t0: float, status: int) -> None:
-        """The call ``enter`` began has ended with ``status``: give back its slot and deadline, record it."""
+        """The call ``admit`` let in has ended with ``status``: give back its slot and deadline, record it."""
         self._pending.pop(task, None)
         expired = self._expired
         if expired and task in expired:
@@ -238,11 +239,11 @@ class Gate:
     ) -> None:
         """Run an ASGI call, ``await work(*args)`` returning the status it sent, under every rule above."""
         task = asyncio.current_task()
-        refused = self.admit(headers, endpoint, task, monotonic())
+        t0 = monotonic()
+        refused = self.admit(headers, endpoint, task, t0)
         if refused is not None:
             await send_answer(send, refused)
             return
-        t0 = self._pending[task] - self._timeout
         status = 500
         try:
             status = await work(*args)

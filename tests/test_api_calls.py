@@ -2,7 +2,7 @@
 call, the deadline, errors raised before and after a suspension, pipelining and clients that leave.
 
 On our own server most calls finish in their first step, without a task of their own (see
-``HTTPProtocol.start_fast``); these tests hold it to what a task per request gives under uvicorn.
+``HTTPProtocol.start_call``); these tests hold it to what a task per request gives under uvicorn.
 """
 
 from __future__ import annotations

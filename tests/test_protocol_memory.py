@@ -320,6 +320,14 @@ def test_chunked_request_body(conn):
     assert ex.responses[0].body == b"Wikipedia" and not ex.closed
 
 
+def test_trailer_fields_stay_out_of_the_next_request(conn):
+    # A chunked body answered before it was read: its trailer fields belong to no request's headers.
+    conn.exchange(req("/status?code=200", "POST", "Transfer-Encoding: chunked\r\n", b"3\r\nabc\r\n"))
+    ex = conn.exchange(b"0\r\nX-Trailer: 1\r\n\r\n" + req("/scope"))
+    assert ex.statuses == [200]
+    assert json.loads(ex.responses[0].body)["headers"] == [["host", "t"]]
+
+
 def test_streaming_response_is_chunked(conn):
     ex = conn.exchange(req("/stream?n=4"))
     r = ex.responses[0]

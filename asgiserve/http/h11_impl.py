@@ -1,4 +1,4 @@
-"""The pure-Python protocol (``--http h11``): each request head is parsed in one pass by ``wire.parse_head``.
+"""The pure-Python protocol (``--http h11``): each request head is parsed in one pass by ``heads.parse_head``.
 
 The head grammar is h11's (request line and field lines), narrowed where h11 is more lenient than llhttp
 (bare LF, obs-fold, control characters, repeated Content-Length, which h11 merges), so both parsers refuse
