@@ -131,9 +131,32 @@ def test_closed_book_refuses_checkouts_and_keeps_nothing():
 )
 def test_retry_only_a_reused_connection_that_failed_before_any_byte(requests, received, exc, retried):
     b, _ = book()
-    assert b.retry(Conn("c", requests), received, exc) is retried
+    assert b.retry(Conn("c", requests), received, exc, GET) is retried
     assert b.retried == int(retried)
     assert repr(b).endswith(f"retried {int(retried)}]>")
+
+
+GET = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
+POST = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "sent", "retried"),
+    [
+        (GET, True, True),
+        (b"PUT /x HTTP/1.1\r\nHost: t\r\n\r\n", True, True),
+        (b"DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n", True, True),
+        (POST, True, False),  # it may have reached the app: sending it again could run it twice
+        (POST, False, True),  # found dead before the write: certainly not sent
+        (POST.replace(b"Host: t", b"Host: t\r\nIdempotency-Key: k1"), True, True),
+        (POST.replace(b"Host: t", b"Host: t\r\nidempotency-key: k1"), True, True),
+        (POST.replace(b"{}", b"idempotency-key: in the body"), True, False),  # only the head counts
+    ],
+)
+def test_retry_resends_only_what_cannot_run_twice(request_bytes, sent, retried):
+    b, _ = book()
+    assert b.retry(Conn("c", 2), 0, ServerDisconnected("closed"), request_bytes, sent) is retried
+    assert b.retried == int(retried)
 
 
 def test_network_exceptions_become_typed_errors():

@@ -269,16 +269,18 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
             conn.error = None
             conn.stream = stream
             conn.requests += 1
+            sent = False
             try:
                 # The liveness check: an EOF or stray bytes seen while idle made the connection unusable,
                 # and nothing awaited between the checkout and this write, so the loop's latest news is used.
                 if not conn.usable or conn.transport is None:
                     raise ServerDisconnected("server closed the connection")
+                sent = True
                 conn.transport.write(data)
                 await conn.wait(resp, WANT_HEADERS if stream else WANT_COMPLETE, self.read_timeout)
             except BaseException as exc:
                 self.release(conn, False)
-                if not self._book.retry(conn, resp.received, exc):
+                if not self._book.retry(conn, resp.received, exc, data, sent):
                     error = transport_error(exc)
                     if error is exc:
                         raise

@@ -29,7 +29,16 @@ from typing import Final, Generic, Protocol, TypeVar
 
 from ..errors import ReadTimeout, RemoteProtocolError, ServerDisconnected, TransportError
 
-__all__ = ["OPEN", "WAIT", "PoolBook", "PoolStats", "Pooled", "Slot", "transport_error"]
+__all__ = [
+    "OPEN",
+    "WAIT",
+    "PoolBook",
+    "PoolStats",
+    "Pooled",
+    "Slot",
+    "replayable",
+    "transport_error",
+]
 
 
 class Pooled(Protocol):
@@ -161,21 +170,35 @@ class PoolBook(Generic[C]):
 
     # -- failures ------------------------------------------------------------------------------------
 
-    def retry(self, conn: C, received: int, exc: BaseException) -> bool:
+    def retry(self, conn: C, received: int, exc: BaseException, request: bytes, sent: bool = True) -> bool:
         """Whether a request that failed with ``exc`` on ``conn`` is sent again, on a new connection.
 
         Only a network failure (not a timeout) of a reused connection before any response byte is
-        retried. The idle check just before the send rules out the usual case (a keep-alive connection
-        the server closed while idle); what is left is a close racing the send, where nothing reached
-        the application, so this is safe for every method. (A server that reads a request and then
-        closes without answering looks the same; HTTP/1.1 gives the client no way to tell, and such a
-        request is sent twice.) The new connection serves its first request, so it is never retried
-        again: a request is sent at most twice.
+        retried, and only when sending it again cannot run it twice: it was certainly not sent (``sent``
+        false: the connection was found dead before the write), or it may be repeated (an idempotent
+        method, RFC 9110 9.2.2, or an ``Idempotency-Key`` header). A server that reads a request and then
+        closes without answering looks like a close racing the send, and HTTP/1.1 gives the client no way
+        to tell them apart, so a POST is not resent. The new connection serves its first request, so it
+        is never retried again: a request is sent at most twice.
         """
         if conn.requests <= 1 or received or not isinstance(exc, OSError) or isinstance(exc, TimeoutError):
             return False
+        if sent and not replayable(request):
+            return False
         self.retried += 1
         return True
+
+
+_IDEMPOTENT = frozenset([b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"])
+
+
+def replayable(request: bytes) -> bool:
+    """Whether ``request`` (its bytes, head first) may be sent twice: an idempotent method or an
+    ``Idempotency-Key`` header."""
+    if request[: request.find(b" ")] in _IDEMPOTENT:
+        return True
+    end = request.find(b"\r\n\r\n")
+    return b"\r\nidempotency-key:" in request[: end if end >= 0 else len(request)].lower()
 
 
 class PoolStats(Generic[C]):

@@ -184,7 +184,7 @@ class ConnectionPool(PoolStats[Connection]):
                 conn.roundtrip(data, resp, not stream)
             except BaseException as exc:
                 self._release(conn, False)
-                if not self._book.retry(conn, resp.received, exc):
+                if not self._book.retry(conn, resp.received, exc, data):
                     raise transport_error(exc) from None
                 fresh = True
                 continue
