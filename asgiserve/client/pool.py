@@ -14,6 +14,7 @@ import ssl as _ssl
 import threading
 import time
 from collections.abc import Iterator
+from time import monotonic
 from typing import Literal
 
 from .bookkeeper import OPEN, WAIT, PoolBook, PoolStats, Slot, transport_error
@@ -46,21 +47,38 @@ class Connection:
         """False when the idle socket has data or EOF pending (not reusable either way)."""
         return not self._poll.poll(0)
 
-    def roundtrip(self, data: bytes, resp: Response, until_complete: bool) -> None:
-        """Send a request and read until its headers (or whole response) arrived."""
+    def roundtrip(self, data: bytes, resp: Response, until_complete: bool, timeout: float | None) -> None:
+        """Send a request and read until its headers (or whole response) arrived, within ``timeout``."""
         self.requests += 1
         self.sock.sendall(data)
-        self.read(resp, until_complete)
+        self.read(resp, until_complete, timeout)
 
-    def read(self, resp: Response, until_complete: bool) -> None:
-        """Receive into ``resp`` until it is complete, or until its headers are when streaming."""
-        recv_into, view = self.sock.recv_into, self.view
-        while not (resp.complete or (resp.headers_done and not until_complete)):
-            n = recv_into(view)
-            if n:
-                resp.feed(view[:n])
-            else:
-                resp.feed_eof()
+    def read(self, resp: Response, until_complete: bool, timeout: float | None) -> None:
+        """Receive into ``resp`` until it is complete, or until its headers are when streaming.
+
+        ``timeout`` (the socket's own) bounds the whole read, not each ``recv``: a server trickling a byte
+        at a time must not hold the call past it (the asyncio pool's wait is one timer too).
+        """
+        sock = self.sock
+        recv_into, view = sock.recv_into, self.view
+        start = monotonic()
+        narrowed = False
+        try:
+            while not (resp.complete or (resp.headers_done and not until_complete)):
+                n = recv_into(view)
+                if n:
+                    resp.feed(view[:n])
+                else:
+                    resp.feed_eof()
+                if timeout is not None and not resp.complete:
+                    left = start + timeout - monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"no whole response within {timeout:g} s")
+                    sock.settimeout(left)
+                    narrowed = True
+        finally:
+            if narrowed:
+                sock.settimeout(timeout)
 
     def read_some(self, resp: Response) -> None:
         """Receive one batch of bytes into ``resp``."""
@@ -181,7 +199,7 @@ class ConnectionPool(PoolStats[Connection]):
             conn = self._checkout(fresh)
             resp = Response(head)
             try:
-                conn.roundtrip(data, resp, not stream)
+                conn.roundtrip(data, resp, not stream, self.read_timeout)
             except BaseException as exc:
                 self._release(conn, False)
                 if not self._book.retry(conn, resp.received, exc, data):
