@@ -320,6 +320,19 @@ def test_chunked_request_body(conn):
     assert ex.responses[0].body == b"Wikipedia" and not ex.closed
 
 
+@pytest.mark.parametrize(
+    "junk",
+    [b"\x16\x03\x01\x00\xa5\x01\x00", b"SSH-2.0-OpenSSH_8.9\r\n", b"GETX", b"get / HTTP/1.1"],
+    ids=["tls-record", "ssh-banner", "unknown-method", "lowercase-method"],
+)
+def test_bytes_that_start_no_request_are_refused_at_once(conn, junk):
+    # No clock runs here: an answer at all means it came without waiting for the header deadline.
+    ex = conn.exchange(junk)
+    assert ex.statuses == [400] and ex.closed
+    ex = conn.server.connect().exchange(req("/echo") + junk)
+    assert ex.statuses == [200, 400] and ex.closed
+
+
 def test_trailer_fields_stay_out_of_the_next_request(conn):
     # A chunked body answered before it was read: its trailer fields belong to no request's headers.
     conn.exchange(req("/status?code=200", "POST", "Transfer-Encoding: chunked\r\n", b"3\r\nabc\r\n"))

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import NoReturn
 
-from .wire import FIELD_LINE, TCHAR, VALUE_BYTE, ProtocolError, check_transfer_encoding
+from .wire import FIELD_LINE, METHODS, TCHAR, VALUE_BYTE, ProtocolError, check_transfer_encoding
 
-__all__ = ["check_raw_head", "has_bad_eol", "parse_head"]
+__all__ = ["check_method_so_far", "check_raw_head", "has_bad_eol", "parse_head"]
 
 
 # Request heads (RFC 9112 2.2, 3, 5): every line ends in CRLF (no CR or LF alone), the request line is
@@ -132,3 +132,16 @@ def has_bad_eol(data: bytes | bytearray) -> bool:
     """True when ``data`` (a head still arriving) holds a bare LF, or a CR followed by anything but LF."""
     # A CR at the very end may still be followed by its LF.
     return _bad_eol(data, len(data) - 1 if data.endswith(b"\r") else len(data))
+
+
+# Every prefix of a method llhttp knows, each followed by the space that ends it once it is whole.
+_METHOD_PREFIXES = frozenset(m[:i] for m in METHODS for i in range(len(m) + 1)) | {m + b" " for m in METHODS}
+
+
+def check_method_so_far(head: bytes) -> None:
+    """Refuse an unfinished head whose first bytes can start no request line (a TLS record, an SSH banner),
+    at once, as llhttp does, rather than after the header deadline."""
+    space = head.find(b" ", 0, 24)
+    so_far = head[: space + 1] if space >= 0 else head[:24]
+    if so_far not in _METHOD_PREFIXES:
+        raise ProtocolError("Unknown or malformed method")
