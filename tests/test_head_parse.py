@@ -2,8 +2,9 @@
 
 The reference is h11's server-side parser behind the byte-level checks it needs to be as strict as llhttp
 (bare LF, lone CR, obs-fold, control characters, repeated Content-Length, Transfer-Encoding codings), as
-the h11 protocol parsed heads before ``parse_head``. Accepted heads must give the same method, target,
-version and header list; refused heads the same status.
+the h11 protocol parsed heads before ``parse_head``, and like llhttp taking runs of spaces between the
+request line's parts (h11 takes one). Accepted heads must give the same method, target, version and header
+list; refused heads the same status.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.test_fuzz import PIECES, SEEDS, mutate, mutation
 from tests.test_protocol import HOSTILE
 
 _BAD_EOL = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+_SPACES = re.compile(rb"(?<=[^ ])  +(?=[^ ])")
 _FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
 
 Parsed = tuple[bytes, bytes, str, list[tuple[bytes, bytes]]]
@@ -48,6 +50,8 @@ def reference(head: bytes) -> Parsed | int:
                 if tes > 1:
                     raise ProtocolError("transfer-encoding")
                 check_transfer_encoding(m.group(2))
+        end = head.find(b"\r\n")
+        head = _SPACES.sub(b" ", head[:end]) + head[end:]  # llhttp's request-line whitespace
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=len(head) + 1)
         conn.receive_data(head)
         try:

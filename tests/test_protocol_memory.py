@@ -333,6 +333,15 @@ def test_bytes_that_start_no_request_are_refused_at_once(conn, junk):
     assert ex.statuses == [200, 400] and ex.closed
 
 
+@pytest.mark.parametrize(
+    ("line", "status"),
+    [(b"GET  /echo  HTTP/1.1", 200), (b"GET   /echo HTTP/1.1", 200), (b"GET\t/echo HTTP/1.1", 400)],
+)
+def test_request_line_whitespace_as_llhttp_takes_it(conn, line, status):
+    ex = conn.exchange(line + b"\r\nHost: t\r\n\r\n")
+    assert ex.statuses == [status]
+
+
 def test_trailer_fields_stay_out_of_the_next_request(conn):
     # A chunked body answered before it was read: its trailer fields belong to no request's headers.
     conn.exchange(req("/status?code=200", "POST", "Transfer-Encoding: chunked\r\n", b"3\r\nabc\r\n"))

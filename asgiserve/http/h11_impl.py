@@ -108,5 +108,6 @@ def _target_length(line: bytes) -> int:
     start = line.find(b" ")
     if start < 0:
         return len(line)
-    end = line.find(b" ", start + 1)
-    return (end if end >= 0 else len(line)) - start - 1
+    begin = len(line) - len(line[start:].lstrip(b" "))  # spaces after the method (llhttp allows several)
+    end = line.find(b" ", begin)
+    return (end if end >= 0 else len(line)) - begin

@@ -22,7 +22,8 @@ __all__ = ["check_method_so_far", "check_raw_head", "has_bad_eol", "parse_head"]
 # line folding) and no control character but HTAB in the value: h11's field grammar narrowed to what
 # llhttp also accepts, so that both parsers refuse the same heads.
 _VALUE_EDGE = rb"[^\x00-\x20\x7f]"  # the same less HTAB and SP: a value's first and last byte
-_REQUEST_LINE = re.compile(rb"(" + TCHAR + rb"+) ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])\r\n")
+# One space or more between the parts, as llhttp takes them (a tab is refused by both).
+_REQUEST_LINE = re.compile(rb"(" + TCHAR + rb"+) +([\x21-\x7e]+) +HTTP/([0-9]\.[0-9])\r\n")
 # One match per line: a field (name, value without its surrounding whitespace), or any other line, whose
 # empty name marks it as malformed.
 _FIELD_LINES = re.compile(
