@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import time
@@ -51,11 +52,18 @@ class Server:
     """Serves one ASGI app on an already bound socket until told to stop."""
 
     def __init__(
-        self, config: Config, app: ASGIApp, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+        self,
+        config: Config,
+        app: ASGIApp,
+        signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+        parent: int | None = None,
     ) -> None:
         self.config = config
         self.app = app
         self.signals = signals
+        # A prefork worker's supervisor: when it is gone (killed with SIGKILL, say), nobody would stop or
+        # replace this worker, so it drains and exits on the next tick.
+        self.parent = parent
         self.state: ServerState | None = None
         self.stop: asyncio.Event | None = None
         self.forced = False
@@ -70,7 +78,8 @@ class Server:
         self.stop.set()
 
     def tick(self) -> None:
-        """Refresh the Date header and close connections past their deadline."""
+        """Refresh the Date header, close connections past their deadline, and (once a second) drain a
+        worker whose supervisor is gone."""
         state = self.state
         assert state is not None
         loop = state.loop
@@ -80,6 +89,10 @@ class Server:
             self._second = second
             state.defaults = b"server: asgiserve\r\ndate: %s\r\n" % formatdate(usegmt=True).encode()
             state.head_end = state.defaults + b"\r\n"
+            if self.parent is not None and os.getppid() != self.parent:
+                logger.warning("Supervisor %d is gone: draining", self.parent)
+                self.parent = None
+                self.handle_signal()
         for conn in [c for c in state.connections if c.deadline and c.deadline < now]:
             conn.expire()
         self._tick_handle = loop.call_later(_TICK, self.tick)
@@ -151,7 +164,8 @@ def run_server(config: Config, app: ASGIApp, sock: socket.socket, *, worker: boo
     asyncio.set_event_loop(loop)
     signals = (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT)
     try:
-        return loop.run_until_complete(Server(config, app, signals).serve(sock))
+        parent = os.getppid() if worker else None
+        return loop.run_until_complete(Server(config, app, signals, parent).serve(sock))
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
