@@ -92,15 +92,21 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._signal)
         for _ in range(self.count):
             self.spawn()
+        # Only the first start of the first workers is fatal (the service cannot start at all); a
+        # replacement that fails to start is retried with the backoff while the others keep serving.
+        first = set(self.pids)
         status = 0
         while not self.stopping:
             for pid, code in self._reap():
-                if code == STARTUP_FAILED:
+                if code == STARTUP_FAILED and pid in first:
                     logger.error("Worker %d failed to start: stopping", pid)
                     self.stopping = True
                     status = STARTUP_FAILED
                 elif not self.stopping:
+                    if code == STARTUP_FAILED:
+                        logger.error("Replacement worker %d failed to start: the others keep serving", pid)
                     self.replace(pid, code)
+                first.discard(pid)
             now = time.monotonic()
             if self.restarts and not self.stopping:
                 due = [t for t in self.restarts if t <= now]
