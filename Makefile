@@ -35,10 +35,12 @@ lint: $(VENV)/.test
 
 bench: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	command -v valgrind >/dev/null || (apt-get update -q && apt-get install -y -q valgrind)
 	$(PY) benchmarks/run.py
 
 bench-quick: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	command -v valgrind >/dev/null || (apt-get update -q && apt-get install -y -q valgrind)
 	$(PY) benchmarks/run.py --quick
 
 clean:

@@ -147,11 +147,11 @@ class ServiceApp:
     def direct_handler(self, path: str) -> APIHandler | None:
         """The api a server may call directly (``types.DirectHandler``) for ``POST path``.
 
-        Not for streams and file outputs, which need ASGI messages to go out piece by piece.
+        Not for file outputs, which go out piece by piece through ASGI messages.
         """
         route = self.routes.get(path)
         handler = route.handler if route is not None else None
-        if isinstance(handler, APIHandler) and handler.whole:
+        if isinstance(handler, APIHandler) and (handler.whole or handler.streams):
             return handler
         return None
 

@@ -1,33 +1,41 @@
-"""Streaming apis over ASGI: items produced one at a time (on the loop, or in the thread pool for a sync
-generator), encoded as text, JSON lines or SSE events, and sent as they come.
+"""Streaming apis: items produced one at a time (on the loop, or in the thread pool for a sync generator),
+encoded as text, JSON lines or SSE events, and sent as they come: over ASGI (``send_stream``), or straight
+to asgiserve's own connection (``write_stream``, a ``types.ChunkWriter``), with the same bytes.
 
 The first item is produced and encoded under the deadline, so an error there is an ordinary error
 response; once the response has started, an error ends it without its last chunk so the client can tell.
 A client that goes away stops the stream; the generator is always closed (a sync one still inside
-``next()`` once that returns).
+``next()`` once that returns). A generator that never waits would hold the event loop for as long as it
+runs: written directly, a stream that went ``FAIR_SLICE`` seconds without the loop taking a turn gives it one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from time import monotonic
 
-from .codec import encode_json
+from .codec import JSON_CT, encode_json
+from .responses import error_body
 from .traffic import Gate
-from .types import Receive, Send
+from .types import Answer, ChunkWriter, Receive, Send
 
-__all__ = ["STOP", "Items", "encode_item", "send_stream"]
+__all__ = ["FAIR_SLICE", "STOP", "STREAMED", "Items", "Opened", "Writer", "encode_item", "send_stream"]
 
 logger = logging.getLogger("asgiserve")
 STOP = object()  # the stream is exhausted
+# A stream's iterator, and what cleans up its input files afterwards.
+Opened = tuple[object, "Callable[[], None] | None"]
+INTERNAL: Answer = (500, JSON_CT, error_body("Internal Server Error"), None)
+FAIR_SLICE = 0.002  # seconds a direct stream may hold the loop before it gives other connections a turn
 
 
 class Items:
     """The items of one stream api's iterator, each produced on the loop (async) or in the pool (sync)."""
 
-    __slots__ = ("_executor", "_gate", "_gen", "_is_async", "_running")
+    __slots__ = ("_executor", "_gate", "_gen", "_is_async", "_running", "anext")
 
     def __init__(self, gen: object, is_async: bool, executor: ThreadPoolExecutor, gate: Gate) -> None:
         self._gen = gen
@@ -35,6 +43,8 @@ class Items:
         self._executor = executor
         self._gate = gate
         self._running: Future[object] | None = None  # a sync ``next()`` still running in the pool
+        # An async generator's own ``__anext__``, awaited directly by ``write_stream`` (None for sync).
+        self.anext: Callable[[], Awaitable[object]] | None = gen.__anext__ if is_async else None  # type: ignore[attr-defined]
 
     async def next(self) -> object:
         """The next item, or ``STOP``."""
@@ -123,3 +133,92 @@ async def send_stream(
     finally:
         watcher.cancel()
     return 200
+
+
+class Writer:
+    """Writes one streaming api's responses straight to asgiserve's connection (a ``types.ChunkWriter``),
+    with the same bytes as ``send_stream`` sends over ASGI; made once per api."""
+
+    __slots__ = ("content_type", "executor", "failed", "gate", "is_async", "name", "sse")
+
+    def __init__(
+        self,
+        content_type: bytes,
+        sse: bool,
+        is_async: bool,
+        gate: Gate,
+        executor: ThreadPoolExecutor,
+        failed: Callable[[Exception], Answer],
+        name: str,
+    ) -> None:
+        self.content_type = content_type
+        self.sse = sse
+        self.is_async = is_async
+        self.gate = gate
+        self.executor = executor
+        self.failed = failed  # the answer for an error raised before the stream began
+        self.name = name
+
+    async def write(self, opening: Awaitable[Opened], task: object, out: ChunkWriter) -> Answer | None:
+        """Open the stream (``opening``), write every item to ``out`` as it comes; the answer that ends it.
+
+        That answer is a whole one when nothing was written (bad input, or the first item failed: a 500;
+        no item at all: an empty 200), ``STREAMED`` (status 200) once the stream ran its course, or None
+        when it broke after its head (the connection is cut).
+        """
+        items: Items | None = None
+        cleanup = None
+        try:
+            try:
+                gen, cleanup = await opening
+            except Exception as exc:
+                return self.failed(exc)
+            items = Items(gen, self.is_async, self.executor, self.gate)
+            sse = self.sse
+            try:
+                first = await items.next()
+                chunk = encode_item(first, sse) if first is not STOP else b""
+            except Exception:
+                logger.exception("api %s raised before its first item", self.name)
+                return INTERNAL
+            self.gate.response_started(task)
+            if first is STOP:
+                return 200, self.content_type, b"", None
+            out.begin(self.content_type, chunk)
+            plain = not sse
+            anext = items.anext
+            seen = out.resumes
+            since = 0.0  # when the stream found the loop had had no turn since its previous item
+            try:
+                while not out.disconnected:
+                    if anext is not None:
+                        try:
+                            item = await anext()
+                        except StopAsyncIteration:
+                            break
+                    else:
+                        item = await items.next()
+                        if item is STOP:
+                            break
+                    data = item.encode() if plain and type(item) is str else encode_item(item, sse)
+                    if out.piece(data):
+                        await out.drain()
+                    if out.resumes != seen:
+                        seen = out.resumes
+                        since = 0.0
+                    elif not since:
+                        since = monotonic()
+                    elif monotonic() - since > FAIR_SLICE:
+                        await asyncio.sleep(0)
+            except Exception:
+                logger.exception("api %s raised while streaming", self.name)
+                return None
+            return STREAMED
+        finally:
+            if items is not None:
+                await items.close()
+            if cleanup is not None:
+                cleanup()
+
+
+STREAMED: Answer = (200, b"", b"", None)  # a stream written to its end

@@ -6,9 +6,11 @@ are typed once here as ``dict[str, Any]`` and every module uses these names inst
 The direct-call contract lets asgiserve's own server answer a ``POST`` to an api without ASGI messages
 (``http/connection.py``), with the same rules as the ASGI path (``handlers.py``, ``traffic.py``):
 
-- ``DirectApp.direct_handler(path)`` gives the handler for a path, or None (streams, files, mounts);
+- ``DirectApp.direct_handler(path)`` gives the handler for a path, or None (files, mounts);
 - ``DirectHandler.start(headers, body, task, t0)`` admits and decodes the call: an ``Answer`` to send now
-  (refused, bad input) or a ``Started`` call for the server to run as ``task``;
+  (refused, bad input) or a ``Started`` call for the server to run as ``task``; a streaming api
+  (``DirectHandler.streams``) is started with ``start_stream``, whose call writes its items to a
+  ``ChunkWriter`` and ends with the answer's status (or a whole ``Answer`` when nothing was written);
 - ``DirectHandler.finish(task, t0, own, result, error)`` turns how it ended into the ``Answer`` to send
   (None: cancelled by the server, not by the deadline: the connection is cut).
 """
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 __all__ = [
     "ASGIApp",
     "Answer",
+    "ChunkWriter",
     "DirectApp",
     "DirectHandler",
     "Headers",
@@ -51,13 +54,39 @@ Answer = tuple[int, bytes, bytes, "Headers | None"]
 Started = tuple[Coroutine[Any, Any, object], bool]
 
 
+class ChunkWriter(Protocol):
+    """Where a direct stream writes: the response head with the first item, then each item as it comes."""
+
+    disconnected: bool  # the client is gone: nothing more is written
+    resumes: int  # counts the call's returns from the event loop (a stream that never waits gets turns)
+
+    def begin(self, content_type: bytes, first: bytes) -> None:
+        """Write the head of a 200 streamed response with the first piece of its body."""
+        ...
+
+    def piece(self, data: bytes) -> bool:
+        """Write one more piece of the body; True when the writer must ``drain`` before the next."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until the connection takes more (the client reads slower than the stream produces)."""
+        ...
+
+
 class DirectHandler(Protocol):
     """One api as a server may call it directly (see the module docstring)."""
 
     route: str
+    streams: bool  # started with ``start_stream``, not ``start``
 
     def start(self, headers: Headers, body: bytes, task: object, t0: float) -> Answer | Started:
         """Admit and decode one call whose whole body is at hand."""
+        ...
+
+    def start_stream(
+        self, headers: Headers, body: bytes, task: object, t0: float, out: ChunkWriter
+    ) -> Answer | Started:
+        """Admit one streaming call: its coroutine writes to ``out`` and returns how the response ends."""
         ...
 
     def finish(

@@ -2,6 +2,9 @@
 
     python benchmarks/instructions.py                        # POST /predict, httptools, uvloop
     python benchmarks/instructions.py --path /livez --http h11 --loop asyncio
+    python benchmarks/instructions.py --path /stream         # a 64-token stream (per stream)
+    python benchmarks/instructions.py --path /v1/predict     # the FastAPI app mounted at /v1
+    python benchmarks/instructions.py --http ceiling         # the ceiling: bare httptools, fixed bytes
     python benchmarks/instructions.py --root /path/to/other/checkout   # measure another tree's asgiserve
 
 One process serves the benchmark service (``apps/asgiserve_svc.py``) through the server's own connection
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from asgiserve.app import ServiceApp
+    from benchmarks.harness import Row
 
 REPO = Path(__file__).resolve().parent.parent
 _COUNTED = "methodcaller_call"  # the C function (in libpython) the counted part runs inside
@@ -79,16 +83,21 @@ class MemoryTransport(asyncio.Transport):
         """Keep ``data``; once a whole response is in, hand it over."""
         self.out.append(data)
         self.size += len(data)
-        if self.want < 0:
+        if self.want == -1:
             length = _response_length(b"".join(self.out))
             if length is None:
                 return
             self.want = length
-        if self.size >= self.want:
-            response = b"".join(self.out)
-            self.out.clear()
-            self.size = 0
-            self.on_response(response)
+        if self.want == CHUNKED:
+            # The last chunk, as the end of this write (chunks never contain it here: tokens are text).
+            if data[-5:] != b"0\r\n\r\n" or not b"".join(self.out).endswith(b"\r\n0\r\n\r\n"):
+                return
+        elif self.size < self.want:
+            return
+        response = b"".join(self.out)
+        self.out.clear()
+        self.size = 0
+        self.on_response(response)
 
     def close(self) -> None:
         """Mark closed (the client fails on it: a keep-alive connection must stay open)."""
@@ -121,16 +130,35 @@ class MemoryTransport(asyncio.Transport):
         return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 3000)}.get(name, default)
 
 
+CHUNKED = -2  # a response framed by chunks: it ends with the last chunk
+
+
 def _response_length(data: bytes) -> int | None:
-    """The length of the Content-Length framed response at the start of ``data``, None if its head is not in."""
+    """The length of the Content-Length framed response at the start of ``data`` (``CHUNKED`` for chunked
+    framing), None if its head is not in."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
     for line in data[:end].split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             return end + 4 + int(value)
-    raise AssertionError(f"response without content-length: {data[:end]!r}")
+        if name == b"transfer-encoding" and value.strip().lower() == b"chunked":
+            return CHUNKED
+    raise AssertionError(f"response without content-length or chunked framing: {data[:end]!r}")
+
+
+def _dechunk(body: bytes) -> bytes:
+    """The payload of a chunked body."""
+    out = []
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(body[:size])
+        body = body[size + 2 :]
 
 
 def build_connection(
@@ -187,6 +215,8 @@ class Client:
                 self.fail(f"response changed: {response!r} after {self.first!r}")
                 return
             head, _, body = response.partition(b"\r\n\r\n")
+            if b"transfer-encoding: chunked" in head.lower():
+                body = _dechunk(body)
             if not head.startswith(b"HTTP/1.1 200 ") or body != self.expected:
                 self.fail(f"unexpected response: {response!r}")
                 return
@@ -262,14 +292,45 @@ def steady_clock() -> None:
     time.monotonic = itertools.count(1_000_000.0, 1e-6).__next__
 
 
+# The paths measured: (method, service, request body, expected response body).
+PATHS = {
+    "/predict": ("POST", "asgiserve_svc:Predict", "PREDICT_BODY", "PREDICT_RESPONSE"),
+    "/livez": ("GET", "asgiserve_svc:Predict", None, "ok\n"),
+    "/hello": ("GET", "asgiserve_svc:Predict", None, "HELLO_RESPONSE"),
+    "/stream": ("POST", "asgiserve_svc:Predict", "STREAM_BODY", "STREAMED"),
+    "/v1/hello": ("GET", "asgiserve_mount:MountedFastAPI", None, "HELLO_RESPONSE"),
+    "/v1/predict": ("POST", "asgiserve_mount:MountedFastAPI", "PREDICT_BODY", "PREDICT_RESPONSE"),
+}
+
+
+def request_for(path: str) -> tuple[bytes, bytes, str]:
+    """The request bytes for ``path``, the response body expected, and the service serving it."""
+    import workload
+
+    method, target, body_name, expected_name = PATHS[path]
+    if expected_name == "STREAMED":
+        expected = (workload.TOKEN * workload.TOKENS).encode()
+    elif expected_name.isupper():
+        expected = getattr(workload, expected_name)
+    else:
+        expected = expected_name.encode()
+    if body_name is None:
+        return f"{method} {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode(), expected, target
+    body: bytes = getattr(workload, body_name)
+    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body, expected, target
+
+
 def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> dict[str, object]:
     """Serve ``warmup + requests`` keep-alive requests on one connection; check every response."""
     steady_clock()
-    from asgiserve_svc import Predict
-    from workload import PREDICT_BODY, PREDICT_RESPONSE
+    import importlib
 
     import asgiserve
 
+    request, expected, target = request_for(path)
+    module, _, cls = target.partition(":")
+    service = getattr(importlib.import_module(module), cls)
     loop: asyncio.AbstractEventLoop
     if loop_name == "uvloop":
         import uvloop
@@ -278,15 +339,8 @@ def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> d
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app = asgiserve.asgi_app(Predict)
+    app = asgiserve.asgi_app(service)
     shutdown = start_app(app, loop)
-    if path == "/livez":
-        request = b"GET /livez HTTP/1.1\r\nHost: bench\r\n\r\n"
-        expected = b"ok\n"
-    else:
-        head = f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        request = f"{head}Content-Length: {len(PREDICT_BODY)}\r\n\r\n".encode() + PREDICT_BODY
-        expected = PREDICT_RESPONSE
     client = Client(loop, request, expected)
     transport = MemoryTransport(client.on_response, client.on_close)
     proto: Connection
@@ -294,6 +348,11 @@ def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> d
         proto = CannedConnection(
             b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(expected), expected)
         )
+        proto.connection_made(transport)
+    elif http == "ceiling":
+        from ceiling import FixedProtocol
+
+        proto = FixedProtocol()
         proto.connection_made(transport)
     else:
         proto = build_connection(app, loop, http, transport)
@@ -380,17 +439,68 @@ def count(
         return counted, report
 
 
+def per_request(root: Path, path: str, http: str, n: int, warmup: int = 200) -> float:
+    """Instructions one more request costs: ``(instr(2N) - instr(N)) / N``, counted as ``main`` does."""
+    small, _ = count(root, path, http, "uvloop", warmup, n)
+    large, _ = count(root, path, http, "uvloop", warmup, 2 * n)
+    return (large - small) / n
+
+
+def annotate(rows: list[Row], quick: bool) -> list[str]:
+    """Add the ``instructions/req`` column to the rows of ``make bench`` that this driver can reproduce
+    (asgiserve's own server and the ceiling); returns notes on what was left out."""
+    from benchmarks import peers as P
+    from benchmarks.report import CEILING, INSTR
+
+    if shutil.which("valgrind") is None:
+        return ["instructions/req not counted: valgrind is not installed"]
+    own, h11, mount = (
+        "asgiserve (own server, httptools)",
+        "asgiserve (own server, h11)",
+        ("FastAPI mounted in asgiserve (own server)"),
+    )
+    plan = {
+        (P.PREDICT, own): ("/predict", "httptools", 1000),
+        (P.PREDICT, h11): ("/predict", "h11", 1000),
+        (P.PREDICT, CEILING): ("/predict", "ceiling", 1000),
+        (P.HELLO, own): ("/hello", "httptools", 1000),
+        (P.HELLO, h11): ("/hello", "h11", 1000),
+        (P.HELLO, CEILING): ("/hello", "ceiling", 1000),
+        (P.STREAM, own): ("/stream", "httptools", 100),
+        (P.MOUNT_GET, mount): ("/v1/hello", "httptools", 300),
+        (P.MOUNT_POST, mount): ("/v1/predict", "httptools", 300),
+    }
+    notes = []
+    for row in rows:
+        job = plan.get((row.group, row.name))
+        if job is None or row.value is None:
+            continue
+        path, http, n = job
+        if quick:
+            n = max(n // 4, 20)
+        try:
+            row.extra[INSTR] = per_request(REPO, path, http, n, warmup=min(200, n))
+        except (SystemExit, OSError, subprocess.SubprocessError) as exc:
+            notes.append(f"instructions/req for {row.name} ({path}): {exc}")
+    notes.append(
+        "instructions/req: user-space instructions one more request costs under callgrind "
+        "(benchmarks/instructions.py, in-memory transport, kernel excluded); for the stream, per stream"
+    )
+    return notes
+
+
 def main() -> int:
     """Count instructions for N and 2N requests under callgrind; print what one request costs."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--path", default="/predict", help="/predict (a direct api call, default) or /livez (ASGI)"
+        "--path", default="/predict", choices=sorted(PATHS), help="the request (default /predict)"
     )
     ap.add_argument(
         "--http",
-        choices=["httptools", "h11", "none"],
+        choices=["httptools", "h11", "none", "ceiling"],
         default="httptools",
-        help="the parser; none: a canned answer instead of the server, to show what the driver costs",
+        help="the parser; none: a canned answer instead of the server, to show what the driver costs; "
+        "ceiling: the bare httptools protocol of benchmarks/apps/ceiling.py",
     )
     ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     ap.add_argument("-n", "--requests", type=int, default=2000, help="N: the runs serve N and 2N requests")
@@ -406,8 +516,6 @@ def main() -> int:
         report = serve(args.path, args.http, args.loop, args.warmup, args.requests)
         print(json.dumps(report))
         return 0
-    if args.path not in ("/predict", "/livez"):
-        ap.error("--path is /predict or /livez")
     n = args.requests
     for _ in range(args.repeat):
         t0 = time.monotonic()
@@ -431,7 +539,9 @@ def main() -> int:
         if args.json:
             print(json.dumps(result))
         else:
-            kind = "direct api call" if args.path == "/predict" else f"GET {args.path}"
+            kind = f"{PATHS[args.path][0]} {args.path}" + (
+                " (direct api call)" if args.path == "/predict" else ""
+            )
             print(
                 f"{per_call:,.1f} instructions per {kind} ({args.http}, {args.loop}; N={n}: "
                 f"{small:,} for N, {large:,} for 2N; {info['asgiserve']}; {result['seconds']} s)"

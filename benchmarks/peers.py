@@ -86,8 +86,8 @@ def ensure_venv(name: str) -> str | None:
     return None
 
 
-def uvicorn_cmd(target: str) -> Callable[[int], list[str]]:
-    """The command serving ``target`` on uvicorn (httptools, uvloop, no access log) for a port."""
+def uvicorn_cmd(target: str, http: str = "httptools") -> Callable[[int], list[str]]:
+    """The command serving ``target`` on uvicorn (httptools or h11, uvloop, no access log) for a port."""
     return lambda port: [
         PY,
         "-m",
@@ -98,7 +98,7 @@ def uvicorn_cmd(target: str) -> Callable[[int], list[str]]:
         "--port",
         str(port),
         "--http",
-        "httptools",
+        http,
         "--loop",
         "uvloop",
         "--no-access-log",
@@ -190,6 +190,13 @@ PEERS = [
         "/readyz",
         _SVC_ROUTES,
         subject=True,
+    ),
+    Peer(
+        "asgiserve-uvicorn-h11",
+        "asgiserve app on uvicorn (h11)",
+        uvicorn_cmd("asgiserve_svc:app", "h11"),
+        "/readyz",
+        {PREDICT: "/predict", HELLO: "/hello"},
     ),
     Peer(
         "raw-uvicorn",

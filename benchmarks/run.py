@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import facts, report, startup, throughput
+from benchmarks import facts, instructions, report, startup, throughput
 from benchmarks.harness import BENCH, ROOT, Row
 
 OPTIONAL_SUITES = ["benchmarks.clients"]
@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     if "servers" not in args.skip:
         print(f"servers: {cfg.rounds} round(s), {cfg.duration}s per route", flush=True)
         server_rows, notes = throughput.run_suite(cfg)
+        print("instructions per request (callgrind)", flush=True)
+        notes += instructions.annotate(server_rows, quick)
         rows += server_rows
     if "startup" not in args.skip:
         print("startup and footprint", flush=True)

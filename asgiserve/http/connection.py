@@ -4,8 +4,9 @@ A parser adapter (``httptools_impl``, ``h11_impl``) only turns bytes into four c
 complete head), ``on_body``, ``on_message_complete`` and ``protocol_error``. Everything else lives here
 once: the ASGI scope, the request queue (pipelined requests wait behind the running one and are answered
 in order), keep-alive and header deadlines (checked by the server's tick, so no timer per request), the
-order of a refusal (after the responses already owed, then close), and direct api calls (``start_call``:
-no scope, no task per call, one write; ``runner.py`` steps them).
+order of a refusal (after the responses already owed, then close). Running the requests (direct api
+calls, ASGI cycles on the runner or their own task) and writing responses is the base class's
+(``calls.Calls``).
 
 The connection's reading side is one ``Phase``:
 
@@ -13,52 +14,36 @@ The connection's reading side is one ``Phase``:
     BODY --next request's first byte (pipelined)--> HEAD
     any --Connection: close / HTTP/1.0 / protocol error--> CLOSING (a refusal, if any, goes out last)
     HEAD --websocket handshake--> UPGRADED;  any --peer gone--> CLOSED
-
-Whole responses are coalesced per loop pass (``HTTPProtocol.emit``): the first of a pass is written at
-once, the others made ready in the same pass together when it ends, so the kernel's send path runs back
-to back (measured: about 1 µs less system time per request at 64 connections, no wait for a lone client).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-from asyncio import CancelledError, current_task
-from asyncio.tasks import _enter_task, _leave_task
+from asyncio import current_task
 from collections import deque
 from contextvars import copy_context
-from time import monotonic
 from typing import cast
 
-from ..types import Answer, Headers
+from ..types import Headers
+from .calls import Calls
 from .cycle import RequestCycle
 from .exchange import APICall, Exchange, log_access
 from .flow_control import HIGH_WATER, FlowControl
-from .runner import UNSTARTED, Runner
+from .runner import Runner
 from .scopes import http_scope
-from .state import ServerState, split_target, target_cache
+from .state import BODY, CLOSED, CLOSING, HEAD, IDLE, UPGRADED, Phase, ServerState, split_target, target_cache
 from .websocket import WebSocketSession, open_session, wants_websocket
-from .wire import LENGTHS, METHODS, OK_PREFIX, ProtocolError, api_head, error_response, request_framing
+from .wire import (
+    METHODS,
+    ProtocolError,
+    error_response,
+    request_framing,
+)
 
 __all__ = ["HTTPProtocol", "Phase", "ServerState", "split_target"]
 
 
-class Phase(enum.IntEnum):
-    """Where a connection's reading side is (see the module docstring); from CLOSING on, nothing is read."""
-
-    IDLE = 0  # between requests: the keep-alive deadline runs
-    HEAD = 1  # a head is arriving: the header deadline runs
-    BODY = 2  # a head was read: its body is arriving, or its response is owed
-    CLOSING = 3  # nothing more is read; the connection closes once what is owed is written
-    UPGRADED = 4  # a websocket session reads the bytes
-    CLOSED = 5  # the peer is gone
-
-
-# The phase is kept as a plain int: comparing IntEnum members costs three times as much, on every request.
-IDLE, HEAD, BODY, CLOSING, UPGRADED, CLOSED = (int(p) for p in Phase)
-
-
-class HTTPProtocol(asyncio.Protocol):
+class HTTPProtocol(Calls):
     """The parser-independent part of a connection; adapters add ``data_received``."""
 
     def __init__(self, server: ServerState) -> None:
@@ -172,7 +157,7 @@ class HTTPProtocol(asyncio.Protocol):
                 self.spare = None
                 call.reuse(handler, headers, target, keep_alive, version == "1.0")
             else:
-                call = APICall(handler, headers, target, keep_alive, version == "1.0")
+                call = APICall(self, handler, headers, target, keep_alive, version == "1.0")
             c = call
         else:
             scope = http_scope(
@@ -184,15 +169,14 @@ class HTTPProtocol(asyncio.Protocol):
         self.parsing = c
         if self.current is None:
             self.current = c
-            if not c.direct:
-                self._start_cycle(c)  # type: ignore[arg-type]
+            if not c.direct and length:
+                # Started now: its app reads the body as it comes. One without a body is started by
+                # ``on_message_complete``, which follows at once, as the runner's task (``run_cycle``).
+                self.start_cycle(c)  # type: ignore[arg-type]
         else:
             self.pipeline.append(c)
             self.flow.pause_reading()
         return length
-
-    def _start_cycle(self, c: RequestCycle) -> None:
-        c.task = self.context.run(self.loop.create_task, c.run())
 
     def open_websocket(
         self, version: str, path: str, raw_path: bytes, query: bytes, headers: Headers
@@ -231,8 +215,11 @@ class HTTPProtocol(asyncio.Protocol):
         if not c.keep_alive:
             # Connection: close, HTTP/1.0 or an upgrade: nothing after this request is read.
             self.stop_reading()
-        if c.direct and c is self.current:
-            self.start_call(c)  # type: ignore[arg-type]
+        if c is self.current:
+            if c.direct:
+                self.start_call(c)  # type: ignore[arg-type]
+            elif c.task is None:
+                self.run_cycle(c)  # type: ignore[arg-type]
 
     def stop_reading(self) -> None:
         """Parse nothing more on this connection."""
@@ -290,7 +277,10 @@ class HTTPProtocol(asyncio.Protocol):
             if not self.pipeline and self.phase < CLOSING:
                 self.flow.resume_reading()
             if not nxt.direct:
-                self._start_cycle(nxt)  # type: ignore[arg-type]
+                if nxt.body_done and current_task(self.loop) is None:
+                    self.run_cycle(nxt)  # type: ignore[arg-type]
+                else:
+                    self.start_cycle(nxt)  # type: ignore[arg-type]
             elif nxt.body_done:
                 self.start_call(nxt, current_task(self.loop) is None)  # type: ignore[arg-type]
             return
@@ -308,123 +298,6 @@ class HTTPProtocol(asyncio.Protocol):
             if phase < CLOSING:
                 self.phase = IDLE
             self.deadline = server.now + server.keep_alive_timeout
-
-    # -- direct api calls (see ``types.DirectHandler``) ----------------------------------------------
-
-    def start_call(self, c: APICall, eager: bool = True) -> None:
-        """Answer ``c`` (current, body complete) through its handler's ``start`` and ``finish``.
-
-        An async api's own coroutine takes its first step right here, as the connection's runner task
-        (``runner.py``); a call that suspends is carried on by the runner.
-        """
-        chunks = c.chunks
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        runner = self.runner
-        if runner is None:
-            runner = self.runner = Runner(self.loop, self.finish_call)
-            runner.stopping = self.phase >= CLOSING
-        task = runner.task
-        if task is None or task.done():
-            task = runner.start()
-        c.t0 = t0 = monotonic()
-        started = c.handler.start(c.headers, body, task, t0)
-        if len(started) == 4:
-            self.send_answer(c, started)
-            return
-        coro, own = started
-        c.own = own
-        c.task = task
-        ctx = self.context.copy()
-        if not (own and eager):
-            # Not the api's own coroutine (a sync api's thread, a batch, a form), which would suspend at
-            # once anyway: started here, it wakes a thread that then waits for the GIL while the loop
-            # parses (measured: 25 times the context switches). Or we are inside a task already (the
-            # runner's previous call, or an ASGI request before this pipelined one: ``eager`` is false).
-            runner.hand(c, coro, ctx, UNSTARTED)
-            return
-        # The first step, as the runner's task (see runner.py); taken here, it costs no call of its own.
-        loop = self.loop
-        _enter_task(loop, task)
-        try:
-            waiting = ctx.run(coro.send, None)
-        except StopIteration as stop:
-            result, error = stop.value, None
-        except (Exception, CancelledError) as exc:
-            result, error = None, exc
-        else:
-            runner.hand(c, coro, ctx, waiting)
-            return
-        finally:
-            _leave_task(loop, task)
-        self.send_answer(c, c.handler.finish(task, t0, True, result, error))
-
-    def finish_call(self, c: APICall, result: object, error: BaseException | None) -> None:
-        """The runner carried the call for ``c`` to its end, with ``result`` or ``error``: answer it."""
-        self.send_answer(c, c.handler.finish(c.task, c.t0, c.own, result, error))
-
-    def send_answer(self, c: APICall, answer: Answer | None) -> None:
-        """Write a whole api answer, head and body in one write; None cuts the connection (cancelled)."""
-        if answer is None:
-            c.finished = True
-            self.close()
-            return
-        if c.disconnected:
-            return
-        status, ctype, out, extra = answer
-        server = self.server
-        keep_alive = c.keep_alive and not server.draining
-        c.status = status
-        c.finished = True
-        c.sent = size = len(out)
-        prefix = (
-            OK_PREFIX.get(ctype) if status == 200 and extra is None and keep_alive and not c.http10 else None
-        )
-        if prefix is not None:
-            length = LENGTHS[size] if size < 2048 else b"%d\r\n" % size
-            data = b"".join((prefix, length, server.head_end, out))
-        else:
-            data = api_head(status, ctype, size, extra, server.defaults, keep_alive, c.http10) + out
-        self.emit(data)
-        self.response_complete(c, keep_alive)
-        self.spare = c  # nothing refers to it any more: the next api call on this connection reuses it
-
-    # -- output --------------------------------------------------------------------------------------
-
-    def emit(self, data: bytes) -> None:
-        """Write a whole response: at once if it is the first of this loop pass, else when the pass ends.
-
-        (The module's docstring says why.) ``write`` and ``close`` flush what is held first, and an ASGI
-        request's task does before it runs, so responses keep their order.
-        """
-        if self.out is not None:
-            self.out.append(data)  # a list: a pipelined burst must not be copied over and over
-            return
-        server = self.server
-        if server.pass_open:
-            self.out = [data]
-            server.held.append(self)
-        else:
-            server.pass_open = True
-            self.loop.call_soon(server.flush)
-            self.transport.write(data)
-
-    def write(self, data: bytes) -> None:
-        """Write ``data`` now, after any responses held for the end of the loop pass."""
-        self.flush()
-        self.transport.write(data)
-
-    def close(self) -> None:
-        """Close once everything owed is written (held responses included)."""
-        self.flush()
-        self.transport.close()
-
-    def flush(self) -> None:
-        """Write the responses held for the end of the loop pass."""
-        out = self.out
-        if out is not None:
-            self.out = None
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     # -- called by the server ------------------------------------------------------------------------
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from ..types import DirectHandler, Headers
-from .state import split_target
+from .flow_control import FlowControl
+from .state import ServerState, split_target
+from .wire import ResponseHead, response_head
 
 __all__ = ["APICall", "Exchange", "log_access"]
 
@@ -27,6 +30,7 @@ class Exchange:
         "http10",
         "keep_alive",
         "received",
+        "resumes",
         "sent",
         "status",
         "task",
@@ -47,6 +51,7 @@ class Exchange:
         self.status = 0
         self.sent = 0
         self.task: asyncio.Task[None] | None = None  # the task running it
+        self.resumes = 0  # returns from the event loop, counted by the runner (``runner._carry``)
 
     def wake(self) -> None:
         """Wake a ``receive`` waiting for body or disconnect."""
@@ -66,21 +71,82 @@ class Exchange:
         raise NotImplementedError
 
 
-class APICall(Exchange):
-    """A ``POST`` to an api answered without ASGI: the request head the handler needs, and the call's state."""
+class Output(Protocol):
+    """The part of a connection a streamed api answer writes to."""
 
-    __slots__ = ("handler", "headers", "own", "t0", "target")
+    server: ServerState
+    transport: asyncio.Transport
+    flow: FlowControl
+
+    def write(self, data: bytes) -> None:
+        """Write now, after any responses held for the end of the loop pass."""
+
+
+class APICall(Exchange):
+    """A ``POST`` to an api answered without ASGI: the request head the handler needs, and the call's state.
+
+    A streaming api's call is also its ``types.ChunkWriter``: ``head`` is set once its response began.
+    """
+
+    __slots__ = ("handler", "head", "headers", "out", "own", "t0", "target")
 
     def __init__(
-        self, handler: DirectHandler, headers: Headers, target: bytes, keep_alive: bool, http10: bool
+        self,
+        out: Output,
+        handler: DirectHandler,
+        headers: Headers,
+        target: bytes,
+        keep_alive: bool,
+        http10: bool,
     ) -> None:
         super().__init__(keep_alive, http10)
         self.direct = True
+        self.out = out
         self.handler = handler
         self.headers = headers  # the request's header fields
         self.target = target  # for the access log
         self.t0 = 0.0
         self.own = False  # its coroutine is the api's own (see ``types.Started``)
+        self.head: ResponseHead | None = None  # a stream's response head, once written
+
+    # -- types.ChunkWriter, for streaming apis ----------------------------------------------------------
+
+    def begin(self, content_type: bytes, first: bytes) -> None:
+        """Write the head of a 200 streamed response (chunked; HTTP/1.0: until close) with ``first``."""
+        out = self.out
+        server = out.server
+        head = self.head = response_head(
+            200,
+            ((b"content-type", content_type),),
+            server.defaults,
+            self.keep_alive and not server.draining,
+            self.http10,
+            False,
+            -1,
+        )
+        self.status = 200
+        if not first:
+            out.write(head.data)
+        elif head.chunked:
+            out.write(b"%s%x\r\n%s\r\n" % (head.data, len(first), first))
+            self.sent = len(first)
+        else:
+            out.write(head.data + first)
+            self.sent = len(first)
+
+    def piece(self, data: bytes) -> bool:
+        """Write one more piece of the body; True when the writer must ``drain`` first."""
+        out = self.out
+        if data and not self.disconnected:
+            head = self.head
+            assert head is not None
+            out.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if head.chunked else data)
+            self.sent += len(data)
+        return out.flow.write_paused
+
+    async def drain(self) -> None:
+        """Wait until the transport takes more (or the client is gone)."""
+        await self.out.flow.drain()
 
     def describe(self) -> tuple[str, str, bytes, str]:
         """``(method, path, query, HTTP version)``, for the access log."""
@@ -99,7 +165,7 @@ class APICall(Exchange):
         self.http10 = http10
         self.buffered = self.received = 0
         self.body_done = self.finished = False
-        self.task = None
+        self.task = None  # (``head`` is None here: a stream's call is reused only once it ended)
 
 
 def log_access(client: tuple[str, int] | None, c: Exchange) -> None:

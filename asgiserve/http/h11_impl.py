@@ -9,8 +9,9 @@ module's, and the response is written by the shared cycle.
 from __future__ import annotations
 
 from .chunked import ChunkedDecoder
-from .connection import CLOSING, HEAD, HTTPProtocol, ServerState
+from .connection import HTTPProtocol
 from .heads import check_method_so_far, has_bad_eol, parse_head
+from .state import CLOSING, HEAD, ServerState
 from .wire import CHUNKED, ProtocolError
 
 __all__ = ["H11Protocol"]

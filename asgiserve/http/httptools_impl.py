@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import httptools
 
-from .connection import CLOSING, HEAD, IDLE, HTTPProtocol, ServerState
+from .connection import HTTPProtocol
+from .state import CLOSING, HEAD, IDLE, ServerState
 from .wire import ProtocolError
 
 __all__ = ["HttpToolsProtocol"]

@@ -4,6 +4,7 @@ connections and the responses held for the end of a loop pass."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from typing import Protocol
 from urllib.parse import unquote
@@ -17,6 +18,28 @@ __all__ = ["Live", "ServerState", "split_target", "target_cache"]
 logger = logging.getLogger("asgiserve")
 # Request targets already split (most requests repeat a few paths), read by the connections first.
 target_cache: dict[bytes, tuple[str, bytes, bytes]] = {}
+
+
+class Phase(enum.IntEnum):
+    """Where a connection's reading side is (see ``connection.py``); from CLOSING on, nothing is read."""
+
+    IDLE = 0  # between requests: the keep-alive deadline runs
+    HEAD = 1  # a head is arriving: the header deadline runs
+    BODY = 2  # a head was read: its body is arriving, or its response is owed
+    CLOSING = 3  # nothing more is read; the connection closes once what is owed is written
+    UPGRADED = 4  # a websocket session reads the bytes
+    CLOSED = 5  # the peer is gone
+
+
+# The phase is kept as a plain int: comparing IntEnum members costs three times as much, on every request.
+IDLE, HEAD, BODY, CLOSING, UPGRADED, CLOSED = (int(p) for p in Phase)
+
+
+class Holding(Protocol):
+    """A connection holding responses for the end of the loop pass."""
+
+    def flush(self) -> None:
+        """Write the responses held for the end of the loop pass."""
 
 
 class Live(Protocol):
@@ -75,7 +98,7 @@ class ServerState:
         # ASGI messages; the behaviour is the same as through ``app(scope, receive, send)``.
         self.direct: dict[str, DirectHandler] = {}
         # Connections holding responses for the end of this loop pass (see ``HTTPProtocol.emit``).
-        self.held: list[Live] = []
+        self.held: list[Holding] = []
         self.pass_open = False
         direct_handler = getattr(app, "direct_handler", None)
         if callable(direct_handler) and not root_path:
