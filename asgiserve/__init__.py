@@ -21,10 +21,12 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
-from .service import api, get_current_service, mount_asgi_app, service
+from . import images
+from .hooks import on_deployment, on_shutdown, on_startup
+from .service import api, asgi_app, get_current_service, mount_asgi_app, service
 
 if TYPE_CHECKING:
-    from .app import ServiceApp, asgi_app
+    from .app import ServiceApp, to_asgi
     from .client import AsyncHTTPClient, SyncHTTPClient
 
 __version__ = "0.1.0"
@@ -47,12 +49,17 @@ __all__ = [
     "api",
     "asgi_app",
     "get_current_service",
+    "images",
     "mount_asgi_app",
+    "on_deployment",
+    "on_shutdown",
+    "on_startup",
     "service",
+    "to_asgi",
 ]
 
 # asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
-_LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "asgi_app": "app"}
+_LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "to_asgi": "app"}
 
 
 def __getattr__(name: str) -> object:

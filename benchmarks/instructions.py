@@ -278,7 +278,9 @@ def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> d
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app = asgiserve.asgi_app(Predict)
+    # Older trees (``--root``) named the builder ``asgi_app``.
+    build = getattr(asgiserve, "to_asgi", None) or asgiserve.asgi_app
+    app = build(Predict)
     shutdown = start_app(app, loop)
     if path == "/livez":
         request = b"GET /livez HTTP/1.1\r\nHost: bench\r\n\r\n"
