@@ -68,7 +68,7 @@ class MountSpec:
     name: str
 
 
-def _add_asgi_middleware(cls: type, middleware_cls: Callable[..., object], **options: object) -> None:
+def _add_asgi_middleware(cls: type, middleware_cls: Callable[..., object], /, **options: object) -> None:
     """Wrap the whole app in ``middleware_cls(app, **options)``; the first added is the outermost."""
     if not callable(middleware_cls):
         raise TypeError(f"add_asgi_middleware needs an ASGI middleware class, got {middleware_cls!r}")
