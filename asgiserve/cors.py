@@ -199,9 +199,10 @@ class CORS:
             if origin is not None:
                 drop |= self.simple_names
                 add += self.simple
-            if named:
+            if named:  # the origin itself, in place of any "*"
                 assert origin is not None
                 drop.add(b"access-control-allow-origin")
+                add = [h for h in add if h[0] != b"access-control-allow-origin"]
                 add.append((b"access-control-allow-origin", origin.encode("latin-1")))
             vary = []
             kept = []
