@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -66,6 +67,12 @@ class Supervisor:
                 logger.exception("worker %d crashed", os.getpid())
             finally:
                 logging.shutdown()
+                # os._exit skips interpreter exit: what the service printed to a pipe or file would be lost.
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (OSError, ValueError):
+                        pass
                 os._exit(code)
         self.pids.add(pid)
         self.born[pid] = time.monotonic()
