@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import images
 from .errors import (
     AsgiserveError,
     BadRequest,
@@ -21,7 +22,6 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
-from . import images
 from .hooks import on_deployment, on_shutdown, on_startup
 from .service import api, asgi_app, get_current_service, mount_asgi_app, service
 
