@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import images
 from .errors import (
     AsgiserveError,
     BadRequest,
@@ -26,6 +25,7 @@ from .hooks import on_deployment, on_shutdown, on_startup
 from .service import api, asgi_app, get_current_service, mount_asgi_app, service
 
 if TYPE_CHECKING:
+    from . import images
     from .app import ServiceApp, to_asgi
     from .client import AsyncHTTPClient, SyncHTTPClient
 
@@ -63,10 +63,12 @@ _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": 
 
 
 def __getattr__(name: str) -> object:
-    """Import the app and client modules on first use."""
+    """Import the app and client modules (and ``asgiserve.images``) on first use."""
+    import importlib
+
+    if name == "images":
+        return importlib.import_module(".images", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'asgiserve' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(f".{module}", __name__), name)

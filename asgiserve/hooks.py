@@ -17,15 +17,11 @@ thread, so that a slow check never stalls requests.
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 __all__ = ["Hooks", "apply_envs", "on_deployment", "on_shutdown", "on_startup", "run_deployment"]
-
-logger = logging.getLogger("asgiserve")
 
 F = TypeVar("F", bound=Callable[..., object])
 _MARK = "__asgiserve_hook__"
@@ -51,15 +47,17 @@ def on_deployment(func: Callable[..., object] | staticmethod[..., object]) -> st
     return func if isinstance(func, staticmethod) else staticmethod(func)
 
 
-@dataclass
 class Hooks:
     """The hooks and probes a service class declares, in the order they run."""
 
-    deployment: list[Callable[[], object]] = field(default_factory=list)
-    startup: list[str] = field(default_factory=list)
-    shutdown: list[str] = field(default_factory=list)
-    is_ready: bool = False
-    is_alive: bool = False
+    __slots__ = ("deployment", "is_alive", "is_ready", "shutdown", "startup")
+
+    def __init__(self, is_ready: bool = False, is_alive: bool = False) -> None:
+        self.deployment: list[Callable[[], object]] = []
+        self.startup: list[str] = []
+        self.shutdown: list[str] = []
+        self.is_ready = is_ready
+        self.is_alive = is_alive
 
     @classmethod
     def of(cls, klass: type) -> Hooks:
@@ -82,7 +80,6 @@ class Hooks:
     async def run_startup(self, instance: object) -> None:
         """Run the startup hooks on ``instance``; the first that raises stops startup."""
         for name in self.startup:
-            logger.debug("Running startup hook %s", name)
             result = getattr(instance, name)()
             if inspect.isawaitable(result):
                 await result
@@ -97,7 +94,9 @@ class Hooks:
                 if inspect.isawaitable(result):
                     await result
             except Exception as exc:
-                logger.exception("shutdown hook %s raised", name)
+                import logging  # only when it is needed: declaring hooks must not load logging
+
+                logging.getLogger("asgiserve").exception("shutdown hook %s raised", name)
                 first = first or exc
         if first is not None:
             raise first
@@ -139,5 +138,4 @@ def run_deployment(klass: type, hooks: Hooks, envs: list[dict[str, str]]) -> Non
     _deployed.add(klass)
     apply_envs(envs)
     for hook in hooks.deployment:
-        logger.debug("Running deployment hook %s", getattr(hook, "__name__", hook))
         hook()

@@ -9,7 +9,6 @@ server's TLS settings). The rest are kept in ``ServiceSpec.config`` and named on
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Callable
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["ServiceOptions", "ServiceSpec", "TrafficOptions", "check_positive", "join_paths", "make_spec"]
 
 ROUTE_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
-logger = logging.getLogger("asgiserve")
 # BentoML's @service keywords, then the keys of its ServiceConfig.
 _BENTOML_KEYWORDS = frozenset(
     {"name", "image", "description", "path_prefix", "envs", "labels", "cmd", "service_class"}
@@ -224,7 +222,9 @@ def make_spec(cls: type, config: ServiceOptions) -> ServiceSpec:
     http_unused = sorted(k for k in (config.get("http") or {}) if k not in ("host", "port", "cors"))
     spec.ignored += [f"http.{k}" for k in http_unused]
     if spec.ignored:
-        logger.debug(
+        import logging  # here: ``import asgiserve`` does not load logging
+
+        logging.getLogger("asgiserve").debug(
             "service %s: accepted, not acted on by asgiserve: %s", spec.name, ", ".join(spec.ignored)
         )
     return spec
