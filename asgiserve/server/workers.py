@@ -56,6 +56,7 @@ class Supervisor:
 
     def spawn(self) -> None:
         """Fork one worker."""
+        _flush_std()  # else the child inherits what is buffered, and prints it again
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -67,12 +68,7 @@ class Supervisor:
                 logger.exception("worker %d crashed", os.getpid())
             finally:
                 logging.shutdown()
-                # os._exit skips interpreter exit: what the service printed to a pipe or file would be lost.
-                for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except (OSError, ValueError):
-                        pass
+                _flush_std()  # os._exit skips it: what the service printed to a pipe or file would be lost
                 os._exit(code)
         self.pids.add(pid)
         self.born[pid] = time.monotonic()
@@ -149,6 +145,14 @@ class Supervisor:
             if block:
                 break
         return done
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or gone: nothing to keep
+            pass
 
 
 def _kill(pid: int, sig: int) -> None:
