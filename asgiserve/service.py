@@ -61,7 +61,7 @@ class APISpec:
 
 @dataclass(frozen=True)
 class MountSpec:
-    """One ``@mount_asgi_app`` declaration: an ASGI app served under ``path``."""
+    """One ``@asgi_app`` declaration: an ASGI app served under ``path``."""
 
     app: Callable[..., Awaitable[object]]
     path: str
@@ -228,7 +228,7 @@ def get_apis(cls: type) -> list[tuple[str, Callable[..., object], APISpec]]:
 
 
 def get_mounts(cls: type) -> list[MountSpec]:
-    """Every ``@mount_asgi_app`` of ``cls`` and its bases."""
+    """Every ``@asgi_app`` of ``cls`` and its bases."""
     out: list[MountSpec] = []
     for klass in reversed(cls.__mro__):
         out.extend(klass.__dict__.get(_MOUNTS_ATTR, ()))
