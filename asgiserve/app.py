@@ -116,8 +116,7 @@ class ServiceApp:
         if (prefix or "/") not in mount_paths:  # a mount at the prefix's root serves that page's place
             infra[join_paths(prefix, "/")] = self._docs_page
         for path, handler in infra.items():
-            if path not in router.routes:  # an api's own route wins over an infra one it shadows
-                router.add_route(path, ("GET", "HEAD"), handler)
+            router.add_route(path, ("GET", "HEAD"), handler)
         # Declared with a loose type, so that any framework's app passes: it is an ASGI 3 callable.
         mounts = [
             router.add_mount(path, cast(ASGIApp, m.app), m.name)
