@@ -21,10 +21,12 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
-from .service import api, get_current_service, mount_asgi_app, service
+from .hooks import on_deployment, on_shutdown, on_startup
+from .service import api, asgi_app, get_current_service, mount_asgi_app, service
 
 if TYPE_CHECKING:
-    from .app import ServiceApp, asgi_app
+    from . import images
+    from .app import ServiceApp, to_asgi
     from .client import AsyncHTTPClient, SyncHTTPClient
 
 __version__ = "0.1.0"
@@ -47,19 +49,26 @@ __all__ = [
     "api",
     "asgi_app",
     "get_current_service",
+    "images",
     "mount_asgi_app",
+    "on_deployment",
+    "on_shutdown",
+    "on_startup",
     "service",
+    "to_asgi",
 ]
 
 # asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
-_LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "asgi_app": "app"}
+_LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "to_asgi": "app"}
 
 
 def __getattr__(name: str) -> object:
-    """Import the app and client modules on first use."""
+    """Import the app and client modules (and ``asgiserve.images``) on first use."""
+    import importlib
+
+    if name == "images":
+        return importlib.import_module(".images", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'asgiserve' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(f".{module}", __name__), name)

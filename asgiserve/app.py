@@ -3,6 +3,11 @@
 ``ServiceApp`` is a plain ASGI 3 callable, so any ASGI server can run it. Per request it does one dict
 lookup for the route, a counter check for ``max_concurrency``, and hands off to the api handler or the
 mounted app; everything else (route table, codecs, schema documents) is prepared in ``__init__``.
+
+A service with CORS or ``add_asgi_middleware`` middlewares is a ``WrappedServiceApp``: the same app behind
+those layers (middlewares outermost, the first added first, then CORS), and every request through ASGI so
+that the layers see it. Other services carry no trace of them: the class is chosen when the app is built.
+Lifecycle hooks and probes (``hooks.py``) are looked up once, at build time, the same way.
 """
 
 from __future__ import annotations
@@ -18,17 +23,19 @@ import msgspec
 
 from .codec import JSON_CT, TEXT_CT
 from .handlers import APIHandler
+from .hooks import Hooks, probe, run_deployment
 from .limits import DEFAULT_LIMITS
 from .metrics import Metrics
 from .mount import MountedApps, merge_openapi
+from .options import join_paths
 from .responses import error_body, send_body, send_error
 from .routing import Handler, Mount, Router
-from .schema import docs_page, openapi, service_schema
+from .schema import INFRA_PATHS, docs_page, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
 from .traffic import Gate
 from .types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ServiceApp", "asgi_app"]
+__all__ = ["ServiceApp", "WrappedServiceApp", "to_asgi"]
 
 logger = logging.getLogger("asgiserve")
 
@@ -39,6 +46,13 @@ _HTML_CT = b"text/html; charset=utf-8"
 
 class ServiceApp:
     """The ASGI app serving one ``@service`` class: its apis, infra routes and mounted apps."""
+
+    def __new__(cls, svc: type, **options: object) -> ServiceApp:
+        """A ``WrappedServiceApp`` when the service has CORS or middlewares, else a plain one."""
+        spec = get_spec(svc)
+        if cls is ServiceApp and (spec.cors is not None or spec.middlewares):
+            cls = WrappedServiceApp
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -57,6 +71,8 @@ class ServiceApp:
         if max_body_size is None:
             max_body_size = int(os.environ.get("ASGISERVE_MAX_BODY_SIZE", DEFAULT_LIMITS.max_body_size))
         self.instance: object = None
+        self.hooks = hooks = Hooks.of(cls)
+        prefix = spec.path_prefix
         self.metrics = Metrics(spec.name)
         # The body limit is the gate's too, so that it holds under any ASGI server, not only asgiserve's own.
         self.gate = gate = Gate(
@@ -77,29 +93,48 @@ class ServiceApp:
         ]
         self.router = router = Router()
         for h in self.handlers:
+            if prefix:
+                h.route = join_paths(prefix, h.route)
             router.add_route(h.route, ("POST",), h)
+        livez = self._livez_checked if hooks.is_alive else self._livez
+        readyz = self._readyz_checked if hooks.is_ready else self._readyz
+        # BentoML's places: the path prefix before every infra route but /schema.json, which its clients
+        # read at the root.
         infra: dict[str, Handler] = {
-            "/livez": self._livez,
-            "/healthz": self._livez,
-            "/readyz": self._readyz,
-            "/metrics": self._metrics,
+            prefix + "/livez": livez,
+            prefix + "/healthz": livez,
+            prefix + "/readyz": readyz,
+            prefix + "/metrics": self._metrics,
             "/schema.json": self._schema_json,
-            "/docs.json": self._docs_json,
+            prefix + "/docs.json": self._docs_json,
         }
+        # ``endpoints`` names where the probes are; they stay at their usual places too.
+        infra.setdefault(spec.livez, livez)
+        infra.setdefault(spec.readyz, readyz)
         self.mount_specs = get_mounts(cls)
-        if not any(m.path == "/" for m in self.mount_specs):
-            infra["/"] = self._docs_page
+        mount_paths = [join_paths(prefix, m.path).rstrip("/") or "/" for m in self.mount_specs]
+        if (prefix or "/") not in mount_paths:  # a mount at the prefix's root serves that page's place
+            infra[join_paths(prefix, "/")] = self._docs_page
         for path, handler in infra.items():
             router.add_route(path, ("GET", "HEAD"), handler)
         # Declared with a loose type, so that any framework's app passes: it is an ASGI 3 callable.
-        mounts = [router.add_mount(m.path, cast(ASGIApp, m.app), m.name) for m in self.mount_specs]
+        mounts = [
+            router.add_mount(path, cast(ASGIApp, m.app), m.name)
+            for path, m in zip(mount_paths, self.mount_specs)
+        ]
         for mount in mounts:
             mount.handler = self._mount_caller(mount)
         self.mounted = MountedApps(cls, mounts)
         self.routes = router.routes
 
-        self.schema = service_schema(self.name, self.handlers, [(m.path, m.name) for m in self.mount_specs])
-        self.openapi = merge_openapi(openapi(self.name, cls.__doc__, self.handlers), mounts)
+        self.schema = service_schema(self.name, self.handlers, [(m.prefix or "/", m.name) for m in mounts])
+        description = spec.description if spec.description is not None else cls.__doc__
+        if description:
+            self.schema["description"] = description.strip()
+        doc = openapi(self.name, description, self.handlers)
+        if prefix or (spec.livez, spec.readyz) != ("/livez", "/readyz"):
+            doc["paths"] = _moved_infra(doc["paths"], prefix, spec.livez, spec.readyz)
+        self.openapi = merge_openapi(doc, mounts)
         self._schema_bytes = msgspec.json.encode(self.schema)
         self._docs_bytes = msgspec.json.encode(self.openapi)
         self._page_bytes = docs_page(self.name, self.schema)
@@ -207,6 +242,31 @@ class ServiceApp:
         else:
             await send_body(send, 200, _OK, TEXT_CT)
 
+    async def _readyz_checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gate = self.gate
+        if not gate.ready or gate.draining:
+            await self._readyz(scope, receive, send)
+        elif not await self._probe("__is_ready__"):
+            message = "Service is not ready because .__is_ready__() returns False."
+            await send_body(send, 503, error_body(message), JSON_CT)
+        else:
+            await send_body(send, 200, _OK, TEXT_CT)
+
+    async def _livez_checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Before ``__init__`` has run there is nothing to ask: the process is up.
+        if self.instance is not None and not await self._probe("__is_alive__"):
+            message = "Service is dead because .__is_alive__() returns False."
+            await send_body(send, 503, error_body(message), JSON_CT)
+        else:
+            await send_body(send, 200, _OK, TEXT_CT)
+
+    async def _probe(self, name: str) -> bool:
+        try:
+            return await probe(self.instance, name)
+        except Exception:
+            logger.exception("%s.%s raised", self.name, name)
+            return False
+
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_body(send, 200, self.metrics.render(), _METRICS_CT)
 
@@ -221,25 +281,36 @@ class ServiceApp:
 
     # -- lifespan -------------------------------------------------------------------------------------
 
+    def deploy(self) -> None:
+        """Set the service's ``envs`` and run its deployment hooks, unless done already in this process
+        (the CLI calls this in the parent, before workers fork)."""
+        run_deployment(self.cls, self.hooks, self.spec.envs)
+
     async def startup(self) -> None:
-        """Create the service instance (once per worker) and start mounted apps."""
+        """Create the service instance (once per worker), run its startup hooks and start mounted apps."""
         self.gate.deadlines.start(asyncio.get_running_loop())
+        self.deploy()
         instance = self.cls()
         _set_current(instance)
         for h in self.handlers:
             h.bind(instance)
-        await self.mounted.startup()
         self.instance = instance
+        await self.hooks.run_startup(instance)
+        await self.mounted.startup()
         self.gate.open()
 
     async def shutdown(self) -> None:
-        """Stop accepting work, stop mounted apps and release the thread pool."""
+        """Stop accepting work, stop mounted apps, run the shutdown hooks and release the thread pool."""
         self.gate.drain()
         self.gate.deadlines.stop()
         try:
             await self.mounted.shutdown()
         finally:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+            try:
+                if self.instance is not None and self.hooks.shutdown:
+                    await self.hooks.run_shutdown(self.instance)
+            finally:
+                self.executor.shutdown(wait=False, cancel_futures=True)
 
     def start_draining(self) -> None:
         """Turn ``/readyz`` to 503 (the server is stopping)."""
@@ -266,7 +337,45 @@ class ServiceApp:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def asgi_app(
+class WrappedServiceApp(ServiceApp):
+    """A service's app behind its CORS layer and ``add_asgi_middleware`` middlewares."""
+
+    def __init__(self, cls: type, **options: object) -> None:
+        super().__init__(cls, **options)  # type: ignore[arg-type]
+        inner: ASGIApp = super().__call__
+        app = inner
+        if self.spec.cors is not None:
+            from .cors import CORS
+
+            app = CORS(app, **self.spec.cors)  # type: ignore[arg-type]
+        for middleware, kwargs in reversed(self.spec.middlewares):
+            app = cast(ASGIApp, middleware(app, **kwargs))
+        self.stack = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI 3 entry point: through the layers."""
+        await self.stack(scope, receive, send)
+
+    def direct_handler(self, path: str) -> APIHandler | None:
+        """None: every request goes through the layers."""
+        return None
+
+
+def _moved_infra(paths: dict[str, object], prefix: str, livez: str, readyz: str) -> dict[str, object]:
+    """OpenAPI ``paths`` with the infra routes at their prefixed or configured places."""
+    moved = {"/livez": livez, "/readyz": readyz}
+    out: dict[str, object] = {}
+    for path, item in paths.items():
+        if path in INFRA_PATHS and path != "/schema.json":
+            out[join_paths(prefix, path)] = item
+            if path in moved and moved[path] != join_paths(prefix, path):
+                out[moved[path]] = item
+        else:
+            out[path] = item
+    return out
+
+
+def to_asgi(
     cls: type,
     *,
     api_token: str | None = None,

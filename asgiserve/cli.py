@@ -89,6 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImportError, ValueError) as exc:
         log.error("Could not load %r: %s", config.target, exc)
         return 1
+    _service_defaults(config, app, sys.argv[1:] if argv is None else argv)
+    deploy = getattr(app, "deploy", None)
+    if callable(deploy):
+        try:  # once, in this process, before any worker forks
+            deploy()
+        except Exception as exc:
+            log.exception("Deployment of %r failed: %s", config.target, exc)
+            return 3
     from .server.server import bind_socket, run_server
     from .server.workers import Supervisor
 
@@ -106,6 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _exit_past_stuck_threads(code)
         return code
     return Supervisor(config, app, sock, workers).run()
+
+
+def _service_defaults(config: Config, app: object, argv: Sequence[str]) -> None:
+    """The service's ``http.host`` / ``http.port`` stand in for flags and variables not given."""
+    spec = getattr(app, "spec", None)
+    for name in ("host", "port"):
+        value = getattr(spec, name, None)
+        flag = "--" + name
+        given = _env(name) is not None or any(a == flag or a.startswith(flag + "=") for a in argv)
+        if value is not None and not given:
+            setattr(config, name, value)
 
 
 def _exit_past_stuck_threads(code: int, grace: float = 2.0) -> None:

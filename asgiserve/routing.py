@@ -18,7 +18,7 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[object]]
 
 
 async def _no_handler(scope: Scope, receive: Receive, send: Send) -> None:
-    raise RuntimeError("this mount has no handler: build the app with asgiserve.asgi_app")
+    raise RuntimeError("this mount has no handler: build the app with asgiserve.to_asgi")
 
 
 class Route:

@@ -1,30 +1,36 @@
-"""Declarations: ``service``, ``api``, ``mount_asgi_app`` and ``get_current_service``.
+"""Declarations: ``service``, ``api``, ``asgi_app`` (``mount_asgi_app``) and ``get_current_service``.
 
 Decorators only record metadata; nothing here touches the network or builds codecs. A decorated class stays
 the same class object (so it can be instantiated and type-annotated as usual) with a ``ServiceSpec`` attached
-under ``__asgiserve_service__``; a decorated method stays the same function with an ``APISpec`` attached.
-The ASGI app is built from that metadata once, by ``asgiserve.asgi_app``.
+under ``__asgiserve_service__`` (and BentoML's ``add_asgi_middleware`` as a class method); a decorated method
+stays the same function with an ``APISpec`` attached. The ASGI app is built from that metadata once, by
+``asgiserve.to_asgi``.
+
+``@service`` takes every key BentoML's does; ``options.py`` checks them into the ``ServiceSpec``.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import TypedDict
+from .options import ServiceSpec, check_positive, make_spec
 
+if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from .options import ServiceOptions
 
 __all__ = [
     "APISpec",
     "MountSpec",
     "ServiceSpec",
     "api",
+    "asgi_app",
     "get_current_service",
     "get_spec",
     "mount_asgi_app",
@@ -38,8 +44,6 @@ _SERVICE_ATTR = "__asgiserve_service__"
 _API_ATTR = "__asgiserve_api__"
 _MOUNTS_ATTR = "__asgiserve_mounts__"
 _ROUTE_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
-_SERVICE_KEYS = frozenset({"traffic", "threads", "workers", "resources", "name", "envs", "image", "logging"})
-_TRAFFIC_KEYS = frozenset({"timeout", "max_concurrency", "concurrency", "external_queue"})
 
 
 @dataclass(frozen=True)
@@ -57,82 +61,18 @@ class APISpec:
 
 @dataclass(frozen=True)
 class MountSpec:
-    """One ``@mount_asgi_app`` declaration: an ASGI app served under ``path``."""
+    """One ``@asgi_app`` declaration: an ASGI app served under ``path``."""
 
     app: Callable[..., Awaitable[object]]
     path: str
     name: str
 
 
-@dataclass
-class ServiceSpec:
-    """Validated configuration of a service class."""
-
-    name: str
-    timeout: float = 60.0
-    max_concurrency: int | None = None
-    threads: int = 1
-    workers: int = 1
-    resources: dict[str, object] = field(default_factory=dict)
-    config: dict[str, object] = field(default_factory=dict)
-
-
-# Seen by type checkers only: building TypedDict classes would add to the cost of ``import asgiserve``.
-if TYPE_CHECKING:
-
-    class TrafficOptions(TypedDict, total=False):
-        """The ``traffic`` option of ``@service``."""
-
-        timeout: float
-        max_concurrency: int
-        concurrency: int
-        external_queue: bool
-
-    class ServiceOptions(TypedDict, total=False):
-        """The keyword options of ``@service`` (BentoML's; ``envs``, ``image`` and ``logging`` are kept, unused)."""
-
-        traffic: TrafficOptions
-        threads: int
-        workers: int
-        resources: Mapping[str, object]
-        name: str
-        envs: object
-        image: object
-        logging: object
-
-
-def _check_positive(what: str, value: object, *, allow_float: bool = False) -> None:
-    kinds = (int, float) if allow_float else (int,)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-        kind = "number" if allow_float else "integer"
-        raise ValueError(f"{what} must be a positive {kind}, got {value!r}")
-
-
-def _make_spec(cls: type, config: ServiceOptions) -> ServiceSpec:
-    unknown = set(config) - _SERVICE_KEYS
-    if unknown:
-        raise TypeError(f"@service got unknown option(s) {sorted(unknown)}; known: {sorted(_SERVICE_KEYS)}")
-    traffic = config.get("traffic") or {}
-    if not isinstance(traffic, dict):
-        raise TypeError(f"traffic must be a dict, got {type(traffic).__name__}")
-    bad = set(traffic) - _TRAFFIC_KEYS
-    if bad:
-        raise TypeError(f"traffic got unknown key(s) {sorted(bad)}; known: {sorted(_TRAFFIC_KEYS)}")
-    spec = ServiceSpec(name=config.get("name") or cls.__name__, resources=dict(config.get("resources") or {}))
-    spec.config = dict(config)
-    if traffic.get("timeout") is not None:
-        _check_positive("traffic.timeout", traffic["timeout"], allow_float=True)
-        spec.timeout = float(traffic["timeout"])
-    if traffic.get("max_concurrency") is not None:
-        _check_positive("traffic.max_concurrency", traffic["max_concurrency"])
-        spec.max_concurrency = traffic["max_concurrency"]
-    if config.get("threads") is not None:
-        _check_positive("threads", config["threads"])
-        spec.threads = config["threads"]
-    if config.get("workers") is not None:
-        _check_positive("workers", config["workers"])
-        spec.workers = config["workers"]
-    return spec
+def _add_asgi_middleware(cls: type, middleware_cls: Callable[..., object], /, **options: object) -> None:
+    """Wrap the whole app in ``middleware_cls(app, **options)``; the first added is the outermost."""
+    if not callable(middleware_cls):
+        raise TypeError(f"add_asgi_middleware needs an ASGI middleware class, got {middleware_cls!r}")
+    get_spec(cls).middlewares.append((middleware_cls, dict(options)))
 
 
 @overload
@@ -147,7 +87,9 @@ def service(
     def wrap(klass: type[T]) -> type[T]:
         if not inspect.isclass(klass):
             raise TypeError(f"@service decorates a class, got {klass!r}")
-        setattr(klass, _SERVICE_ATTR, _make_spec(klass, config))
+        setattr(klass, _SERVICE_ATTR, make_spec(klass, config))
+        if "add_asgi_middleware" not in klass.__dict__:
+            klass.add_asgi_middleware = classmethod(_add_asgi_middleware)  # type: ignore[attr-defined]
         return klass
 
     if cls is not None:
@@ -196,8 +138,8 @@ def api(
             raise ValueError(f"batch_dim must be an int or a pair of ints >= 0, got {batch_dim!r}")
     elif isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
         raise ValueError(f"batch_dim must be an int >= 0, got {batch_dim!r}")
-    _check_positive("max_batch_size", max_batch_size)
-    _check_positive("max_latency_ms", max_latency_ms, allow_float=True)
+    check_positive("max_batch_size", max_batch_size)
+    check_positive("max_latency_ms", max_latency_ms, allow_float=True)
     if media_type is not None and (not isinstance(media_type, str) or "/" not in media_type):
         raise ValueError(f"media_type must look like 'type/subtype', got {media_type!r}")
 
@@ -228,12 +170,17 @@ def api(
     return wrap
 
 
-def mount_asgi_app(
-    app: Callable[..., Awaitable[object]], *, path: str = "/", name: str | None = None
+def asgi_app(
+    app: Callable[..., Awaitable[object]], path: str = "/", *, name: str | None = None
 ) -> Callable[[type[T]], type[T]]:
-    """Serve an ASGI 3 ``app`` under ``path`` beside the service's apis."""
+    """Serve an ASGI 3 ``app`` under ``path`` beside the service's apis (BentoML's mount decorator)."""
+    if inspect.isclass(app) and hasattr(app, _SERVICE_ATTR):
+        raise TypeError(
+            f"asgi_app(app, path=...) mounts an ASGI app; to build the app serving {app.__name__}, "
+            f"use asgiserve.to_asgi({app.__name__})"
+        )
     if not callable(app):
-        raise TypeError(f"mount_asgi_app needs an ASGI application, got {app!r}")
+        raise TypeError(f"asgi_app needs an ASGI application, got {app!r}")
     if not isinstance(path, str) or not path.startswith("/"):
         raise ValueError(f"mount path must start with '/', got {path!r}")
     norm = path.rstrip("/") or "/"
@@ -249,6 +196,14 @@ def mount_asgi_app(
         return cls
 
     return wrap
+
+
+def mount_asgi_app(
+    app: Callable[..., Awaitable[object]], *, path: str = "/", name: str | None = None
+) -> Callable[[type[T]], type[T]]:
+    """Deprecated alias of ``asgi_app``, as in BentoML (a ``DeprecationWarning``, hidden by default)."""
+    warnings.warn("mount_asgi_app is deprecated: use asgiserve.asgi_app", DeprecationWarning, stacklevel=2)
+    return asgi_app(app, path, name=name)
 
 
 def get_spec(cls: object) -> ServiceSpec:
@@ -273,7 +228,7 @@ def get_apis(cls: type) -> list[tuple[str, Callable[..., object], APISpec]]:
 
 
 def get_mounts(cls: type) -> list[MountSpec]:
-    """Every ``@mount_asgi_app`` of ``cls`` and its bases."""
+    """Every ``@asgi_app`` of ``cls`` and its bases."""
     out: list[MountSpec] = []
     for klass in reversed(cls.__mro__):
         out.extend(klass.__dict__.get(_MOUNTS_ATTR, ()))

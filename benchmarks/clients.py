@@ -35,7 +35,7 @@ class Bench:
         return a + b
 
 
-app = asgiserve.asgi_app(Bench)
+app = asgiserve.to_asgi(Bench)
 
 
 def _free_port() -> int:

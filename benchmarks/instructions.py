@@ -339,7 +339,9 @@ def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> d
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app = asgiserve.asgi_app(service)
+    # Older trees (``--root``) named the builder ``asgi_app``.
+    build = getattr(asgiserve, "to_asgi", None) or asgiserve.asgi_app
+    app = build(service)
     shutdown = start_app(app, loop)
     client = Client(loop, request, expected)
     transport = MemoryTransport(client.on_response, client.on_close)

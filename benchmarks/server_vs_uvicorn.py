@@ -47,7 +47,7 @@ class Bench:
         return text.split(". ")[0]
 
 
-app = asgiserve.asgi_app(Bench)
+app = asgiserve.to_asgi(Bench)
 
 CASES = {
     "POST /predict (async JSON api)": ("/predict", '{"text": "The movie was great. Loved it.", "top_k": 2}'),

@@ -117,4 +117,4 @@ class Summarization:
             yield word + " "
 
 
-app = bentoml.asgi_app(Summarization)
+app = bentoml.to_asgi(Summarization)

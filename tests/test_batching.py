@@ -69,7 +69,7 @@ def test_batchable_needs_one_parameter(runner):
             return a
 
     with pytest.raises(TypeError, match="exactly one parameter"):
-        asgiserve.asgi_app(Bad)
+        asgiserve.to_asgi(Bad)
 
 
 def test_max_latency_counts_from_the_first_time_a_call_is_left_out():

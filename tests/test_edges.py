@@ -64,7 +64,7 @@ def test_body_over_the_limit_is_413(edges):
 
 
 def test_swallowed_timeout_does_not_leak():
-    app = asgiserve.asgi_app(Edges)
+    app = asgiserve.to_asgi(Edges)
     sent: list[dict] = []
 
     async def main() -> None:
@@ -86,7 +86,7 @@ def test_swallowed_timeout_does_not_leak():
 
 
 def test_draining_answers_503_to_apis_but_keeps_probes():
-    app = asgiserve.asgi_app(Edges)
+    app = asgiserve.to_asgi(Edges)
     statuses: dict[str, int] = {}
 
     async def main() -> None:

@@ -19,8 +19,8 @@ from tests.conftest import ROOT
 
 
 def test_building_twice_rewrites_once():
-    first = asgiserve.asgi_app(mount_routing.Frameworks)
-    second = asgiserve.asgi_app(mount_routing.Frameworks)
+    first = asgiserve.to_asgi(mount_routing.Frameworks)
+    second = asgiserve.to_asgi(mount_routing.Frameworks)
     assert first.openapi["paths"] == second.openapi["paths"]
     params = second.openapi["paths"]["/v1/self/{n}"]["get"]["parameters"]
     assert [p["name"] for p in params] == ["n", "shout"]
@@ -40,7 +40,7 @@ def test_same_operation_ids_are_kept_apart():
         def predict(self) -> int:
             return 0
 
-    doc = asgiserve.asgi_app(Clash).openapi
+    doc = asgiserve.to_asgi(Clash).openapi
     validate(doc)
     assert doc["paths"]["/predict"]["post"]["operationId"] == "predict"
     assert doc["paths"]["/inner/predict"]["post"]["operationId"] == "inner_predict"
@@ -48,7 +48,7 @@ def test_same_operation_ids_are_kept_apart():
 
 def test_apps_without_lifespan_are_skipped_with_a_debug_log(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MOUNT_EVENTS", str(tmp_path / "events.txt"))
-    app = asgiserve.asgi_app(mount_lifespan.Lifespans)
+    app = asgiserve.to_asgi(mount_lifespan.Lifespans)
 
     async def cycle() -> None:
         await app.startup()
@@ -65,7 +65,7 @@ def test_apps_without_lifespan_are_skipped_with_a_debug_log(tmp_path, monkeypatc
 
 def test_startup_failure_names_the_mount(monkeypatch, tmp_path):
     monkeypatch.setenv("MOUNT_EVENTS", str(tmp_path / "events.txt"))
-    app = asgiserve.asgi_app(mount_lifespan.BrokenRaw)
+    app = asgiserve.to_asgi(mount_lifespan.BrokenRaw)
     with pytest.raises(
         MountStartupError, match="mounted app 'failing_raw' at /raw failed to start: ValueError: cache"
     ):
@@ -73,7 +73,7 @@ def test_startup_failure_names_the_mount(monkeypatch, tmp_path):
 
 
 def test_parent_root_path_is_extended():
-    app = asgiserve.asgi_app(mount_routing.Boundaries)
+    app = asgiserve.to_asgi(mount_routing.Boundaries)
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -103,7 +103,7 @@ def test_parent_root_path_is_extended():
 def test_fastapi_is_not_imported_for_other_apps():
     code = (
         "import sys, asgiserve, tests.apps.mount_seed_quart as m\n"
-        "app = asgiserve.asgi_app(m.MyService)\n"
+        "app = asgiserve.to_asgi(m.MyService)\n"
         "assert app.openapi['paths'] and 'fastapi' not in sys.modules, sorted(sys.modules)\n"
         "print('ok')\n"
     )

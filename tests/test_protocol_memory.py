@@ -98,7 +98,7 @@ def conn(kind):
 
 @pytest.fixture
 def api(kind):
-    c = connect(kind, asgiserve.asgi_app(Tiny), **LIMITS)  # an app per server: its lifespan ends with it
+    c = connect(kind, asgiserve.to_asgi(Tiny), **LIMITS)  # an app per server: its lifespan ends with it
     yield c
     c.server.close()
 
@@ -537,7 +537,7 @@ ENDINGS = [
     req("/echo", headers="Connection: close\r\n"),
     b"GET /x HTTP/1.1\r\nHost: t\r\nX: \x01\r\n\r\n",
 ]
-STREAMS = {"asgi": (lambda: app, STREAM_PARTS), "api": (lambda: asgiserve.asgi_app(Tiny), API_PARTS)}
+STREAMS = {"asgi": (lambda: app, STREAM_PARTS), "api": (lambda: asgiserve.to_asgi(Tiny), API_PARTS)}
 
 
 def _answers(kind: str, make_app, pieces: list[bytes]) -> tuple[bytes, bool]:

@@ -93,12 +93,12 @@ def test_duplicate_routes_are_refused():
             return "b"
 
     with pytest.raises(ValueError, match="/x"):
-        asgiserve.asgi_app(Dup)
+        asgiserve.to_asgi(Dup)
 
 
 def test_not_a_service():
     with pytest.raises(TypeError, match="not a service"):
-        asgiserve.asgi_app(type("Plain", (), {}))
+        asgiserve.to_asgi(type("Plain", (), {}))
 
 
 def test_get_current_service_after_startup():
@@ -107,7 +107,7 @@ def test_get_current_service_after_startup():
         def __init__(self) -> None:
             self.token = object()
 
-    app = asgiserve.asgi_app(Live)
+    app = asgiserve.to_asgi(Live)
 
     async def boot() -> object:
         await app.startup()

@@ -1,7 +1,7 @@
 """Server configuration: every setting with its default, its flag and its ``ASGISERVE_*`` variable.
 
 ``Config`` is plain data; ``load_app`` turns the ``module:Attr`` target into the ASGI app to serve (a
-``@service`` class becomes ``asgi_app(cls)``, any other ASGI 3 callable is served as is).
+``@service`` class becomes ``to_asgi(cls)``, any other ASGI 3 callable is served as is).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def _is_service(obj: Any) -> bool:
 
 
 def load_app(config: Config) -> tuple[Any, int]:
-    """Import the target; return ``(asgi_app, default_workers)``. Raises ``ImportError``/``ValueError``."""
-    from ..app import asgi_app
+    """Import the target; return ``(app, default_workers)``. Raises ``ImportError``/``ValueError``."""
+    from ..app import to_asgi
     from ..service import get_spec
 
     app_dir = str(Path(config.app_dir).resolve())
@@ -90,7 +90,7 @@ def load_app(config: Config) -> tuple[Any, int]:
             )
         obj = next(iter(found.values()))
     if _is_service(obj):
-        app = asgi_app(
+        app = to_asgi(
             obj,
             api_token=config.api_token,
             allow_private_urls=config.allow_private_urls,

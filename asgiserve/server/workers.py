@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -55,6 +56,7 @@ class Supervisor:
 
     def spawn(self) -> None:
         """Fork one worker."""
+        _flush_std()  # else the child inherits what is buffered, and prints it again
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -66,6 +68,7 @@ class Supervisor:
                 logger.exception("worker %d crashed", os.getpid())
             finally:
                 logging.shutdown()
+                _flush_std()  # os._exit skips it: what the service printed to a pipe or file would be lost
                 os._exit(code)
         self.pids.add(pid)
         self.born[pid] = time.monotonic()
@@ -142,6 +145,14 @@ class Supervisor:
             if block:
                 break
         return done
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or gone: nothing to keep
+            pass
 
 
 def _kill(pid: int, sig: int) -> None:

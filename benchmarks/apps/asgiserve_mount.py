@@ -13,4 +13,4 @@ class MountedFastAPI:
     """Serves nothing of its own: every request under /v1 goes to FastAPI."""
 
 
-app = asgiserve.asgi_app(MountedFastAPI)
+app = asgiserve.to_asgi(MountedFastAPI)

@@ -69,4 +69,4 @@ class Predict:
             yield TOKEN
 
 
-app = asgiserve.asgi_app(Predict)
+app = asgiserve.to_asgi(Predict)

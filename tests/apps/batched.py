@@ -39,4 +39,4 @@ class Batched:
         return self.batches
 
 
-app = asgiserve.asgi_app(Batched)
+app = asgiserve.to_asgi(Batched)

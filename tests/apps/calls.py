@@ -64,4 +64,4 @@ class Calls:
         raise RuntimeError("model fell over")
 
 
-app = asgiserve.asgi_app(Calls)
+app = asgiserve.to_asgi(Calls)

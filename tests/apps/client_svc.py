@@ -139,8 +139,8 @@ class ClientSvc:
         return "slept"
 
 
-app = asgiserve.asgi_app(ClientSvc)
-app_token = asgiserve.asgi_app(ClientSvc, api_token="s3cret")
+app = asgiserve.to_asgi(ClientSvc)
+app_token = asgiserve.to_asgi(ClientSvc, api_token="s3cret")
 
 
 class CountConnections:

@@ -78,5 +78,5 @@ class Edges:
         return len(f)
 
 
-app = asgiserve.asgi_app(Edges, max_body_size=1000)
-token_app = asgiserve.asgi_app(Edges, api_token="s3cret")
+app = asgiserve.to_asgi(Edges, max_body_size=1000)
+token_app = asgiserve.to_asgi(Edges, api_token="s3cret")

@@ -22,7 +22,7 @@ def make() -> asgiserve.ServiceApp:
     """The ASGI app of ``module:Class`` from the environment."""
     module, _, name = os.environ["ASGISERVE_TEST_SERVICE"].partition(":")
     cls = getattr(importlib.import_module(module), name)
-    return asgiserve.asgi_app(cls, api_token=os.environ.get("ASGISERVE_API_TOKEN") or None)
+    return asgiserve.to_asgi(cls, api_token=os.environ.get("ASGISERVE_API_TOKEN") or None)
 
 
 def serve(run_server: Any, runner: str, target: str, *, token: str | None = None, **kw: Any) -> Any:

@@ -62,5 +62,5 @@ class Broken:
 
 Broken = asgiserve.service(Broken)
 
-app = asgiserve.asgi_app(Traffic)
-broken_app = asgiserve.asgi_app(Broken)
+app = asgiserve.to_asgi(Traffic)
+broken_app = asgiserve.to_asgi(Broken)

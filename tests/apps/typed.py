@@ -101,4 +101,4 @@ class Typed:
         raise asgiserve.InvalidArgument(f"n must be even, got {n}")
 
 
-app = asgiserve.asgi_app(Typed)
+app = asgiserve.to_asgi(Typed)

@@ -71,5 +71,5 @@ class Sockets:
         return disconnects
 
 
-app = asgiserve.asgi_app(Sockets)
-token_app = asgiserve.asgi_app(Sockets, api_token="s3cret")
+app = asgiserve.to_asgi(Sockets)
+token_app = asgiserve.to_asgi(Sockets, api_token="s3cret")
