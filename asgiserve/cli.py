@@ -37,6 +37,17 @@ _HELP = {
     "backlog": "listen backlog",
 }
 _TRUE = {"1", "true", "yes", "on"}
+_HELP.update(
+    {
+        "ssl_certfile": "TLS certificate (PEM, chain included): serve https (default: the service's ssl.certfile)",
+        "ssl_keyfile": "TLS private key (PEM; default: in the certificate file)",
+        "ssl_keyfile_password": "password of an encrypted --ssl-keyfile",
+        "ssl_version": "ssl module protocol number for the server context (default 17, PROTOCOL_TLS_SERVER)",
+        "ssl_cert_reqs": "client certificates: 0 not asked (default), 1 optional, 2 required (needs --ssl-ca-certs)",
+        "ssl_ca_certs": "CA bundle (PEM) that client certificates are verified against",
+        "ssl_ciphers": "OpenSSL cipher list for TLS 1.2 and below (default 'TLSv1')",
+    }
+)
 
 
 def _env(name: str) -> str | None:
@@ -56,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
             default = f.default if raw is None else raw.lower() in _TRUE
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_HELP[f.name])
             continue
-        kind = {"int": int, "float": float}.get(str(f.type), str)
+        kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
         default = f.default if raw is None else kind(raw)
         extra = {"choices": ["auto", "httptools", "h11"]} if f.name == "http" else {}
         if f.name == "log_level":
@@ -89,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImportError, ValueError) as exc:
         log.error("Could not load %r: %s", config.target, exc)
         return 1
+    if not _check_tls(config, app):
+        return 1
     from .server.server import bind_socket, run_server
     from .server.workers import Supervisor
 
@@ -106,6 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         _exit_past_stuck_threads(code)
         return code
     return Supervisor(config, app, sock, workers).run()
+
+
+def _check_tls(config: Config, app: object) -> bool:
+    """Take the service's ``ssl`` config into ``config`` and check the TLS settings; log why not."""
+    from .server.tls import resolve_tls
+
+    try:
+        resolve_tls(config, app)
+    except (OSError, ValueError) as exc:
+        logging.getLogger("asgiserve").error("TLS: %s", exc)
+        return False
+    return True
 
 
 def _exit_past_stuck_threads(code: int, grace: float = 2.0) -> None:

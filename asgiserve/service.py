@@ -39,6 +39,7 @@ _API_ATTR = "__asgiserve_api__"
 _MOUNTS_ATTR = "__asgiserve_mounts__"
 _ROUTE_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 _SERVICE_KEYS = frozenset({"traffic", "threads", "workers", "resources", "name", "envs", "image", "logging"})
+_SERVICE_KEYS |= {"ssl"}  # served over https (server/tls.py)
 _TRAFFIC_KEYS = frozenset({"timeout", "max_concurrency", "concurrency", "external_queue"})
 
 

@@ -29,6 +29,7 @@ from .wire import (
     RemoteProtocolError,
     Response,
     ServerDisconnected,
+    TLSError,
     TransportError,
 )
 
@@ -218,6 +219,8 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
             )
         except asyncio.TimeoutError:
             raise ConnectTimeout(f"connecting to {self.host}:{self.port} timed out") from None
+        except _ssl.SSLError as exc:
+            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: {exc}") from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         return conn
