@@ -4,9 +4,8 @@ The flags and their meanings are uvicorn's, so a command line moves between the 
 the service keys are BentoML's (``certfile``, ``keyfile``, ``keyfile_password``, ``version``,
 ``cert_reqs``, ``ca_certs``, ``ciphers``, and ``enabled``). A flag (or its ``ASGISERVE_SSL_*`` variable)
 wins over the service's key; what neither sets takes uvicorn's default. As in BentoML, TLS is on when a
-certificate is given, and ``enabled: True`` without one is an error.
-
-The ``ssl`` module is imported only when TLS is asked for: a plain-HTTP server never loads it.
+certificate is given, and ``enabled: True`` without one is an error. Each setting is checked when the
+CLI starts (``resolve_tls``), so a bad one is one line and exit status 1, never a worker failing later.
 """
 
 from __future__ import annotations
