@@ -162,6 +162,21 @@ def test_websocket_over_tls(served: ServerProc, certs: Certs) -> None:
             assert ws.recv(timeout=10) == "echo:" + word
 
 
+def test_pipelined_requests_over_tls(served: ServerProc, certs: Certs) -> None:
+    body = b'{"text": "piped"}'
+    post = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    burst = (post % (len(body), body)) * 3 + b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ctx = certs.client_context()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(burst)  # one TLS write: four requests, answered in order on one connection
+            got = b""
+            while chunk := tls.recv(65536):
+                got += chunk
+    assert got.count(b"HTTP/1.1 200") == 4, got
+    assert got.count(b"piped") == 3 and got.rstrip().endswith(b"ok"), got
+
+
 def test_plain_http_to_the_tls_port_is_closed(served: ServerProc, certs: Certs) -> None:
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
