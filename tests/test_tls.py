@@ -30,6 +30,17 @@ SERVICE = "tests.apps.tls_svc:TLSSvc"
 ASGI_APP = "tests.apps.tls_svc:app"
 
 
+# Servers started by a test; whatever a failing test left running is killed after it.
+LIVE: list[ServerProc] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_servers() -> Iterator[None]:
+    yield
+    while LIVE:
+        LIVE.pop().stop(signal.SIGKILL)  # a no-op for a server the test stopped itself
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
@@ -47,6 +58,7 @@ def start_https(
         target = ASGI_APP if runner == "uvicorn" else SERVICE
     flags = ["--ssl-certfile", str(certs.server_cert), "--ssl-keyfile", str(certs.server_key), *extra]
     server = start(runner, target, tmp, *flags, ready=False, **kw)  # type: ignore[arg-type]
+    LIVE.append(server)
     wait_https(server, certs.client_context(cert="--ssl-cert-reqs" in extra))
     return server
 
@@ -78,6 +90,7 @@ def stop_clean(server: ServerProc) -> None:
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[ServerProc]:
     """The TLS service on each runner, shared by the tests of this module that only talk to it."""
     server = start_https(request.param, tmp_path_factory.mktemp("served"), certs)
+    LIVE.remove(server)  # it outlives each test; stopped below
     yield server
     stop_clean(server)
 

@@ -19,14 +19,22 @@ import pytest
 import asgiserve
 from asgiserve.errors import TLSError
 
-from .conftest import ROOT, start
-from .test_tls import SERVICE, https_url, start_https, stop_clean, wait_https
+from .conftest import ROOT, ServerProc
+from .conftest import start as start_server
+from .test_tls import LIVE, SERVICE, _no_leftover_servers, https_url, start_https, stop_clean, wait_https  # noqa: F401
 from .tls_certs import KEY_PASSWORD, Certs, make_certs
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def start(runner: str, target: str, tmp: Path, *extra: str, **kw: object) -> ServerProc:
+    """``conftest.start``, killed after the test if it fails before stopping it."""
+    server = start_server(runner, target, tmp, *extra, **kw)  # type: ignore[arg-type]
+    LIVE.append(server)
+    return server
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
