@@ -6,6 +6,7 @@ and a websocket client against each; keep-alive reuse counted; client certificat
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import signal
@@ -13,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +127,21 @@ def test_async_client_over_https_reuses_one_connection(served: ServerProc, certs
     reused = int(re.search(r"reused (\d+)", pool).group(1))  # type: ignore[union-attr]
     assert 1 <= opened <= 8 and opened + reused == 2 + 20 + 8 + 2, pool
     assert "discarded 0, retried 0" in pool, pool
+
+
+def test_async_client_close_ends_its_tls_connections(served: ServerProc, certs: Certs) -> None:
+    async def main() -> None:
+        async with asgiserve.AsyncHTTPClient(https_url(served), verify=certs.ca) as client:
+            assert await asyncio.gather(*(client.add(a=i) for i in range(4))) == list(range(4))
+
+    # A TLS close is a close_notify exchange: the loop that asyncio.run ends right after close() must not
+    # cut it off and leave the sockets to the garbage collector ("unclosed transport").
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaks, leaks
 
 
 def test_httpx_over_https_keep_alive_and_scope(served: ServerProc, certs: Certs) -> None:
