@@ -25,6 +25,7 @@ serve: $(VENV)/.base
 	PYTHONPATH=examples $(PY) -m asgiserve summarizer:Summarization --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.test
+	command -v openssl >/dev/null && command -v curl >/dev/null || (apt-get update -q && apt-get install -y -q openssl curl)
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.test

@@ -37,6 +37,17 @@ _HELP = {
     "backlog": "listen backlog",
 }
 _TRUE = {"1", "true", "yes", "on"}
+_HELP.update(
+    {
+        "ssl_certfile": "TLS certificate (PEM, chain included): serve https (default: the service's ssl.certfile)",
+        "ssl_keyfile": "TLS private key (PEM; default: in the certificate file)",
+        "ssl_keyfile_password": "password of an encrypted --ssl-keyfile",
+        "ssl_version": "ssl module protocol number for the server context (default 17, PROTOCOL_TLS_SERVER)",
+        "ssl_cert_reqs": "client certificates: 0 not asked (default), 1 optional, 2 required (needs --ssl-ca-certs)",
+        "ssl_ca_certs": "CA bundle (PEM) that client certificates are verified against",
+        "ssl_ciphers": "OpenSSL cipher list for TLS 1.2 and below (default 'TLSv1')",
+    }
+)
 
 
 def _env(name: str) -> str | None:
@@ -56,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
             default = f.default if raw is None else raw.lower() in _TRUE
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_HELP[f.name])
             continue
-        kind = {"int": int, "float": float}.get(str(f.type), str)
+        kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
         default = f.default if raw is None else kind(raw)
         extra = {"choices": ["auto", "httptools", "h11"]} if f.name == "http" else {}
         if f.name == "log_level":
@@ -90,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("Could not load %r: %s", config.target, exc)
         return 1
     _service_defaults(config, app, sys.argv[1:] if argv is None else argv)
+    if not _check_tls(config, app):
+        return 1
     deploy = getattr(app, "deploy", None)
     if callable(deploy):
         try:  # once, in this process, before any worker forks
@@ -125,6 +138,18 @@ def _service_defaults(config: Config, app: object, argv: Sequence[str]) -> None:
         given = _env(name) is not None or any(a == flag or a.startswith(flag + "=") for a in argv)
         if value is not None and not given:
             setattr(config, name, value)
+
+
+def _check_tls(config: Config, app: object) -> bool:
+    """Take the service's ``ssl`` config into ``config`` and check the TLS settings; log why not."""
+    from .server.tls import resolve_tls
+
+    try:
+        resolve_tls(config, app)
+    except (OSError, ValueError) as exc:
+        logging.getLogger("asgiserve").error("TLS: %s", exc)
+        return False
+    return True
 
 
 def _exit_past_stuck_threads(code: int, grace: float = 2.0) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "RemoteProtocolError",
     "ServerDisconnected",
     "ServiceUnavailable",
+    "TLSError",
     "Timeout",
     "TooManyRequests",
     "TransportError",
@@ -153,6 +154,11 @@ class TransportError(AsgiserveError, ConnectionError):
 
 class ConnectError(TransportError):
     """The server could not be reached."""
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed (an untrusted certificate, a wrong hostname, no common protocol): a retry
+    cannot help, so a client waiting for the server to be ready raises it at once."""
 
 
 class ConnectTimeout(ConnectError, TimeoutError):

@@ -33,7 +33,7 @@ from asgiserve.client import (
     ServerDisconnected,
     TransportError,
 )
-from asgiserve.errors import AsgiserveError, HTTPError
+from asgiserve.errors import AsgiserveError, HTTPError, TLSError
 from tests.client_helpers import Script, read_request
 
 REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -163,7 +163,7 @@ CASES: list[tuple[str, Callable[[int, socket.socket], None] | None, dict[str, ob
     ("read timeout", silent, {"read_timeout": 0.2}, "request", ReadTimeout),
     ("bad status line", bad_status_line, {}, "request", RemoteProtocolError),
     ("bad chunk size", bad_chunk_size, {}, "request", RemoteProtocolError),
-    ("TLS to a plain server", plain_http, {"ssl_context": _tls()}, "request", ConnectError),
+    ("TLS to a plain server", plain_http, {"ssl_context": _tls()}, "request", TLSError),
     ("TLS broken mid-read", tls_then_garbage, {"ssl_context": _tls()}, "request", RemoteProtocolError),
     ("TLS closed mid-body", tls_close_mid_body, {"ssl_context": _tls()}, "request", ServerDisconnected),
     ("TLS ok", tls_ok, {"ssl_context": _tls()}, "ok", None),

@@ -13,8 +13,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import ServiceUnavailable, TransportError
-from ._base import ApiMethod, ClientBase, ClientResponse
+from ..errors import ServiceUnavailable, TLSError, TransportError
+from ._base import ApiMethod, ClientBase, ClientResponse, Verify
 from .endpoints import Endpoint, StreamDecoder, decode_response, raise_for_status
 from .wire import Headers
 
@@ -32,10 +32,16 @@ class AsyncClient(ClientBase):
     pool: AsyncConnectionPool
 
     def __init__(
-        self, url: str, token: str | None, timeout: float, server_ready_timeout: float | None
+        self,
+        url: str,
+        token: str | None,
+        timeout: float,
+        server_ready_timeout: float | None,
+        verify: Verify = True,
     ) -> None:
-        super().__init__(url, token, timeout, server_ready_timeout)
+        super().__init__(url, token, timeout, server_ready_timeout, verify)
         self._ready = False
+        self._unready = ""  # why the last readiness check failed, for the error that ends the wait
         self._setup_lock = asyncio.Lock()
 
     async def __aenter__(self: _Client) -> _Client:
@@ -73,16 +79,20 @@ class AsyncClient(ClientBase):
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ServiceUnavailable(f"{self.url} is not ready after {timeout:g} s")
+                raise ServiceUnavailable(f"{self.url} is not ready after {timeout:g} s ({self._unready})")
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 1.0)
 
     async def is_ready(self) -> bool:
-        """True when ``/readyz`` answers 200."""
+        """True when ``/readyz`` answers 200; ``TLSError`` when the server's certificate is not accepted."""
         try:
             r = await self.request("GET", "/readyz")
-        except TransportError:
+        except TLSError:
+            raise  # waiting longer would only hide it
+        except TransportError as exc:
+            self._unready = f"{type(exc).__name__}: {exc}"
             return False
+        self._unready = f"/readyz answered {r.status}"
         return r.status == 200
 
     async def request(

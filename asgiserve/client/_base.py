@@ -3,18 +3,19 @@ api table, the bytes of a plain request, and ``ClientResponse``."""
 
 from __future__ import annotations
 
+import os
 import ssl
 import tempfile
 import urllib.parse
 from collections.abc import Callable
-from typing import TypedDict
+from typing import TypedDict, Union
 
 import msgspec
 
 from .endpoints import Endpoint, raise_for_status
 from .wire import Headers, Response, encode_head, header_list
 
-__all__ = ["ApiMethod", "ClientBase", "ClientResponse", "PoolOptions"]
+__all__ = ["ApiMethod", "ClientBase", "ClientResponse", "PoolOptions", "Verify", "tls_context"]
 
 # Api names that would hide a client attribute keep no method (``call(name)`` still reaches them).
 _RESERVED = frozenset({"call", "close", "is_ready", "request", "endpoints", "url", "pool", "schema"})
@@ -22,6 +23,29 @@ _USER_AGENT = "asgiserve-client/0.1"
 
 ApiMethod = Callable[..., object]
 """A method made for one api: a plain function, a coroutine function or one returning an iterator."""
+
+Verify = Union[bool, str, "os.PathLike[str]", ssl.SSLContext]
+"""How an https client checks the server: the system's trust store (True), a CA bundle file or directory,
+no check at all (False), or a ready ``SSLContext`` (client certificates, pinned protocol versions)."""
+
+
+def tls_context(verify: Verify) -> ssl.SSLContext:
+    """The client ``SSLContext`` for ``verify``; ``ValueError`` for a CA path that does not exist."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify is True:
+        return ssl.create_default_context()  # honours SSL_CERT_FILE and SSL_CERT_DIR
+    if verify is False:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    path = os.fspath(verify)
+    if os.path.isdir(path):
+        return ssl.create_default_context(capath=path)
+    if os.path.isfile(path):
+        return ssl.create_default_context(cafile=path)
+    raise ValueError(f"verify={path!r}: no such CA bundle file or directory")
 
 
 class PoolOptions(TypedDict):
@@ -66,13 +90,18 @@ class ClientBase:
     """URL, headers and schema handling shared by both clients."""
 
     def __init__(
-        self, url: str, token: str | None, timeout: float, server_ready_timeout: float | None
+        self,
+        url: str,
+        token: str | None,
+        timeout: float,
+        server_ready_timeout: float | None,
+        verify: Verify = True,
     ) -> None:
         parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http(s) URL, got {url!r}")
         self.url = url.rstrip("/")
-        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self._tls = tls_context(verify) if parts.scheme == "https" else None
         self._hostname = parts.hostname
         self._port = parts.port or (443 if self._tls else 80)
         default_port = self._port == (443 if self._tls else 80)

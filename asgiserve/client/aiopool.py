@@ -29,12 +29,14 @@ from .wire import (
     RemoteProtocolError,
     Response,
     ServerDisconnected,
+    TLSError,
     TransportError,
 )
 
 __all__ = ["AsyncConnection", "AsyncConnectionPool", "AsyncStream"]
 
 _HIGH_WATER = 1 << 20  # pause reading a stream nobody consumes beyond this many buffered bytes
+_CLOSE_WAIT = 1.0  # seconds ``close()`` waits for idle connections to be gone (a TLS close_notify exchange)
 WANT_HEADERS, WANT_CHUNK, WANT_COMPLETE = 0, 1, 2
 
 
@@ -52,6 +54,8 @@ class AsyncConnection(asyncio.Protocol):
         self.requests = 0
         self.idle_since = 0.0
         self.want = WANT_COMPLETE
+        self.gone = False  # connection_lost was called
+        self.on_gone: asyncio.Future[None] | None = None  # set by a pool closing it
 
     def __repr__(self) -> str:
         state = "open" if self.usable else "unusable"
@@ -74,6 +78,9 @@ class AsyncConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.usable = False
+        self.gone = True
+        if self.on_gone is not None and not self.on_gone.done():
+            self.on_gone.set_result(None)
         resp = self.resp
         if resp is not None:
             if exc is not None and not resp.complete:
@@ -218,6 +225,8 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
             )
         except asyncio.TimeoutError:
             raise ConnectTimeout(f"connecting to {self.host}:{self.port} timed out") from None
+        except _ssl.SSLError as exc:
+            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: {exc}") from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         return conn
@@ -297,11 +306,26 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         return resp, AsyncStream(self, conn, resp)
 
     async def close(self) -> None:
-        """Close idle connections now and any active one when it is released."""
+        """Close idle connections now and any active one when it is released.
+
+        The idle ones are waited for (briefly): a TLS transport's close is an exchange of close_notify
+        alerts, which a loop ending right after (``asyncio.run``) would cut off, leaving its socket open
+        until the garbage collector finds it. One still open after ``_CLOSE_WAIT`` is aborted.
+        """
+        idle = [conn for conn in self._book.idle if not conn.gone]
+        loop = asyncio.get_running_loop()
+        for conn in idle:
+            conn.on_gone = loop.create_future()
         self._book.close()
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(TransportError("the connection pool is closed"))
+        pending = [conn.on_gone for conn in idle if conn.on_gone is not None and not conn.on_gone.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=_CLOSE_WAIT)
+        for conn in idle:
+            if not conn.gone and conn.transport is not None:
+                conn.transport.abort()
 
 
 class AsyncStream:

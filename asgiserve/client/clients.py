@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ._async_client import AsyncClient
-from ._base import ClientResponse
+from ._base import ClientResponse, Verify
 from ._sync_client import SyncClient
 from .aiopool import AsyncConnectionPool
 from .pool import ConnectionPool
@@ -30,8 +30,9 @@ class SyncHTTPClient(SyncClient):
         timeout: float = 30,
         server_ready_timeout: float | None = None,
         max_connections: int = 32,
+        verify: Verify = True,
     ) -> None:
-        super().__init__(url, token, timeout, server_ready_timeout)
+        super().__init__(url, token, timeout, server_ready_timeout, verify)
         self.pool = ConnectionPool(self._hostname, self._port, **self._pool_options(max_connections))
         try:
             self._setup()
@@ -55,8 +56,9 @@ class AsyncHTTPClient(AsyncClient):
         timeout: float = 30,
         server_ready_timeout: float | None = None,
         max_connections: int = 100,
+        verify: Verify = True,
     ) -> None:
-        super().__init__(url, token, timeout, server_ready_timeout)
+        super().__init__(url, token, timeout, server_ready_timeout, verify)
         self.pool = AsyncConnectionPool(self._hostname, self._port, **self._pool_options(max_connections))
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[object]]:

@@ -18,11 +18,20 @@ from time import monotonic
 from typing import Literal
 
 from .bookkeeper import OPEN, WAIT, PoolBook, PoolStats, Slot, transport_error
-from .wire import ConnectError, ConnectTimeout, PoolTimeout, Response
+from .wire import ConnectError, ConnectTimeout, PoolTimeout, Response, TLSError
 
-__all__ = ["Connection", "ConnectionPool", "SyncStream"]
+__all__ = ["Connection", "ConnectionPool", "SyncStream", "handshake_error"]
 
 _BUFSIZE = 65536
+
+
+def handshake_error(exc: OSError, host: str, port: int) -> ConnectError:
+    """The client's error for a failed TLS handshake: ``TLSError`` unless the network itself failed."""
+    if isinstance(exc, TimeoutError):
+        return ConnectTimeout(f"TLS handshake with {host}:{port} timed out")
+    if isinstance(exc, _ssl.SSLError):
+        return TLSError(f"TLS handshake with {host}:{port} failed: {exc}")
+    return ConnectError(f"TLS handshake with {host}:{port} failed: {exc}")
 
 
 class Connection:
@@ -168,12 +177,13 @@ class ConnectionPool(PoolStats[Connection]):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             if self.ssl_context is not None:
+                # The handshake runs under the connect timeout (still the socket's).
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
             sock.settimeout(self.read_timeout)
         except OSError as exc:
             sock.close()
             self._abandon()
-            raise ConnectError(f"TLS handshake with {self.host}:{self.port} failed: {exc}") from None
+            raise handshake_error(exc, self.host, self.port) from None
         with self._cond:
             self._book.connected()
         return Connection(sock)

@@ -25,6 +25,7 @@ from ..errors import (
     ReadTimeout,
     RemoteProtocolError,
     ServerDisconnected,
+    TLSError,
     TransportError,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "RemoteProtocolError",
     "Response",
     "ServerDisconnected",
+    "TLSError",
     "TransportError",
     "encode_head",
     "header_list",

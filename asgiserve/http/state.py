@@ -74,6 +74,7 @@ class ServerState:
         *,
         access_log: bool = False,
         root_path: str = "",
+        tls: bool = False,
     ) -> None:
         self.app = app
         self.loop = loop
@@ -85,6 +86,8 @@ class ServerState:
         self.state: dict[str, object] = {}
         self.draining = False
         self.root_path = root_path
+        self.scheme = "https" if tls else "http"  # the scopes' ``scheme``
+        self.ws_scheme = "wss" if tls else "ws"
         self.access_log = access_log
         # Read on every request: copied out of ``limits`` so that each check is one attribute away.
         self.max_body = limits.max_body_size

@@ -31,6 +31,15 @@ class Config:
     log_level: str = "info"
     access_log: bool = True
     api_token: str | None = None
+    # TLS, with uvicorn's flags and meanings (``tls.py``). None: the service's ``ssl`` config, else
+    # uvicorn's default (PROTOCOL_TLS_SERVER, CERT_NONE, "TLSv1" ciphers).
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_version: int | None = None
+    ssl_cert_reqs: int | None = None
+    ssl_ca_certs: str | None = None
+    ssl_ciphers: str | None = None
     allow_private_urls: bool = False
     app_dir: str = "."
     root_path: str = ""

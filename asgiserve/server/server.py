@@ -22,6 +22,7 @@ from ..http.auto import new_event_loop, protocol_class
 from ..http.connection import ServerState
 from .config import Config
 from .lifespan import Lifespan
+from .tls import create_tls_server, tls_context
 
 if TYPE_CHECKING:
     from ..types import ASGIApp
@@ -101,11 +102,17 @@ class Server:
         """Run lifespan startup, serve until a signal, drain, run shutdown; return the exit status."""
         config = self.config
         loop = asyncio.get_running_loop()
+        tls = tls_context(config)  # from the config alone, so that an embedded Server serves https too
         self.stop = asyncio.Event()
         for sig in self.signals:
             loop.add_signal_handler(sig, self.handle_signal)
         state = self.state = ServerState(
-            self.app, loop, config.limits(), access_log=config.access_log, root_path=config.root_path
+            self.app,
+            loop,
+            config.limits(),
+            access_log=config.access_log,
+            root_path=config.root_path,
+            tls=tls is not None,
         )
         self.tick()
         lifespan = Lifespan(self.app, state.state)
@@ -113,9 +120,13 @@ class Server:
             if not await lifespan.startup():
                 return STARTUP_FAILED
             factory = protocol_class(config.http)
-            server = await loop.create_server(lambda: factory(state), sock=sock, backlog=config.backlog)
+            server: asyncio.AbstractServer
+            if tls is None:
+                server = await loop.create_server(lambda: factory(state), sock=sock, backlog=config.backlog)
+            else:
+                server = await create_tls_server(loop, lambda: factory(state), sock, config, tls)
             host, port = sock.getsockname()[:2]
-            logger.info("asgiserve serving %s on http://%s:%d", _name(self.app), host, port)
+            logger.info("asgiserve serving %s on %s://%s:%d", _name(self.app), state.scheme, host, port)
             await self.stop.wait()
             logger.info("Shutting down: draining connections")
             await self._drain(server)
