@@ -21,11 +21,12 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
-from .service import api, get_current_service, mount_asgi_app, service
+from .service import api, get_current_service, mount_asgi_app, service, task
 
 if TYPE_CHECKING:
     from .app import ServiceApp, asgi_app
-    from .client import AsyncHTTPClient, SyncHTTPClient
+    from .client import AsyncHTTPClient, SyncHTTPClient, TaskStatus
+    from .depends import depends
 
 __version__ = "0.1.0"
 
@@ -37,22 +38,27 @@ __all__ = [
     "InternalServerError",
     "InvalidArgument",
     "NotFound",
+    "ResultStatus",
     "ServiceApp",
     "ServiceUnavailable",
     "SyncHTTPClient",
+    "TaskStatus",
     "Timeout",
     "TooManyRequests",
     "TransportError",
     "Unauthorized",
     "api",
     "asgi_app",
+    "depends",
     "get_current_service",
     "mount_asgi_app",
     "service",
+    "task",
 ]
 
 # asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
 _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "asgi_app": "app"}
+_LAZY.update(depends="depends", TaskStatus="client", ResultStatus="client")
 
 
 def __getattr__(name: str) -> object:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import msgspec
 
@@ -27,6 +28,10 @@ from .schema import docs_page, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
 from .traffic import Gate
 from .types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .depends import RemoteService
+    from .tasks import TaskRunner
 
 __all__ = ["ServiceApp", "asgi_app"]
 
@@ -78,6 +83,9 @@ class ServiceApp:
         self.router = router = Router()
         for h in self.handlers:
             router.add_route(h.route, ("POST",), h)
+        self.tasks = _task_runner(self)
+        self._api_token = api_token
+        self.remote: list[RemoteService] = []
         infra: dict[str, Handler] = {
             "/livez": self._livez,
             "/healthz": self._livez,
@@ -204,6 +212,10 @@ class ServiceApp:
         if not gate.ready or gate.draining:
             why = "draining" if gate.draining else "starting"
             await send_body(send, 503, error_body(f"Service is not ready ({why})"), JSON_CT)
+        elif self.remote and (waiting := await _remote_waiting(self.remote)):
+            await send_body(
+                send, 503, error_body(f"Service is not ready (dependency {waiting} is not)"), JSON_CT
+            )
         else:
             await send_body(send, 200, _OK, TEXT_CT)
 
@@ -224,10 +236,13 @@ class ServiceApp:
     async def startup(self) -> None:
         """Create the service instance (once per worker) and start mounted apps."""
         self.gate.deadlines.start(asyncio.get_running_loop())
+        self.remote = _start_dependencies(self.cls, self._api_token)
         instance = self.cls()
         _set_current(instance)
         for h in self.handlers:
             h.bind(instance)
+        if self.tasks is not None:
+            await self.tasks.start()
         await self.mounted.startup()
         self.instance = instance
         self.gate.open()
@@ -237,9 +252,15 @@ class ServiceApp:
         self.gate.drain()
         self.gate.deadlines.stop()
         try:
+            if self.tasks is not None:
+                await self.tasks.stop()
             await self.mounted.shutdown()
         finally:
             self.executor.shutdown(wait=False, cancel_futures=True)
+            if self.remote:
+                from .depends import stop_dependencies
+
+                await stop_dependencies(self.remote)
 
     def start_draining(self) -> None:
         """Turn ``/readyz`` to 503 (the server is stopping)."""
@@ -264,6 +285,36 @@ class ServiceApp:
             await send({"type": "lifespan.shutdown.failed", "message": f"{type(exc).__name__}: {exc}"})
             return
         await send({"type": "lifespan.shutdown.complete"})
+
+
+# -- tasks and dependencies: loaded only for a service that has them --------------------------------
+
+
+def _task_runner(app: ServiceApp) -> TaskRunner | None:
+    """The runner of the app's ``@task`` apis, their routes added to its router; None without tasks."""
+    if not any(h.spec.is_task for h in app.handlers):
+        return None
+    from .tasks import TaskRunner
+
+    runner = TaskRunner(app.handlers, app.gate, app.metrics, app.spec)
+    for path, methods, handler in runner.routes():
+        app.router.add_route(path, methods, handler)
+    return runner
+
+
+def _start_dependencies(cls: type, token: str | None) -> list[RemoteService]:
+    """Build ``cls``'s ``depends()`` in this worker; its remote ones (none unless ``depends`` was used)."""
+    if f"{__package__}.depends" not in sys.modules:
+        return []
+    from .depends import start_dependencies
+
+    return start_dependencies(cls, token)
+
+
+async def _remote_waiting(remote: list[RemoteService]) -> str | None:
+    """The URL of the first remote dependency not ready, or None when all are."""
+    answers = await asyncio.gather(*(r.is_ready() for r in remote))
+    return next((r.url for r, ok in zip(remote, answers) if not ok), None)
 
 
 def asgi_app(
