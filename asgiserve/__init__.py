@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .depends import depends  # after this, ``asgiserve.depends`` is the function, not its module
 from .errors import (
     AsgiserveError,
     BadRequest,
@@ -26,7 +27,6 @@ from .service import api, get_current_service, mount_asgi_app, service, task
 if TYPE_CHECKING:
     from .app import ServiceApp, asgi_app
     from .client import AsyncHTTPClient, SyncHTTPClient, TaskStatus
-    from .depends import depends
 
 __version__ = "0.1.0"
 
@@ -58,7 +58,7 @@ __all__ = [
 
 # asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
 _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "asgi_app": "app"}
-_LAZY.update(depends="depends", TaskStatus="client", ResultStatus="client")
+_LAZY.update(TaskStatus="client", ResultStatus="client")
 
 
 def __getattr__(name: str) -> object:

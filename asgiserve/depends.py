@@ -8,22 +8,24 @@ asgiserve's clients instead: an api declared ``async def`` (on ``on=``, when giv
 ``AsyncHTTPClient``, a sync one with the ``SyncHTTPClient``; the server's API token is passed on. A service
 with remote dependencies is ready only while they answer ready.
 
-Nothing here is imported until a service uses ``depends``; the clients load when a remote one is used.
+Imported with ``asgiserve`` (so kept light: asyncio, the thread pool and the clients load when a dependency is
+built).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .service import get_apis, get_spec
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import AsyncIterator, Callable, Iterator
+    from concurrent.futures import ThreadPoolExecutor
+
     from .client import AsyncHTTPClient, SyncHTTPClient
 
 __all__ = ["Dependency", "RemoteService", "depends", "start_dependencies", "stop_dependencies"]
@@ -114,6 +116,8 @@ def dependencies_of(cls: type) -> list[Dependency[Any]]:
 
 
 def _build_local(cls: type) -> object:
+    from concurrent.futures import ThreadPoolExecutor
+
     for dep in dependencies_of(cls):
         dep.get()  # its own dependencies first
     instance = cls()
@@ -155,6 +159,8 @@ class ToAsync(_Wrapper):
         if inspect.isgeneratorfunction(fn):
 
             async def stream(*args: object, **kwargs: object) -> AsyncIterator[object]:
+                import asyncio
+
                 loop = asyncio.get_running_loop()
                 it: Iterator[object] = fn(*args, **kwargs)
                 done = object()
@@ -167,6 +173,8 @@ class ToAsync(_Wrapper):
             return stream
 
         async def call(*args: object, **kwargs: object) -> object:
+            import asyncio
+
             return await asyncio.get_running_loop().run_in_executor(
                 executor, functools.partial(fn, *args, **kwargs)
             )
@@ -179,6 +187,8 @@ class ToSync(_Wrapper):
 
     def __init__(self, instance: object, names: set[str]) -> None:
         super().__init__(instance, names)
+        import asyncio
+
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -191,6 +201,8 @@ class ToSync(_Wrapper):
         owner = self
 
         def call(*args: object, **kwargs: object) -> object:
+            import asyncio
+
             loop = owner._loop
             try:
                 here = asyncio.get_running_loop()
@@ -258,6 +270,8 @@ class RemoteService:
 
     async def is_ready(self) -> bool:
         """Whether the remote service answers ``/readyz`` with 200 (soon)."""
+        import asyncio
+
         try:
             return await asyncio.wait_for(self.to_async.is_ready(), _READY_TIMEOUT)
         except (asyncio.TimeoutError, OSError):
@@ -270,6 +284,8 @@ class RemoteService:
             await client.close()
         sync, self._sync = self._sync, None
         if sync is not None:
+            import asyncio
+
             await asyncio.get_running_loop().run_in_executor(None, sync.close)
 
 

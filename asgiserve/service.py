@@ -242,7 +242,7 @@ def _returns_stream(fn: Callable[..., object]) -> bool:
     ret = inspect.signature(fn).return_annotation
     # Annotations may be strings (``from __future__ import annotations``): the name before "[" is enough.
     text = ret if isinstance(ret, str) else getattr(ret, "__name__", None) or repr(ret)
-    return text.split("[")[0].rsplit(".", 1)[-1] in _STREAM_NAMES
+    return text.strip("\"' ").split("[")[0].rsplit(".", 1)[-1] in _STREAM_NAMES
 
 
 @overload

@@ -290,10 +290,10 @@ class TaskRunner:
         store = self.store
         if refused is not None or task_id is None or store is None:
             return await send_answer(send, refused or _error(503, "Service is not ready"))
-        row, owner = await self._db(store.cancel, task_id)
+        row, canceled, owner = await self._db(store.cancel, task_id)
         if row is None:
             return await send_answer(send, _error(404, "task_id not found"))
-        if row.status != CANCELED:
+        if not canceled:
             return await send_answer(send, _error(400, f"task {task_id} is already {row.status}"))
         if owner == self.owner:
             self._cancel_here(task_id)

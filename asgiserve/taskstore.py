@@ -267,14 +267,14 @@ class TaskStore:
         headers = msgspec.json.decode(row[8], type=list[tuple[str, str]]) if row[8] else []
         return Result(StatusRow(*row[:6]), row[6], row[7], headers, row[9])
 
-    def cancel(self, task_id: str) -> tuple[StatusRow | None, str | None]:
-        """Cancel a pending or running task: ``(its row now, the owner that runs it)``; a finished task's
-        row is returned unchanged."""
+    def cancel(self, task_id: str) -> tuple[StatusRow | None, bool, str | None]:
+        """Cancel a pending or running task: ``(its row now, whether this cancelled it, the owner that ran
+        it)``; a finished task's row is returned unchanged."""
         row = self.db.execute(
             "UPDATE tasks SET status = ?, completed_at = ? WHERE id = ? AND status IN (?, ?) RETURNING owner",
             (CANCELED, time.time(), task_id, PENDING, IN_PROGRESS),
         ).fetchone()
-        return self.status(task_id), (row[0] if row else None)
+        return self.status(task_id), row is not None, (row[0] if row else None)
 
     def canceled(self, task_ids: Iterable[str]) -> list[str]:
         """Which of ``task_ids`` (tasks running here) were cancelled, by any worker."""
