@@ -99,7 +99,9 @@ def owner_token(pid: int | None = None) -> str:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             # The command name (field 2) may hold spaces and parentheses: fields are counted after its ")".
-            start = fh.read().rpartition(b")")[2].split()[19].decode()
+            fields = fh.read().rpartition(b")")[2].split()
+        # A zombie (killed, not yet reaped by whoever adopted it) has stopped running: it owns nothing.
+        start = "zombie" if fields[0] in (b"Z", b"X") else fields[19].decode()
     except (OSError, IndexError):
         start = "?"
     return f"{pid}:{start}"
