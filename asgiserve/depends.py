@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Generic, TypeVar, cast, overload
 
 from .service import get_apis, get_spec
 
@@ -56,8 +56,8 @@ class Dependency(Generic[T]):
     @overload
     def __get__(self, instance: None, owner: type) -> Dependency[T]: ...
     @overload
-    def __get__(self, instance: object, owner: type) -> Any: ...
-    def __get__(self, instance: object, owner: type) -> Any:
+    def __get__(self, instance: object, owner: type) -> T: ...
+    def __get__(self, instance: object, owner: type) -> Dependency[T] | T:
         if instance is None:
             return self
         return self.get()
@@ -66,15 +66,16 @@ class Dependency(Generic[T]):
         # Reached only for names the Dependency itself lacks: someone used it as the service it stands for.
         raise AttributeError(_NOT_ATTRIBUTE)
 
-    def get(self) -> Any:
-        """The dependency for this worker (built on first use)."""
+    def get(self) -> T:
+        """The dependency for this worker (built on first use); typed as ``on``, which a remote proxy
+        stands for."""
         resolved = self._resolved
         if resolved is None:
             with self._lock:
                 if self._resolved is None:
                     self._resolved = self._build()
                 resolved = self._resolved
-        return resolved
+        return cast("T", resolved)
 
     def _build(self) -> object:
         if self.url is not None:
@@ -83,13 +84,21 @@ class Dependency(Generic[T]):
         return _build_local(self.on)
 
 
+@overload
+def depends(
+    on: None = None, *, url: str | None = None, deployment: str | None = None, cluster: str | None = None
+) -> Dependency[RemoteService]: ...
+@overload
+def depends(
+    on: type[T], *, url: str | None = None, deployment: str | None = None, cluster: str | None = None
+) -> Dependency[T]: ...
 def depends(
     on: type[T] | None = None,
     *,
     url: str | None = None,
     deployment: str | None = None,
     cluster: str | None = None,
-) -> Any:
+) -> Dependency[T] | Dependency[RemoteService]:
     """Declare a dependency on another service (``on``), in this worker, or at ``url`` over HTTP."""
     if deployment is not None or cluster is not None:
         raise NotImplementedError(
@@ -99,12 +108,14 @@ def depends(
         get_spec(on)  # a clear TypeError for anything but a service class
     if on is None and url is None:
         raise ValueError("Must specify at least one of on, deployment or url")
+    if on is None:
+        return Dependency[RemoteService](None, url)
     return Dependency(on, url)
 
 
-def dependencies_of(cls: type) -> list[Dependency[Any]]:
+def dependencies_of(cls: type) -> list[Dependency[object]]:
     """The ``depends()`` attributes of ``cls`` and its bases."""
-    seen: dict[str, Dependency[Any]] = {}
+    seen: dict[str, Dependency[object]] = {}
     for klass in reversed(cls.__mro__):
         for attr, value in klass.__dict__.items():
             if isinstance(value, Dependency):
@@ -137,10 +148,10 @@ class _Wrapper:
         self._instance = instance
         self._names = names
 
-    def _api(self, name: str) -> Callable[..., Any]:
+    def _api(self, name: str) -> Callable[..., object]:
         if name not in self._names:
             raise AttributeError(f"{type(self._instance).__name__} has no api named {name!r}")
-        fn: Callable[..., Any] = getattr(self._instance, name)
+        fn: Callable[..., object] = getattr(self._instance, name)
         return fn
 
 
@@ -151,7 +162,7 @@ class ToAsync(_Wrapper):
         super().__init__(instance, names)
         self._executor = executor
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def __getattr__(self, name: str) -> Callable[..., object]:
         fn = self._api(name)
         if _is_async(fn):
             return fn
@@ -194,7 +205,7 @@ class ToSync(_Wrapper):
         except RuntimeError:
             self._loop = None
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def __getattr__(self, name: str) -> Callable[..., object]:
         fn = self._api(name)
         if not inspect.iscoroutinefunction(fn):
             return fn
@@ -254,7 +265,7 @@ class RemoteService:
             self._async = AsyncHTTPClient(self.url, token=self.token)
         return self._async
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         if name.startswith("_"):
             raise AttributeError(name)
         if self.on is None:

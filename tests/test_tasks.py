@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -203,22 +205,22 @@ def test_pending_in_submission_order(run_server, tmp_path):
         starts = [c.get("/step/get", params={"task_id": t}).json()["started"] for t in ids]
         assert starts == sorted(starts)
         # One at a time: each started after the one before had run its 0.15 s.
-        assert all(b - a >= 0.14 for a, b in zip(starts, starts[1:])), starts
+        assert all(b - a >= 0.14 for a, b in itertools.pairwise(starts)), starts
 
 
 def test_task_declaration_errors():
-    with pytest.raises(ValueError, match="Async task cannot return a stream."):
+    with pytest.raises(ValueError, match=r"Async task cannot return a stream\."):
 
         class S:
             @asgiserve.task
             def gen(self, n: int):  # type: ignore[no-untyped-def]
                 yield n
 
-    with pytest.raises(ValueError, match="Async task cannot return a stream."):
+    with pytest.raises(ValueError, match=r"Async task cannot return a stream\."):
 
         class T:
             @asgiserve.task(route="/x")
-            async def agen(self) -> "AsyncIterator[str]":  # type: ignore[name-defined]  # noqa: F821
+            async def agen(self) -> AsyncIterator[str]:
                 return None
 
     with pytest.raises(ValueError, match="route"):

@@ -134,7 +134,7 @@ def test_results_expire(tmp_path):
     server = start("asgiserve", f"{MODULE}:TaskSvc", tmp_path, env=env)
     try:
         port = server.port
-        status, sub = fresh(port, "POST", "/render/submit", {"n": 10})
+        _, sub = fresh(port, "POST", "/render/submit", {"n": 10})
         tid = sub["task_id"]
         deadline = time.monotonic() + 10
         while fresh(port, "GET", f"/render/status?task_id={tid}")[1]["status"] != "completed":
@@ -147,7 +147,7 @@ def test_results_expire(tmp_path):
             time.sleep(0.1)
         assert not (store / "files" / f"{tid}.out").exists()
         # A pending or running task does not expire: only finished ones do.
-        status, sub = fresh(port, "POST", "/wait_long/submit", {"seconds": 3})
+        _, sub = fresh(port, "POST", "/wait_long/submit", {"seconds": 3})
         time.sleep(2)
         assert fresh(port, "GET", f"/wait_long/status?task_id={sub['task_id']}")[1]["status"] == "in_progress"
     finally:
