@@ -25,6 +25,7 @@ import datetime
 import logging
 import os
 import shutil
+import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,7 @@ __all__ = ["TaskRunner", "task_dir"]
 logger = logging.getLogger("asgiserve")
 T = TypeVar("T")
 
+_READERS = 2  # threads answering status and get, each with its own connection
 _POLL = 0.1  # how often an idle worker looks for pending tasks and cancellations from other workers
 _RECOVER_EVERY = 10  # polls between two checks for tasks whose worker died
 _encode = msgspec.json.encode
@@ -131,6 +133,9 @@ class TaskRunner:
         self.n_sync = 0
         self.stopping = False
         self._io: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_stores: list[TaskStore] = []
         self._pump_task: asyncio.Task[None] | None = None
         self._again = False
         self._tick_task: asyncio.Task[None] | None = None
@@ -163,11 +168,24 @@ class TaskRunner:
     async def _db(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
+    async def _read(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(store, *args)`` on a reader thread's own connection: in WAL mode reads go on while the
+        writer thread writes, so polling many tasks does not delay the tasks themselves."""
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._on_reader, fn, args)
+
+    def _on_reader(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = TaskStore(self.directory)
+            self._reader_stores.append(store)
+        return fn(store, *args)
+
     # -- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the store (in this worker), report tasks of dead workers failed, start taking tasks."""
         self._io = ThreadPoolExecutor(1, thread_name_prefix="asgiserve-tasks")
+        self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="asgiserve-task-reads")
         self.owner = owner_token()
         self.store = store = await self._db(TaskStore, self.directory)
         lost = await self._db(store.recover)
@@ -192,8 +210,11 @@ class TaskRunner:
                 task.cancel()
         await asyncio.gather(*(t for _, (t, a) in interrupted if a), return_exceptions=True)
         await self._db(store.close)
-        assert self._io is not None
+        assert self._io is not None and self._readers is not None
         self._io.shutdown(wait=False)
+        self._readers.shutdown(wait=True)
+        for reader in self._reader_stores:
+            reader.close()
         self.store = None
 
     # -- the endpoints ---------------------------------------------------------------------------------
@@ -235,7 +256,7 @@ class TaskRunner:
         task_id, refused = self._lookup(scope)
         if refused is not None or task_id is None or self.store is None:
             return await send_answer(send, refused or _error(503, "Service is not ready"))
-        row = await self._db(self.store.status, task_id)
+        row = await self._read(TaskStore.status, task_id)
         if row is None:
             return await send_answer(send, _error(404, "task_id not found"))
         return await send_answer(send, (200, JSON_CT, _status_body(row), None))
@@ -245,7 +266,7 @@ class TaskRunner:
         store = self.store
         if refused is not None or task_id is None or store is None:
             return await send_answer(send, refused or _error(503, "Service is not ready"))
-        res = await self._db(store.result, task_id)
+        res = await self._read(TaskStore.result, task_id)
         if res is None:
             return await send_answer(send, _error(404, "task_id not found"))
         status = res.row.status
