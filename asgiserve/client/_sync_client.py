@@ -164,7 +164,9 @@ class SyncClient(ClientBase):
             raise_for_status(resp, body)
         return Task(task_id_of(body), ep, self)
 
-    def _task_request(self, method: str, ep: Endpoint, action: str, task_id: str) -> tuple[Response, bytes]:
+    def _task_request(
+        self, method: str, ep: Endpoint, action: str, task_id: str
+    ) -> tuple[Response, bytes]:
         resp, _ = self.pool.request(
             self._encode_plain(method, ep.task_path(action, task_id), None, None, None)
         )
