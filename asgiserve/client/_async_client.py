@@ -163,12 +163,9 @@ class AsyncClient(ClientBase):
             raise_for_status(resp, body)
         return AsyncTask(task_id_of(body), ep, self)
 
-    async def _task_request(
-        self, method: str, ep: Endpoint, action: str, task_id: str
-    ) -> tuple[Response, bytes]:
-        resp, _ = await self.pool.request(
-            self._encode_plain(method, ep.task_path(action, task_id), None, None, None)
-        )
+    async def _task_request(self, verb: str, ep: Endpoint, action: str, tid: str) -> tuple[Response, bytes]:
+        data = self._encode_plain(verb, ep.task_path(action, tid), None, None, None)
+        resp, _ = await self.pool.request(data)
         body = resp.take_body()
         if resp.status >= 400:
             raise_for_status(resp, body)

@@ -164,12 +164,9 @@ class SyncClient(ClientBase):
             raise_for_status(resp, body)
         return Task(task_id_of(body), ep, self)
 
-    def _task_request(
-        self, method: str, ep: Endpoint, action: str, task_id: str
-    ) -> tuple[Response, bytes]:
-        resp, _ = self.pool.request(
-            self._encode_plain(method, ep.task_path(action, task_id), None, None, None)
-        )
+    def _task_request(self, verb: str, ep: Endpoint, action: str, tid: str) -> tuple[Response, bytes]:
+        data = self._encode_plain(verb, ep.task_path(action, tid), None, None, None)
+        resp, _ = self.pool.request(data)
         body = resp.take_body()
         if resp.status >= 400:
             raise_for_status(resp, body)
