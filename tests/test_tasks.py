@@ -196,7 +196,7 @@ def test_schema_and_metrics(task_server):
 def test_pending_in_submission_order(run_server, tmp_path):
     server = run_server("asgiserve", f"{MODULE}:OneAtATime", env={"ASGISERVE_TASK_DIR": str(tmp_path / "s")})
     with httpx.Client(base_url=server.url, timeout=10) as c:
-        ids = [submit(c, "/step", json={"i": i, "delay": 0.15}) for i in range(5)]
+        ids = [submit(c, "/step", json={"i": i, "delay": 0.4}) for i in range(5)]
         states = [c.get("/step/status", params={"task_id": t}).json()["status"] for t in ids]
         assert states[0] == "in_progress" and states[1:] == ["pending"] * 4, states
         for t in ids:
@@ -204,8 +204,8 @@ def test_pending_in_submission_order(run_server, tmp_path):
             assert st["executed_at"] is not None
         starts = [c.get("/step/get", params={"task_id": t}).json()["started"] for t in ids]
         assert starts == sorted(starts)
-        # One at a time: each started after the one before had run its 0.15 s.
-        assert all(b - a >= 0.14 for a, b in itertools.pairwise(starts)), starts
+        # One at a time: each started after the one before had run its 0.4 s.
+        assert all(b - a >= 0.39 for a, b in itertools.pairwise(starts)), starts
 
 
 def test_task_declaration_errors():
