@@ -77,6 +77,19 @@ def task_dir(service: str) -> str:
     return os.path.join(state, "asgiserve", "tasks", service)
 
 
+def _ttl(text: str | None) -> float:
+    """Seconds a finished task is kept: ``ASGISERVE_TASK_TTL``, default 24 h."""
+    if text is None:
+        return 24 * 3600.0
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = 0.0
+    if not ttl > 0:  # also NaN
+        raise ValueError(f"ASGISERVE_TASK_TTL must be a positive number of seconds, got {text!r}")
+    return ttl
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat()
 
@@ -120,9 +133,7 @@ class TaskRunner:
         self.gate = gate
         self.metrics = metrics
         self.directory = task_dir(spec.name)
-        self.ttl = float(os.environ.get("ASGISERVE_TASK_TTL", 24 * 3600))
-        if self.ttl <= 0:
-            raise ValueError(f"ASGISERVE_TASK_TTL must be a positive number of seconds, got {self.ttl:g}")
+        self.ttl = _ttl(os.environ.get("ASGISERVE_TASK_TTL"))
         self.limit = spec.max_concurrency or 1 << 30
         self.sync_limit = min(self.limit, spec.threads)
         self.async_names = [n for n, h in self.handlers.items() if h.is_async]

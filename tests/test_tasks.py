@@ -225,3 +225,12 @@ def test_task_declaration_errors():
 
     with pytest.raises(ValueError, match="route"):
         asgiserve.task(route="nope")
+
+
+@pytest.mark.parametrize("ttl", ["abc", "0", "-5", "nan"])
+def test_bad_ttl_is_a_clear_error(monkeypatch, ttl):
+    from tests.apps.tasks_svc import TaskSvc
+
+    monkeypatch.setenv("ASGISERVE_TASK_TTL", ttl)
+    with pytest.raises(ValueError, match="ASGISERVE_TASK_TTL must be a positive number of seconds"):
+        asgiserve.asgi_app(TaskSvc)
