@@ -21,7 +21,6 @@ themselves are counted apart, so that polling a task is never refused because ta
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import os
 import shutil
@@ -49,14 +48,15 @@ from .taskstore import (
     IN_PROGRESS,
     PENDING,
     Claimed,
-    StatusRow,
     TaskStore,
     owner_token,
+    result_ttl,
+    store_dir,
 )
 from .traffic import Gate
 from .types import Headers, Receive, Scope, Send
 
-__all__ = ["TaskRunner", "task_dir"]
+__all__ = ["TaskRunner"]
 
 logger = logging.getLogger("asgiserve")
 T = TypeVar("T")
@@ -66,44 +66,6 @@ _POLL = 0.1  # how often an idle worker looks for pending tasks and cancellation
 _RECOVER_EVERY = 10  # polls between two checks for tasks whose worker died
 _encode = msgspec.json.encode
 _STOPPED = "Task interrupted: the server stopped while it ran"
-
-
-def task_dir(service: str) -> str:
-    """The store directory: ``ASGISERVE_TASK_DIR``, else a folder per service under the user's state dir."""
-    given = os.environ.get("ASGISERVE_TASK_DIR")
-    if given:
-        return given
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state, "asgiserve", "tasks", service)
-
-
-def _ttl(text: str | None) -> float:
-    """Seconds a finished task is kept: ``ASGISERVE_TASK_TTL``, default 24 h."""
-    if text is None:
-        return 24 * 3600.0
-    try:
-        ttl = float(text)
-    except ValueError:
-        ttl = 0.0
-    if not ttl > 0:  # also NaN
-        raise ValueError(f"ASGISERVE_TASK_TTL must be a positive number of seconds, got {text!r}")
-    return ttl
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat()
-
-
-def _status_body(row: StatusRow) -> bytes:
-    out: dict[str, object] = {
-        "task_id": row.id,
-        "status": row.status,
-        "created_at": _iso(row.created_at),
-        "executed_at": _iso(row.executed_at),
-    }
-    if row.reason:
-        out["reason"] = row.reason
-    return _encode(out)
 
 
 def _task_id(scope: Scope) -> str | None:
@@ -132,8 +94,8 @@ class TaskRunner:
         self.handlers = {h.spec.name: h for h in handlers if h.spec.is_task}
         self.gate = gate
         self.metrics = metrics
-        self.directory = task_dir(spec.name)
-        self.ttl = _ttl(os.environ.get("ASGISERVE_TASK_TTL"))
+        self.directory = store_dir(spec.name)
+        self.ttl = result_ttl(os.environ.get("ASGISERVE_TASK_TTL"))
         self.limit = spec.max_concurrency or 1 << 30
         self.sync_limit = min(self.limit, spec.threads)
         self.async_names = [n for n, h in self.handlers.items() if h.is_async]
@@ -270,7 +232,7 @@ class TaskRunner:
         row = await self._read(TaskStore.status, task_id)
         if row is None:
             return await send_answer(send, _error(404, "task_id not found"))
-        return await send_answer(send, (200, JSON_CT, _status_body(row), None))
+        return await send_answer(send, (200, JSON_CT, row.to_json(), None))
 
     async def _get(self, h: APIHandler, scope: Scope, receive: Receive, send: Send) -> int:
         task_id, refused = self._lookup(scope)
@@ -329,7 +291,7 @@ class TaskRunner:
             return await send_answer(send, _error(400, f"task {task_id} is already {row.status}"))
         if owner == self.owner:
             self._cancel_here(task_id)
-        return await send_answer(send, (200, JSON_CT, _status_body(row), None))
+        return await send_answer(send, (200, JSON_CT, row.to_json(), None))
 
     # -- running ---------------------------------------------------------------------------------------
 
@@ -415,7 +377,7 @@ class TaskRunner:
                 )
         finally:
             del self.running[claimed.id]
-            if not _on_loop(h):
+            if not (h is not None and h.is_async):
                 self.n_sync -= 1
             self.metrics.tasks_running[claimed.name] -= 1
             self.metrics.observe_task(claimed.name, outcome, monotonic() - t0)
@@ -454,8 +416,3 @@ class TaskRunner:
                 self._wake()
             except Exception:
                 logger.exception("task store upkeep failed")
-
-
-def _on_loop(h: APIHandler | None) -> bool:
-    """Whether a task's handler runs on the event loop (an unknown task counts as sync)."""
-    return h is not None and h.is_async

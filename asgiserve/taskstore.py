@@ -16,6 +16,7 @@ whose worker is gone (killed, crashed) and report it ``failed`` instead of ``in_
 
 from __future__ import annotations
 
+import datetime
 import os
 import pathlib
 import sqlite3
@@ -26,7 +27,16 @@ from dataclasses import dataclass
 
 import msgspec
 
-__all__ = ["Claimed", "Result", "StatusRow", "TaskStore", "owner_alive", "owner_token"]
+__all__ = [
+    "Claimed",
+    "Result",
+    "StatusRow",
+    "TaskStore",
+    "owner_alive",
+    "owner_token",
+    "result_ttl",
+    "store_dir",
+]
 
 PENDING, IN_PROGRESS, COMPLETED, FAILED, CANCELED = (
     "pending",
@@ -70,6 +80,18 @@ class StatusRow:
     executed_at: float | None
     reason: str | None
 
+    def to_json(self) -> bytes:
+        """The ``R/status`` answer: BentoML's four keys, and ``reason`` for a task that could not finish."""
+        out: dict[str, object] = {
+            "task_id": self.id,
+            "status": self.status,
+            "created_at": _iso(self.created_at),
+            "executed_at": _iso(self.executed_at),
+        }
+        if self.reason:
+            out["reason"] = self.reason
+        return msgspec.json.encode(out)
+
 
 @dataclass(frozen=True)
 class Claimed:
@@ -90,6 +112,32 @@ class Result:
     ctype: str | None
     headers: list[tuple[str, str]]
     body: bytes | None
+
+
+def store_dir(service: str) -> str:
+    """The store directory: ``ASGISERVE_TASK_DIR``, else a folder per service under the user's state dir."""
+    given = os.environ.get("ASGISERVE_TASK_DIR")
+    if given:
+        return given
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "asgiserve", "tasks", service)
+
+
+def result_ttl(text: str | None) -> float:
+    """Seconds a finished task is kept: ``ASGISERVE_TASK_TTL``, default 24 h."""
+    if text is None:
+        return 24 * 3600.0
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = 0.0
+    if not ttl > 0:  # also NaN
+        raise ValueError(f"ASGISERVE_TASK_TTL must be a positive number of seconds, got {text!r}")
+    return ttl
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat()
 
 
 def owner_token(pid: int | None = None) -> str:
