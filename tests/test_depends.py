@@ -49,6 +49,15 @@ def test_pipeline_in_one_process(run_server, runner):
     assert built == {"order": ["Preprocess", "Classify"], "same_pid": True}
 
 
+def test_in_process_dependency_is_built_once_per_worker(run_server):
+    server = run_server("asgiserve", f"{MODULE}:Classify", "--workers", "2")
+    for _ in range(30):  # fresh connections, for either worker
+        with httpx.Client(timeout=10) as c:
+            built = c.post(server.url + "/built").json()
+            # Built in the worker, once: not before the fork (a worker would then hold four entries).
+            assert built["order"] == ["Preprocess", "Classify"] and built["same_pid"] is True, built
+
+
 def test_to_async_runs_sync_calls_in_the_dependency_threads(run_server):
     server = run_server("asgiserve", f"{MODULE}:Classify")
     out = httpx.post(server.url + "/together", json={"seconds": 0.5}, timeout=10).json()
