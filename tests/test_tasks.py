@@ -234,3 +234,18 @@ def test_bad_ttl_is_a_clear_error(monkeypatch, ttl):
     monkeypatch.setenv("ASGISERVE_TASK_TTL", ttl)
     with pytest.raises(ValueError, match="ASGISERVE_TASK_TTL must be a positive number of seconds"):
         asgiserve.asgi_app(TaskSvc)
+
+
+def test_task_routes_are_behind_the_token(run_server, tmp_path):
+    server = run_server(
+        "asgiserve", f"{MODULE}:TaskSvc", "--api-token", "s3cret", env={"ASGISERVE_TASK_DIR": str(tmp_path / "s")}
+    )
+    with httpx.Client(base_url=server.url, timeout=10) as anon:
+        assert anon.post("/add/submit", json={"a": 1}).status_code == 401
+        assert anon.get("/add/status", params={"task_id": "x"}).status_code == 401
+    with httpx.Client(base_url=server.url, timeout=10, headers={"authorization": "Bearer s3cret"}) as c:
+        tid = submit(c, "/add", json={"a": 1})
+        wait_status(c, "/add", tid, "completed")
+        assert c.get("/add/get", params={"task_id": tid}).json() == 1
+    with httpx.Client(base_url=server.url, timeout=10) as anon:
+        assert anon.get("/add/get", params={"task_id": tid}).status_code == 401
