@@ -63,7 +63,7 @@ T = TypeVar("T")
 
 _READERS = 2  # threads answering status and get, each with its own connection
 _POLL = 0.1  # how often an idle worker looks for pending tasks and cancellations from other workers
-_RECOVER_EVERY = 10  # polls between two checks for tasks whose worker died
+_RECOVER_EVERY = 10  # polls between two checks for tasks whose worker died (and counts of pending ones)
 _encode = msgspec.json.encode
 _STOPPED = "Task interrupted: the server stopped while it ran"
 
@@ -409,10 +409,10 @@ class TaskRunner:
                         self._cancel_here(task_id)
                 if n % _RECOVER_EVERY == 0:
                     await self._db(store.recover)
+                    self.metrics.tasks_pending = await self._read(TaskStore.has_pending, names)
                 if monotonic() >= next_sweep:
                     await self._db(store.sweep, self.ttl)
                     next_sweep = monotonic() + sweep_every
-                self.metrics.tasks_pending = await self._db(store.has_pending, names)
                 self._wake()
             except Exception:
                 logger.exception("task store upkeep failed")

@@ -231,6 +231,11 @@ class TaskStore:
         if not names:
             return None
         marks = ",".join("?" * len(names))
+        # A read first: in WAL mode it takes no lock, so idle workers looking for work never queue writers.
+        if not self.db.execute(
+            f"SELECT 1 FROM tasks WHERE status = ? AND name IN ({marks}) LIMIT 1", (PENDING, *names)
+        ).fetchone():
+            return None
         row = self.db.execute(
             "UPDATE tasks SET status = ?, owner = ?, executed_at = ? WHERE seq = "
             f"(SELECT seq FROM tasks WHERE status = ? AND name IN ({marks}) ORDER BY seq LIMIT 1) "
