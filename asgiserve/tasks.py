@@ -157,6 +157,7 @@ class TaskRunner:
 
     async def start(self) -> None:
         """Open the store (in this worker), report tasks of dead workers failed, start taking tasks."""
+        self.stopping = False
         self._io = ThreadPoolExecutor(1, thread_name_prefix="asgiserve-tasks")
         self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="asgiserve-task-reads")
         self.owner = owner_token()
@@ -188,6 +189,7 @@ class TaskRunner:
         self._readers.shutdown(wait=True)
         for reader in self._reader_stores:
             reader.close()
+        self._reader_stores.clear()
         self.store = None
 
     # -- the endpoints ---------------------------------------------------------------------------------
