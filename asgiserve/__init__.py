@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .depends import depends  # after this, ``asgiserve.depends`` is the function, not its module
 from .errors import (
     AsgiserveError,
     BadRequest,
@@ -22,12 +23,12 @@ from .errors import (
     Unauthorized,
 )
 from .hooks import on_deployment, on_shutdown, on_startup
-from .service import api, asgi_app, get_current_service, mount_asgi_app, service
+from .service import api, asgi_app, get_current_service, mount_asgi_app, service, task
 
 if TYPE_CHECKING:
     from . import images
     from .app import ServiceApp, to_asgi
-    from .client import AsyncHTTPClient, SyncHTTPClient
+    from .client import AsyncHTTPClient, SyncHTTPClient, TaskStatus
 
 __version__ = "0.1.0"
 
@@ -39,15 +40,18 @@ __all__ = [
     "InternalServerError",
     "InvalidArgument",
     "NotFound",
+    "ResultStatus",
     "ServiceApp",
     "ServiceUnavailable",
     "SyncHTTPClient",
+    "TaskStatus",
     "Timeout",
     "TooManyRequests",
     "TransportError",
     "Unauthorized",
     "api",
     "asgi_app",
+    "depends",
     "get_current_service",
     "images",
     "mount_asgi_app",
@@ -55,11 +59,13 @@ __all__ = [
     "on_shutdown",
     "on_startup",
     "service",
+    "task",
     "to_asgi",
 ]
 
 # asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
 _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "to_asgi": "app"}
+_LAZY.update(TaskStatus="client", ResultStatus="client")
 
 
 def __getattr__(name: str) -> object:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import msgspec
 
@@ -34,6 +35,10 @@ from .schema import INFRA_PATHS, docs_page, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
 from .traffic import Gate
 from .types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .depends import RemoteService
+    from .tasks import TaskRunner
 
 __all__ = ["ServiceApp", "WrappedServiceApp", "to_asgi"]
 
@@ -96,6 +101,9 @@ class ServiceApp:
             if prefix:
                 h.route = join_paths(prefix, h.route)
             router.add_route(h.route, ("POST",), h)
+        self.tasks = _task_runner(self)
+        self._api_token = api_token
+        self.remote: list[RemoteService] = []
         livez = self._livez_checked if hooks.is_alive else self._livez
         readyz = self._readyz_checked if hooks.is_ready else self._readyz
         # BentoML's places: the path prefix before every infra route but /schema.json, which its clients
@@ -239,6 +247,10 @@ class ServiceApp:
         if not gate.ready or gate.draining:
             why = "draining" if gate.draining else "starting"
             await send_body(send, 503, error_body(f"Service is not ready ({why})"), JSON_CT)
+        elif self.remote and (waiting := await _remote_waiting(self.remote)):
+            await send_body(
+                send, 503, error_body(f"Service is not ready (dependency {waiting} is not)"), JSON_CT
+            )
         else:
             await send_body(send, 200, _OK, TEXT_CT)
 
@@ -250,7 +262,7 @@ class ServiceApp:
             message = "Service is not ready because .__is_ready__() returns False."
             await send_body(send, 503, error_body(message), JSON_CT)
         else:
-            await send_body(send, 200, _OK, TEXT_CT)
+            await self._readyz(scope, receive, send)  # remote dependencies, if any
 
     async def _livez_checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Before ``__init__`` has run there is nothing to ask: the process is up.
@@ -290,10 +302,13 @@ class ServiceApp:
         """Create the service instance (once per worker), run its startup hooks and start mounted apps."""
         self.gate.deadlines.start(asyncio.get_running_loop())
         self.deploy()
+        self.remote = _start_dependencies(self.cls, self._api_token)
         instance = self.cls()
         _set_current(instance)
         for h in self.handlers:
             h.bind(instance)
+        if self.tasks is not None:
+            await self.tasks.start()
         self.instance = instance
         await self.hooks.run_startup(instance)
         await self.mounted.startup()
@@ -304,6 +319,8 @@ class ServiceApp:
         self.gate.drain()
         self.gate.deadlines.stop()
         try:
+            if self.tasks is not None:
+                await self.tasks.stop()
             await self.mounted.shutdown()
         finally:
             try:
@@ -311,6 +328,10 @@ class ServiceApp:
                     await self.hooks.run_shutdown(self.instance)
             finally:
                 self.executor.shutdown(wait=False, cancel_futures=True)
+                if self.remote:
+                    from .depends import stop_dependencies
+
+                    await stop_dependencies(self.remote)
 
     def start_draining(self) -> None:
         """Turn ``/readyz`` to 503 (the server is stopping)."""
@@ -373,6 +394,36 @@ def _moved_infra(paths: dict[str, object], prefix: str, livez: str, readyz: str)
         else:
             out[path] = item
     return out
+
+
+# -- tasks and dependencies: loaded only for a service that has them --------------------------------
+
+
+def _task_runner(app: ServiceApp) -> TaskRunner | None:
+    """The runner of the app's ``@task`` apis, their routes added to its router; None without tasks."""
+    if not any(h.spec.is_task for h in app.handlers):
+        return None
+    from .tasks import TaskRunner
+
+    runner = TaskRunner(app.handlers, app.gate, app.metrics, app.spec)
+    for path, methods, handler in runner.routes():
+        app.router.add_route(path, methods, handler)
+    return runner
+
+
+def _start_dependencies(cls: type, token: str | None) -> list[RemoteService]:
+    """Build ``cls``'s ``depends()`` in this worker; its remote ones (none unless ``depends`` was used)."""
+    if f"{__package__}.depends" not in sys.modules:
+        return []
+    from .depends import start_dependencies
+
+    return start_dependencies(cls, token)
+
+
+async def _remote_waiting(remote: list[RemoteService]) -> str | None:
+    """The URL of the first remote dependency not ready, or None when all are."""
+    answers = await asyncio.gather(*(r.is_ready() for r in remote))
+    return next((r.url for r, ok in zip(remote, answers) if not ok), None)
 
 
 def to_asgi(

@@ -29,6 +29,9 @@ DEFAULT_BUCKETS = (
     60.0,
 )
 
+# Task runs last seconds to hours, not milliseconds.
+TASK_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -45,6 +48,25 @@ class Metrics:
         self._series: dict[tuple[str, int], list[float]] = {}
         self.in_progress: dict[str, int] = {}
         self._batch: dict[str, list[int]] = {}  # endpoint -> [sum of sizes, number of batches]
+        # Tasks (only rendered for a service that has some): by task name.
+        self.task_names: tuple[str, ...] = ()
+        self.tasks_submitted: dict[str, int] = {}
+        self.tasks_running: dict[str, int] = {}
+        self.tasks_pending = 0  # in the whole store, as last counted by this worker
+        self._task_runs: dict[tuple[str, str], list[float]] = {}  # (name, status) -> histogram row
+
+    def task_submitted(self, name: str) -> None:
+        """Count one task submitted (or resubmitted by a retry)."""
+        self.tasks_submitted[name] = self.tasks_submitted.get(name, 0) + 1
+
+    def observe_task(self, name: str, status: str, seconds: float) -> None:
+        """Record one task run that ended with ``status`` (completed, failed, canceled) after ``seconds``."""
+        row = self._task_runs.get((name, status))
+        if row is None:
+            row = self._task_runs[(name, status)] = [0.0] * (len(TASK_BUCKETS) + 3)
+        row[0] += 1
+        row[1] += seconds
+        row[2 + bisect_left(TASK_BUCKETS, seconds)] += 1
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         """Record one finished request."""
@@ -107,4 +129,47 @@ class Metrics:
                 lab = f'service="{svc}",endpoint="{_label(endpoint)}"'
                 lines.append(f"asgiserve_batch_size_sum{{{lab}}} {total}")
                 lines.append(f"asgiserve_batch_size_count{{{lab}}} {count}")
+        if self.task_names:
+            lines += self._render_tasks(svc)
         return ("\n".join(lines) + "\n").encode()
+
+    def _render_tasks(self, svc: str) -> list[str]:
+        lines = [
+            "# HELP asgiserve_task_submitted_total Tasks submitted, by task.",
+            "# TYPE asgiserve_task_submitted_total counter",
+        ]
+        for name in self.task_names:
+            lab = f'service="{svc}",task="{_label(name)}"'
+            lines.append(f"asgiserve_task_submitted_total{{{lab}}} {self.tasks_submitted.get(name, 0)}")
+        lines += [
+            "# HELP asgiserve_task_running Tasks this worker runs now, by task.",
+            "# TYPE asgiserve_task_running gauge",
+        ]
+        for name in self.task_names:
+            lab = f'service="{svc}",task="{_label(name)}"'
+            lines.append(f"asgiserve_task_running{{{lab}}} {self.tasks_running.get(name, 0)}")
+        lines += [
+            "# HELP asgiserve_task_pending Tasks of the service waiting to run (the whole store).",
+            "# TYPE asgiserve_task_pending gauge",
+            f'asgiserve_task_pending{{service="{svc}"}} {self.tasks_pending}',
+            "# HELP asgiserve_task_finished_total Task runs ended, by task and status.",
+            "# TYPE asgiserve_task_finished_total counter",
+        ]
+        runs = sorted(self._task_runs.items())
+        for (name, status), row in runs:
+            lab = f'service="{svc}",task="{_label(name)}",status="{status}"'
+            lines.append(f"asgiserve_task_finished_total{{{lab}}} {int(row[0])}")
+        lines += [
+            "# HELP asgiserve_task_duration_seconds Time a task ran, by task and status.",
+            "# TYPE asgiserve_task_duration_seconds histogram",
+        ]
+        for (name, status), row in runs:
+            lab = f'service="{svc}",task="{_label(name)}",status="{status}"'
+            cumulative = 0
+            for bound, count in zip(TASK_BUCKETS, row[2:]):
+                cumulative += int(count)
+                lines.append(f'asgiserve_task_duration_seconds_bucket{{{lab},le="{bound}"}} {cumulative}')
+            lines.append(f'asgiserve_task_duration_seconds_bucket{{{lab},le="+Inf"}} {int(row[0])}')
+            lines.append(f"asgiserve_task_duration_seconds_sum{{{lab}}} {row[1]!r}")
+            lines.append(f"asgiserve_task_duration_seconds_count{{{lab}}} {int(row[0])}")
+        return lines

@@ -57,7 +57,7 @@ def service_schema(
                 if h.codec.output.kind == "file"
                 else h.codec.output_schema(),
                 "doc": (h.func.__doc__ or "").strip() or None,
-                "is_task": False,
+                "is_task": h.spec.is_task,
             }
         )
         paths[h.route] = {"methods": ["POST"], "api": h.spec.name}

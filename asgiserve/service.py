@@ -15,7 +15,7 @@ import inspect
 import re
 import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .options import ServiceSpec, check_positive, make_spec
@@ -35,6 +35,7 @@ __all__ = [
     "get_spec",
     "mount_asgi_app",
     "service",
+    "task",
 ]
 
 T = TypeVar("T")
@@ -57,6 +58,7 @@ class APISpec:
     max_batch_size: int = 100
     max_latency_ms: int = 60_000
     media_type: str | None = None
+    is_task: bool = False  # ``@task``: also served at ``{route}/submit``, ``/status``, ``/get``, ...
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,71 @@ def api(
         )
         setattr(fn, _API_ATTR, spec)
         return fn
+
+    if func is not None:
+        return wrap(func)
+    return wrap
+
+
+_STREAM_NAMES = frozenset(
+    {"Generator", "Iterator", "Iterable", "AsyncGenerator", "AsyncIterator", "AsyncIterable"}
+)
+
+
+def _returns_stream(fn: Callable[..., object]) -> bool:
+    """Whether ``fn`` streams: a generator function, or one annotated to return an iterator."""
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        return True
+    ret = inspect.signature(fn).return_annotation
+    # Annotations may be strings (``from __future__ import annotations``): the name before "[" is enough.
+    text = ret if isinstance(ret, str) else getattr(ret, "__name__", None) or repr(ret)
+    return text.strip("\"' ").split("[")[0].rsplit(".", 1)[-1] in _STREAM_NAMES
+
+
+@overload
+def task(func: F, /) -> F: ...
+@overload
+def task(
+    func: None = None,
+    /,
+    *,
+    route: str | None = None,
+    name: str | None = None,
+    batchable: bool = False,
+    batch_dim: int | tuple[int, int] = 0,
+    max_batch_size: int = 100,
+    max_latency_ms: int = 60_000,
+    media_type: str | None = None,
+) -> Callable[[F], F]: ...
+def task(
+    func: F | None = None,
+    /,
+    *,
+    route: str | None = None,
+    name: str | None = None,
+    batchable: bool = False,
+    batch_dim: int | tuple[int, int] = 0,
+    max_batch_size: int = 100,
+    max_latency_ms: int = 60_000,
+    media_type: str | None = None,
+) -> F | Callable[[F], F]:
+    """Mark a method as a task: an api (``POST {route}``) that can also be submitted and fetched later."""
+    make = api(
+        route=route,
+        name=name,
+        batchable=batchable,
+        batch_dim=batch_dim,
+        max_batch_size=max_batch_size,
+        max_latency_ms=max_latency_ms,
+        media_type=media_type,
+    )
+
+    def wrap(fn: F) -> F:
+        if callable(fn) and _returns_stream(fn):
+            raise ValueError("Async task cannot return a stream.")
+        marked = make(fn)
+        setattr(marked, _API_ATTR, replace(getattr(marked, _API_ATTR), is_task=True))
+        return marked
 
     if func is not None:
         return wrap(func)

@@ -33,6 +33,8 @@ RENAMES = {
     "AsyncHTTPClient": "SyncHTTPClient",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncIterator": "Iterator",
+    "AsyncTask": "Task",
+    "AsyncTaskEndpoint": "TaskEndpoint",
     "aiopool": "pool",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",

@@ -10,8 +10,11 @@ written once, in ``_async_client``, and generated for the blocking client (``_sy
 
 from __future__ import annotations
 
+from ._async_client import AsyncTask, AsyncTaskEndpoint
+from ._sync_client import Task, TaskEndpoint
 from .aiopool import AsyncConnectionPool
 from .clients import AsyncHTTPClient, ClientResponse, SyncHTTPClient
+from .endpoints import TaskStatus
 from .pool import ConnectionPool
 from .wire import (
     ConnectError,
@@ -26,6 +29,8 @@ from .wire import (
 __all__ = [
     "AsyncConnectionPool",
     "AsyncHTTPClient",
+    "AsyncTask",
+    "AsyncTaskEndpoint",
     "ClientResponse",
     "ConnectError",
     "ConnectTimeout",
@@ -33,7 +38,13 @@ __all__ = [
     "PoolTimeout",
     "ReadTimeout",
     "RemoteProtocolError",
+    "ResultStatus",
     "ServerDisconnected",
     "SyncHTTPClient",
+    "Task",
+    "TaskEndpoint",
+    "TaskStatus",
     "TransportError",
 ]
+
+ResultStatus = TaskStatus  # BentoML's name for it

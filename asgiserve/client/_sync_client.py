@@ -16,13 +16,21 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import ServiceUnavailable, TLSError, TransportError
 from ._base import ApiMethod, ClientBase, ClientResponse, Verify
-from .endpoints import Endpoint, StreamDecoder, decode_response, raise_for_status
-from .wire import Headers
+from .endpoints import (
+    Endpoint,
+    StreamDecoder,
+    TaskStatus,
+    decode_response,
+    raise_for_status,
+    task_id_of,
+    task_status_of,
+)
+from .wire import Headers, Response
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool
 
-__all__ = ["SyncClient"]
+__all__ = ["SyncClient", "Task", "TaskEndpoint"]
 
 _Client = TypeVar("_Client", bound="SyncClient")
 
@@ -120,6 +128,8 @@ class SyncClient(ClientBase):
 
     def _method(self, ep: Endpoint) -> ApiMethod:
         """The method attached for ``ep``: a call, or a function returning the stream of its items."""
+        if ep.is_task:
+            return TaskEndpoint(self, ep)
         if ep.stream:
             stream = self._stream
 
@@ -154,3 +164,99 @@ class SyncClient(ClientBase):
                 yield item
         finally:
             stream.close()
+
+    # -- tasks -----------------------------------------------------------------------------------------
+
+    def _submit(self, ep: Endpoint, args: tuple[object, ...], kwargs: dict[str, object]) -> Task:
+        resp, _ = self.pool.request(ep.encode(ep.bind(args, kwargs), submit=True))
+        body = resp.take_body()
+        if resp.status >= 400:
+            raise_for_status(resp, body)
+        return Task(task_id_of(body), ep, self)
+
+    def _task_request(self, verb: str, ep: Endpoint, action: str, tid: str) -> tuple[Response, bytes]:
+        data = self._encode_plain(verb, ep.task_path(action, tid), None, None, None)
+        resp, _ = self.pool.request(data)
+        body = resp.take_body()
+        if resp.status >= 400:
+            raise_for_status(resp, body)
+        return resp, body
+
+    def _task_status(self, ep: Endpoint, task_id: str) -> TaskStatus:
+        _, body = self._task_request("GET", ep, "status", task_id)
+        return task_status_of(body)
+
+    def _task_result(self, ep: Endpoint, task_id: str) -> object:
+        resp, body = self._task_request("GET", ep, "get", task_id)
+        return decode_response(ep, resp, body, self._tmpdir)
+
+    def _task_cancel(self, ep: Endpoint, task_id: str) -> None:
+        self._task_request("PUT", ep, "cancel", task_id)
+
+    def _task_retry(self, ep: Endpoint, task_id: str) -> Task:
+        _, body = self._task_request("POST", ep, "retry", task_id)
+        return Task(task_id_of(body), ep, self)
+
+
+class Task:
+    """A submitted task: its ``id``, and calls that follow it on the server."""
+
+    __slots__ = ("client", "endpoint", "id")
+
+    def __init__(self, task_id: str, endpoint: Endpoint, client: SyncClient) -> None:
+        self.id = task_id
+        self.endpoint = endpoint
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"Task(id={self.id!r}, endpoint={self.endpoint.name!r})"
+
+    def get_status(self) -> TaskStatus:
+        """The task's status now."""
+        return self.client._task_status(self.endpoint, self.id)
+
+    def get(self) -> object:
+        """The task's result (as a call would return it); ``InvalidArgument`` while it is not completed."""
+        return self.client._task_result(self.endpoint, self.id)
+
+    def cancel(self) -> None:
+        """Cancel the task (pending or running)."""
+        self.client._task_cancel(self.endpoint, self.id)
+
+    def retry(self) -> Task:
+        """Submit the task's input again: the new task."""
+        return self.client._task_retry(self.endpoint, self.id)
+
+
+class TaskEndpoint:
+    """``client.<task>``: call it to run the task now, ``.submit(...)`` to have it run in the background."""
+
+    def __init__(self, client: SyncClient, endpoint: Endpoint) -> None:
+        self._client = client
+        self._endpoint = endpoint
+
+    def __repr__(self) -> str:
+        return f"<TaskEndpoint {self._endpoint.name}>"
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        return self._client._call(self._endpoint, args, kwargs)
+
+    def submit(self, *args: object, **kwargs: object) -> Task:
+        """Submit a run with these arguments (checked before anything is sent): its ``Task``."""
+        return self._client._submit(self._endpoint, args, kwargs)
+
+    def get_status(self, task_id: str) -> TaskStatus:
+        """The status of task ``task_id``."""
+        return self._client._task_status(self._endpoint, task_id)
+
+    def get(self, task_id: str) -> object:
+        """The result of task ``task_id``."""
+        return self._client._task_result(self._endpoint, task_id)
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel task ``task_id``."""
+        self._client._task_cancel(self._endpoint, task_id)
+
+    def retry(self, task_id: str) -> Task:
+        """Submit task ``task_id``'s input again: the new task."""
+        return self._client._task_retry(self._endpoint, task_id)

@@ -9,6 +9,7 @@ parameters are recognised by BentoML's ``"type": "file"`` (and ``format: binary`
 from __future__ import annotations
 
 import codecs
+import enum
 import inspect
 import mimetypes
 import os
@@ -23,7 +24,16 @@ import msgspec
 from ..errors import error_for_status
 from .wire import Response, encode_head
 
-__all__ = ["Endpoint", "StreamDecoder", "decode_response", "disposition_filename", "raise_for_status"]
+__all__ = [
+    "Endpoint",
+    "StreamDecoder",
+    "TaskStatus",
+    "decode_response",
+    "disposition_filename",
+    "raise_for_status",
+    "task_id_of",
+    "task_status_of",
+]
 
 _json_encode = msgspec.json.Encoder(
     enc_hook=lambda o: str(o) if isinstance(o, pathlib.PurePath) else o
@@ -36,6 +46,31 @@ _DISPOSITION_PARAM = re.compile(
 _EXT_VALUE = re.compile(r"^([!#$%&+^_`{}~0-9A-Za-z-]+)'[^']*'(.*)$")  # RFC 8187 3.2: charset'lang'value
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":", b"\n", b"\r\n")
 _JSON_NAME = re.compile(r"^application/(?:[\w.+-]+\+)?json\b")
+
+
+class TaskStatus(enum.Enum):
+    """The status of a submitted task, as ``R/status`` reports it (BentoML's ``ResultStatus``)."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+def task_id_of(body: bytes) -> str:
+    """The ``task_id`` of a submit (or retry) answer."""
+    obj = _json_decode(body)
+    task_id = obj.get("task_id") if isinstance(obj, dict) else None
+    if not isinstance(task_id, str):
+        raise ValueError(f"a task submission answered without a task_id: {body[:200]!r}")
+    return task_id
+
+
+def task_status_of(body: bytes) -> TaskStatus:
+    """The status in a ``R/status`` answer."""
+    obj = _json_decode(body)
+    return TaskStatus(obj.get("status") if isinstance(obj, dict) else None)
 
 
 def _obj(value: object) -> Mapping[str, object]:
@@ -79,6 +114,9 @@ class Endpoint:
         target = base.rstrip("/") + self.route
         self.head = encode_head("POST", target, host, headers)
         self.json_prefix = self.head + b"Content-Type: application/json\r\nContent-Length: "
+        self.is_task = route.get("is_task") is True
+        self.submit_head = encode_head("POST", target + "/submit", host, headers) if self.is_task else b""
+        self.submit_prefix = self.submit_head + b"Content-Type: application/json\r\nContent-Length: "
         self.signature = inspect.Signature(
             [
                 inspect.Parameter(
@@ -113,21 +151,26 @@ class Endpoint:
             raise TypeError(f"{self.name}() is missing required arguments: {missing}")
         return kwargs
 
-    def encode(self, values: dict[str, object]) -> bytes:
-        """The whole request: JSON body, or multipart/form-data when a file argument is a path or bytes."""
+    def encode(self, values: dict[str, object], submit: bool = False) -> bytes:
+        """The whole request: JSON body, or multipart/form-data when a file argument is a path or bytes;
+        to ``{route}/submit`` with ``submit``."""
         if self.file_params:
             for name in self.file_params:
                 value = values.get(name)
                 if isinstance(value, (pathlib.PurePath, bytes, bytearray)) or hasattr(value, "read"):
-                    return self._multipart(values)
+                    return self._multipart(values, submit)
                 if isinstance(value, (list, tuple)) and any(
                     isinstance(v, (pathlib.PurePath, bytes, bytearray)) for v in value
                 ):
-                    return self._multipart(values)
+                    return self._multipart(values, submit)
         body = _json_encode(values)
-        return b"%s%d\r\n\r\n%s" % (self.json_prefix, len(body), body)
+        return b"%s%d\r\n\r\n%s" % (self.submit_prefix if submit else self.json_prefix, len(body), body)
 
-    def _multipart(self, values: dict[str, object]) -> bytes:
+    def task_path(self, action: str, task_id: str) -> str:
+        """The path of a task request: ``{route}/{action}?task_id=...``."""
+        return f"{self.route}/{action}?task_id={urllib.parse.quote(task_id, safe='')}"
+
+    def _multipart(self, values: dict[str, object], submit: bool = False) -> bytes:
         boundary = os.urandom(16).hex().encode()
         parts: list[bytes] = []
         for name, value in values.items():
@@ -136,7 +179,7 @@ class Endpoint:
                 parts.append(_part(name, item, name in self.file_params))
         body = b"".join(b"--%s\r\n%s\r\n" % (boundary, p) for p in parts) + b"--%s--\r\n" % boundary
         return b"%sContent-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n%s" % (
-            self.head,
+            self.submit_head if submit else self.head,
             boundary,
             len(body),
             body,
