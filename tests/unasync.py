@@ -32,6 +32,8 @@ RENAMES = {
     "AsyncClient": "SyncClient",
     "AsyncHTTPClient": "SyncHTTPClient",
     "AsyncConnectionPool": "ConnectionPool",
+    "AsyncPool": "Pool",
+    "AsyncBody": "Body",
     "AsyncIterator": "Iterator",
     "aiopool": "pool",
     "__aenter__": "__enter__",

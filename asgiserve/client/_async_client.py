@@ -19,7 +19,7 @@ from .endpoints import Endpoint, StreamDecoder, decode_response, raise_for_statu
 from .wire import Headers
 
 if TYPE_CHECKING:
-    from .aiopool import AsyncConnectionPool
+    from .transport import AsyncPool
 
 __all__ = ["AsyncClient"]
 
@@ -29,7 +29,7 @@ _Client = TypeVar("_Client", bound="AsyncClient")
 class AsyncClient(ClientBase):
     """Everything ``AsyncHTTPClient`` does over its pool, which the subclass opens."""
 
-    pool: AsyncConnectionPool
+    pool: AsyncPool
 
     def __init__(
         self, url: str, token: str | None, timeout: float, server_ready_timeout: float | None

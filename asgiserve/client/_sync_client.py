@@ -20,7 +20,7 @@ from .endpoints import Endpoint, StreamDecoder, decode_response, raise_for_statu
 from .wire import Headers
 
 if TYPE_CHECKING:
-    from .pool import ConnectionPool
+    from .transport import Pool
 
 __all__ = ["SyncClient"]
 
@@ -30,7 +30,7 @@ _Client = TypeVar("_Client", bound="SyncClient")
 class SyncClient(ClientBase):
     """Everything ``SyncHTTPClient`` does over its pool, which the subclass opens."""
 
-    pool: ConnectionPool
+    pool: Pool
 
     def __init__(
         self, url: str, token: str | None, timeout: float, server_ready_timeout: float | None

@@ -1,0 +1,265 @@
+"""Test a service in this process, without a port: ``TestClient(Svc)`` and ``AsyncTestClient(Svc)``.
+
+They are ``SyncHTTPClient`` and ``AsyncHTTPClient`` (the same methods: one per api, ``call``,
+``request``, streams as generators, files, typed errors) whose connections end in the server's own
+protocol instead of a socket (``inprocess.py``): a call goes through the client's encoding, the server's
+parser, the direct path or ASGI, the router, the codecs and the traffic rules, and back through the
+client's response parser, so it answers as a real server would. Entering the client runs the app's
+lifespan startup (``__init__``, hooks, mounted apps); leaving it runs shutdown. Outside a ``with`` block
+the first use starts it and ``close()`` stops it.
+
+``TestClient`` runs its own event loop in the calling thread, one call at a time; in ``async`` code use
+``AsyncTestClient``, which runs in the caller's loop. ``fixture(Svc)`` is a pytest fixture in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
+
+from .client._async_client import AsyncClient
+from .client._sync_client import SyncClient
+from .client.aiopool import AsyncConnection, AsyncConnectionPool
+from .client.clients import AsyncHTTPClient, SyncHTTPClient
+from .embed import make_config, resolve
+from .inprocess import LocalServer
+
+if TYPE_CHECKING:
+    from .client.transport import AsyncBody
+    from .client.wire import Response
+
+__all__ = ["AsyncTestClient", "TestClient", "fixture"]
+
+_T = TypeVar("_T")
+_URL = "http://testserver"
+
+
+class _Local:
+    """The app and its in-process server for one test client: started on first use, stopped by ``stop``."""
+
+    def __init__(self, target: object, options: dict[str, object]) -> None:
+        options.setdefault("access_log", False)
+        self.target = target
+        self.config = make_config(target, options)
+        self.server: LocalServer | None = None
+        self.lock: asyncio.Lock | None = None
+
+    async def connect(self) -> AsyncConnection:
+        """A connection to the server, starting it (lifespan startup) first when needed."""
+        server = self.server
+        if server is None:
+            if self.lock is None:
+                self.lock = asyncio.Lock()
+            async with self.lock:
+                if self.server is None:
+                    # A fresh app for each start: a stopped app's thread pool cannot run again.
+                    app, _ = resolve(self.target, self.config)
+                    started = LocalServer(self.config, app)
+                    await started.start()
+                    self.server = started
+            server = self.server
+            assert server is not None
+        return await server.connect()
+
+    def pool(self, timeout: float, max_connections: int) -> AsyncConnectionPool:
+        """A connection pool whose connections are this server's pipes."""
+        return AsyncConnectionPool(
+            "testserver",
+            80,
+            max_connections=max_connections,
+            connect_timeout=min(timeout, 10.0),
+            read_timeout=timeout,
+            opener=self.connect,
+        )
+
+    async def stop(self) -> None:
+        """Drain and run lifespan shutdown (nothing when not started)."""
+        server, self.server = self.server, None
+        if server is not None:
+            await server.stop()
+
+
+class AsyncTestClient(AsyncHTTPClient):
+    """``AsyncHTTPClient`` for ``target`` served in this loop: ``async with AsyncTestClient(Svc) as client``.
+
+    ``target`` is a ``@service`` class, ``"module:Class"`` or any ASGI app; the options are the server's
+    (``api_token=``, ``max_body_size=``, ``http="h11"``, ...). ``token`` defaults to ``api_token``.
+    """
+
+    __test__ = False  # not a test class, whatever pytest thinks of its name
+
+    def __init__(
+        self,
+        target: object,
+        *,
+        token: str | None = None,
+        timeout: float = 30,
+        max_connections: int = 100,
+        **options: object,
+    ) -> None:
+        self._local = _Local(target, options)
+        token = self._local.config.api_token if token is None else token
+        AsyncClient.__init__(self, _URL, token, timeout, None)
+        self._max_connections = max_connections
+        self.pool = self._local.pool(timeout, max_connections)
+
+    async def start(self) -> None:
+        """Run the app's lifespan startup and read its schema (what entering does)."""
+        await self._setup()
+
+    async def close(self) -> None:
+        """Close the connections, run the app's lifespan shutdown, remove downloaded files."""
+        try:
+            await super().close()
+        finally:
+            await self._local.stop()
+            # A new pool and schema for a later use, which starts the app again.
+            self.pool = self._local.pool(self.timeout, self._max_connections)
+            self._ready = False
+
+
+class _LoopBody:
+    """A streamed body read by running the loop until each chunk is there."""
+
+    def __init__(self, pool: _LoopPool, body: AsyncBody) -> None:
+        self.pool = pool
+        self.body = body
+        self.chunks: AsyncIterator[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = self.chunks = self.body.__aiter__()
+        try:
+            while True:
+                try:
+                    yield self.pool.on_loop(_next(chunks))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Give the connection back (closed unless the body was read to its end)."""
+        chunks, self.chunks = self.chunks, None
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None and self.pool.loop is not None:
+            self.pool.on_loop(aclose())
+        self.body.close()
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes:
+    return await chunks.__anext__()
+
+
+class _LoopPool:
+    """The blocking client's pool: the asyncio pool of ``_Local``, on a loop run in the calling thread."""
+
+    def __init__(self, local: _Local, timeout: float, max_connections: int) -> None:
+        self.local = local
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pool: AsyncConnectionPool | None = None
+        self.lock = threading.RLock()  # one call at a time: the loop runs in the caller's thread
+
+    def _started(self) -> AsyncConnectionPool:
+        pool = self.pool
+        if pool is None:
+            # asyncio's own loop: uvloop's costs about 50 us more to enter, which a blocking call pays
+            # every time (it sets up signal wake-ups on each run).
+            self.loop = asyncio.new_event_loop()
+            pool = self.pool = self.local.pool(self.timeout, self.max_connections)
+        return pool
+
+    def on_loop(self, aw: Awaitable[_T]) -> _T:
+        """Run ``aw`` to its end on the client's loop."""
+        with self.lock:
+            assert self.loop is not None
+            return self.loop.run_until_complete(_wrap(aw))
+
+    def request(self, data: bytes, *, head: bool = False) -> tuple[Response, object]:
+        """Send a whole request, return the whole response."""
+        with self.lock:
+            return self.on_loop(self._started().request(data, head=head))
+
+    def stream(self, data: bytes) -> tuple[Response, _LoopBody]:
+        """Send a whole request, return the response head and its body."""
+        with self.lock:
+            resp, body = self.on_loop(self._started().stream(data))
+        return resp, _LoopBody(self, body)
+
+    def close(self) -> None:
+        """Close the connections, stop the app (lifespan shutdown) and close the loop."""
+        with self.lock:
+            loop, pool = self.loop, self.pool
+            if loop is None or pool is None:
+                return
+            try:
+                loop.run_until_complete(pool.close())
+                loop.run_until_complete(self.local.stop())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                self.loop = self.pool = None
+                loop.close()
+
+
+async def _wrap(aw: Awaitable[_T]) -> _T:
+    return await aw
+
+
+class TestClient(SyncHTTPClient):
+    """``SyncHTTPClient`` for ``target`` served in this process: ``with TestClient(Svc) as client``.
+
+    ``target`` is a ``@service`` class, ``"module:Class"`` or any ASGI app; the options are the server's
+    (``api_token=``, ``max_body_size=``, ``http="h11"``, ...). ``token`` defaults to ``api_token``.
+    Its event loop runs in the calling thread during each call; from ``async`` code use
+    ``AsyncTestClient``.
+    """
+
+    __test__ = False  # not a test class, whatever pytest thinks of its name
+
+    def __init__(
+        self,
+        target: object,
+        *,
+        token: str | None = None,
+        timeout: float = 30,
+        max_connections: int = 32,
+        **options: object,
+    ) -> None:
+        local = _Local(target, options)
+        token = local.config.api_token if token is None else token
+        SyncClient.__init__(self, _URL, token, timeout, None)
+        self.pool = _LoopPool(local, timeout, max_connections)
+
+    def __getattr__(self, name: str) -> object:
+        # Api methods are attached once the app started and its schema was read: start on first use.
+        if name.startswith("_") or self.__dict__.get("_ready") or "pool" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._setup()
+        return object.__getattribute__(self, name)
+
+    def start(self) -> None:
+        """Run the app's lifespan startup and read its schema (what entering does)."""
+        self._setup()
+
+    def close(self) -> None:
+        """Close the connections, run the app's lifespan shutdown, remove downloaded files."""
+        try:
+            super().close()
+        finally:
+            self._ready = False
+
+
+def fixture(target: object, *, scope: str = "module", **options: object) -> Callable[..., object]:
+    """A pytest fixture giving a started ``TestClient`` for ``target``, stopped after the last test of
+    ``scope``: ``client = fixture(Svc)`` in a test module or conftest.py makes ``client`` a fixture named
+    after the variable. The options are ``TestClient``'s."""
+    import pytest
+
+    def make() -> Iterator[TestClient]:
+        with TestClient(target, **options) as client:  # type: ignore[arg-type]
+            yield client
+
+    return pytest.fixture(scope=scope)(make)  # type: ignore[call-overload, no-any-return]
