@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import server_context
 from .errors import (
     AsgiserveError,
     BadRequest,
@@ -21,11 +22,14 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
+from .server_context import get_worker_index as worker_index
 from .service import api, get_current_service, mount_asgi_app, service
 
 if TYPE_CHECKING:
+    from . import testing
     from .app import ServiceApp, asgi_app
     from .client import AsyncHTTPClient, SyncHTTPClient
+    from .embed import Server, StartupError, serve
 
 __version__ = "0.1.0"
 
@@ -37,8 +41,10 @@ __all__ = [
     "InternalServerError",
     "InvalidArgument",
     "NotFound",
+    "Server",
     "ServiceApp",
     "ServiceUnavailable",
+    "StartupError",
     "SyncHTTPClient",
     "Timeout",
     "TooManyRequests",
@@ -48,11 +54,16 @@ __all__ = [
     "asgi_app",
     "get_current_service",
     "mount_asgi_app",
+    "serve",
+    "server_context",
     "service",
+    "testing",
+    "worker_index",
 ]
 
 # asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
 _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "asgi_app": "app"}
+_LAZY.update(serve="embed", Server="embed", StartupError="embed", testing="testing")
 
 
 def __getattr__(name: str) -> object:
@@ -62,4 +73,5 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'asgiserve' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    loaded = importlib.import_module(f".{module}", __name__)
+    return loaded if module == name else getattr(loaded, name)
