@@ -19,6 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
+from .app import ServiceApp
 from .client._async_client import AsyncClient
 from .client._sync_client import SyncClient
 from .client.aiopool import AsyncConnection, AsyncConnectionPool
@@ -29,6 +30,7 @@ from .inprocess import LocalServer
 if TYPE_CHECKING:
     from .client.transport import AsyncBody
     from .client.wire import Response
+    from .types import ASGIApp
 
 __all__ = ["AsyncTestClient", "TestClient", "fixture"]
 
@@ -43,24 +45,33 @@ class _Local:
         options.setdefault("access_log", False)
         self.target = target
         self.config = make_config(target, options)
+        # Resolved now, so that a bad target fails here; each later start builds a fresh app, since a
+        # stopped one's thread pool cannot run again.
+        self.app: ASGIApp | None = resolve(target, self.config)[0]
+        self.service = isinstance(self.app, ServiceApp)  # a plain ASGI app has no schema to read
         self.server: LocalServer | None = None
         self.lock: asyncio.Lock | None = None
 
-    async def connect(self) -> AsyncConnection:
-        """A connection to the server, starting it (lifespan startup) first when needed."""
+    async def start(self) -> LocalServer:
+        """Start the server (lifespan startup) unless it runs; ``StartupError`` when the app fails."""
         server = self.server
-        if server is None:
-            if self.lock is None:
-                self.lock = asyncio.Lock()
-            async with self.lock:
-                if self.server is None:
-                    # A fresh app for each start: a stopped app's thread pool cannot run again.
-                    app, _ = resolve(self.target, self.config)
-                    started = LocalServer(self.config, app)
-                    await started.start()
-                    self.server = started
-            server = self.server
-            assert server is not None
+        if server is not None:
+            return server
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        async with self.lock:
+            if self.server is None:
+                app, self.app = self.app, None
+                if app is None:
+                    app = resolve(self.target, self.config)[0]
+                started = LocalServer(self.config, app)
+                await started.start()
+                self.server = started
+            return self.server
+
+    async def connect(self) -> AsyncConnection:
+        """A connection to the server, starting it first when needed."""
+        server = await self.start()
         return await server.connect()
 
     def pool(self, timeout: float, max_connections: int) -> AsyncConnectionPool:
@@ -104,6 +115,20 @@ class AsyncTestClient(AsyncHTTPClient):
         AsyncClient.__init__(self, _URL, token, timeout, None)
         self._max_connections = max_connections
         self.pool = self._local.pool(timeout, max_connections)
+
+    async def __aenter__(self) -> AsyncTestClient:
+        try:
+            await self._setup()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _setup(self) -> None:
+        if not self._ready and not self._local.service:
+            await self._local.start()
+            self._ready = True
+        await super()._setup()
 
     async def start(self) -> None:
         """Run the app's lifespan startup and read its schema (what entering does)."""
@@ -178,6 +203,12 @@ class _LoopPool:
             assert self.loop is not None
             return self.loop.run_until_complete(_wrap(aw))
 
+    def start(self) -> None:
+        """Start the app (lifespan startup) on the client's loop."""
+        with self.lock:
+            self._started()
+            self.on_loop(self.local.start())
+
     def request(self, data: bytes, *, head: bool = False) -> tuple[Response, object]:
         """Send a whole request, return the whole response."""
         with self.lock:
@@ -239,6 +270,21 @@ class TestClient(SyncHTTPClient):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         self._setup()
         return object.__getattribute__(self, name)
+
+    def __enter__(self) -> TestClient:
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _setup(self) -> None:
+        pool = self.__dict__.get("pool")
+        if not self._ready and isinstance(pool, _LoopPool) and not pool.local.service:
+            pool.start()
+            self._ready = True
+        super()._setup()
 
     def start(self) -> None:
         """Run the app's lifespan startup and read its schema (what entering does)."""
