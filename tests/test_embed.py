@@ -174,6 +174,7 @@ def test_server_serve_inside_a_loop_with_another_server_and_a_periodic_task():
         server = asgiserve.Server(EmbedSvc, port=0)
         serving = asyncio.create_task(server.serve())
         await asyncio.wait_for(server.started.wait(), 10)
+        during = _handlers()
         async with server.get_async_client() as client:
             assert await client.add(a=2, b=2) == 4
             who = await client.whoami()
@@ -195,19 +196,28 @@ def test_server_serve_inside_a_loop_with_another_server_and_a_periodic_task():
         other.close()
         await other.wait_closed()
         return {
-            "who": who, "echoed": echoed, "after": after, "ticks": (ticks_while_serving, ticks_at_stop, ticks),
+            "who": who, "during": during, "echoed": echoed, "after": after, "ticks": (ticks_while_serving, ticks_at_stop, ticks),
             "url": server.url, "pending": [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
                                            and not t.done() and t is not ticker],
         }
 
-    before = _handlers()
-    out = asyncio.run(main())
+    def mine(signum, frame):
+        pass
+
+    saved = signal.signal(signal.SIGINT, mine), signal.signal(signal.SIGTERM, mine)
+    try:
+        before = _handlers()
+        out = asyncio.run(main())
+        after = _handlers()
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+    assert out["during"] == before and after == before
     assert out["who"]["pid"] == os.getpid()
     assert out["echoed"] == b"ping\n" and out["after"] == b"after\n"
     while_serving, at_stop, end = out["ticks"]
     assert while_serving > 0 and end > at_stop
     assert out["pending"] == []  # the server left no task behind
-    assert _handlers() == before
     with pytest.raises(httpx.ConnectError):
         httpx.get(out["url"] + "/livez")
 
