@@ -36,9 +36,14 @@ class Pipe:
     """One connection between a server protocol and a client connection, both in this loop."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, server: HTTPProtocol, client: AsyncConnection
+        self,
+        loop: asyncio.AbstractEventLoop,
+        server: HTTPProtocol,
+        client: AsyncConnection,
+        live: set[Pipe] | None = None,
     ) -> None:
         self.loop = loop
+        self.live = live  # the open pipes of a ``LocalServer``
         self.server = server
         self.client = client
         self.to_server: list[bytes] = []  # sent while the server was not reading
@@ -51,6 +56,8 @@ class Pipe:
         self.lost = False
         self.server_end = _ServerEnd(self)
         self.client_end = _ClientEnd(self)
+        if live is not None:
+            live.add(self)
         client.connection_made(self.client_end)
         server.connection_made(self.server_end)
 
@@ -98,12 +105,17 @@ class Pipe:
         """Either side closed: both protocols hear of it on a later pass (after what was written)."""
         if not self.closed:
             self.closed = True
+            if self.loop.is_closed():  # a stream collected after its client closed: nothing to tell
+                self.lost = True
+                return
             self.loop.call_soon(self._lose)
 
     def _lose(self) -> None:
         if self.lost:
             return
         self.lost = True
+        if self.live is not None:
+            self.live.discard(self)
         while self.to_client:  # what the server wrote before closing still reaches the client
             self.client.data_received(self.to_client.pop(0))
         self.server.connection_lost(None)
@@ -196,6 +208,7 @@ class LocalServer:
         self.server = Server(config, app, signals=())
         self.factory = protocol_class(config.http)
         self.started = False
+        self.pipes: set[Pipe] = set()
 
     async def start(self) -> None:
         """Run the app's lifespan startup; ``StartupError`` when it failed."""
@@ -211,16 +224,17 @@ class LocalServer:
         if not self.started or state is None:
             raise RuntimeError("the server is not started")
         client = AsyncConnection()
-        Pipe(state.loop, self.factory(state), client)
+        Pipe(state.loop, self.factory(state), client, self.pipes)
         return client
 
     async def stop(self) -> None:
-        """Drain (requests in flight finish), then run the app's lifespan shutdown."""
+        """Close the connections (as a client that exits does), then drain and run lifespan shutdown."""
         if not self.started:
             return
         self.started = False
-        # Connections the client just closed are gone once their close has run: do not wait a drain
-        # poll for them.
+        for pipe in list(self.pipes):  # a stream left unread would otherwise hold the drain
+            pipe.close()
+        # The closes run on the next pass; then the drain finds nothing to wait for.
         await asyncio.sleep(0)
         try:
             await self.server.finish()

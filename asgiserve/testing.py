@@ -88,6 +88,7 @@ class _Local:
     async def stop(self) -> None:
         """Drain and run lifespan shutdown (nothing when not started)."""
         server, self.server = self.server, None
+        self.lock = None  # bound to this loop; a later start may run on another
         if server is not None:
             await server.stop()
 
@@ -205,17 +206,20 @@ class _LoopPool:
 
     def start(self) -> None:
         """Start the app (lifespan startup) on the client's loop."""
+        _refuse_inside_a_loop()
         with self.lock:
             self._started()
             self.on_loop(self.local.start())
 
     def request(self, data: bytes, *, head: bool = False) -> tuple[Response, object]:
         """Send a whole request, return the whole response."""
+        _refuse_inside_a_loop()
         with self.lock:
             return self.on_loop(self._started().request(data, head=head))
 
     def stream(self, data: bytes) -> tuple[Response, _LoopBody]:
         """Send a whole request, return the response head and its body."""
+        _refuse_inside_a_loop()
         with self.lock:
             resp, body = self.on_loop(self._started().stream(data))
         return resp, _LoopBody(self, body)
@@ -226,6 +230,8 @@ class _LoopPool:
             loop, pool = self.loop, self.pool
             if loop is None or pool is None:
                 return
+            if self.local.server is not None:
+                _refuse_inside_a_loop()
             try:
                 loop.run_until_complete(pool.close())
                 loop.run_until_complete(self.local.stop())
@@ -233,6 +239,12 @@ class _LoopPool:
             finally:
                 self.loop = self.pool = None
                 loop.close()
+
+
+def _refuse_inside_a_loop() -> None:
+    # Running our loop inside the caller's would fail later, and less clearly.
+    if asyncio._get_running_loop() is not None:
+        raise RuntimeError("TestClient blocks: inside a running event loop, use AsyncTestClient")
 
 
 async def _wrap(aw: Awaitable[_T]) -> _T:

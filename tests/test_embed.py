@@ -277,11 +277,13 @@ def test_two_workers_through_serve_with_stable_indexes(tmp_path, monkeypatch):
 def test_blocking_serve_runs_until_sigterm(tmp_path):
     script = tmp_path / "blocking.py"
     script.write_text(
+        "import signal, sys\n"
         "import asgiserve\n"
         "from tests.apps.embed_apps import EmbedSvc\n"
-        "import sys\n"
+        "def mine(signum, frame): pass\n"
+        "signal.signal(signal.SIGINT, mine)\n"
         "asgiserve.serve(EmbedSvc, port=int(sys.argv[1]), blocking=True)\n"
-        "print('returned')\n"
+        "print('returned', signal.getsignal(signal.SIGINT) is mine)\n"
     )
     from tests.conftest import free_port
 
@@ -305,4 +307,34 @@ def test_blocking_serve_runs_until_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert out.strip() == "returned" and "asgiserve serving EmbedSvc" in err
+    # The script's own SIGINT handler is back once serve() returns.
+    assert out.strip() == "returned True" and "asgiserve serving EmbedSvc" in err
+
+
+def test_workers_leave_when_the_program_that_served_them_dies(tmp_path):
+    script = tmp_path / "dies.py"
+    script.write_text(
+        "import os, sys\n"
+        "import asgiserve\n"
+        "from tests.apps.embed_apps import EmbedSvc\n"
+        "server = asgiserve.serve(EmbedSvc, port=0, workers=2)\n"
+        "server.wait_until_ready(15)\n"
+        "from tests.test_lifecycle import children\n"
+        "print(server._pid, *children(server._pid), flush=True)\n"
+        "os._exit(0)\n"  # no stop(): as if the program was killed
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=30,
+    )
+    supervisor, *workers = (int(p) for p in done.stdout.split())
+    assert len(workers) == 2
+    assert wait_for(lambda: all(_gone(pid) for pid in [supervisor, *workers]), timeout=15), done.stderr
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # exited, waiting for whoever adopted it to reap it

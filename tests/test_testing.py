@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import pathlib
+import time
 
 import pytest
 
@@ -146,6 +147,25 @@ def test_first_use_without_with_starts_and_close_stops():
     assert client.events() == ["init", "mount startup"]  # an api method before entering
     client.close()
     assert embed_apps.EVENTS[-1] == "mount shutdown"
+
+
+def test_closing_does_not_wait_for_a_stream_left_open():
+    client = TestClient(ClientSvc).__enter__()
+    stream = iter(client.slow_stream(n=100_000, delay=0.01))
+    assert next(stream) == "0 "
+    t0 = time.monotonic()
+    client.close()  # as a client process that exits: its connections close, the drain has nothing to wait for
+    assert time.monotonic() - t0 < 5  # the graceful timeout is 30 s
+    del stream
+
+
+def test_the_blocking_client_refuses_to_run_inside_a_loop():
+    async def main() -> None:
+        with TestClient(EmbedSvc) as client:
+            client.add(a=1)
+
+    with pytest.raises(RuntimeError, match="use AsyncTestClient"):
+        asyncio.run(main())
 
 
 def test_a_service_that_fails_to_start():
