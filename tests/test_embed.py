@@ -328,8 +328,13 @@ def test_workers_leave_when_the_program_that_served_them_dies(tmp_path):
         capture_output=True, text=True, timeout=30,
     )
     supervisor, *workers = (int(p) for p in done.stdout.split())
-    assert len(workers) == 2
-    assert wait_for(lambda: all(_gone(pid) for pid in [supervisor, *workers]), timeout=15), done.stderr
+    try:
+        assert len(workers) == 2
+        assert wait_for(lambda: all(_gone(pid) for pid in [supervisor, *workers]), timeout=15), done.stderr
+    finally:
+        for pid in [supervisor, *workers]:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _gone(pid: int) -> bool:
