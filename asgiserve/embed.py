@@ -162,7 +162,15 @@ class Server:
             raise RuntimeError("the server is already serving")
         if sock is None:
             sock = self._sock or self._bind()
-        app, _ = resolve(self.target, self.config)
+        else:
+            self._port = sock.getsockname()[1]
+        try:
+            app, _ = resolve(self.target, self.config)
+        except BaseException:
+            if sock is self._sock:
+                self._sock = None
+                sock.close()
+            raise
         await self._serve(app, sock)
 
     async def shutdown(self) -> None:
@@ -187,6 +195,7 @@ class Server:
             self.exit_code = await inner.serve(sock)
         finally:
             self._inner = None
+            self._should_exit = False  # for a later serve()
             self._finished.set()
             if sock is self._sock:
                 self._sock = None
