@@ -8,8 +8,9 @@ client's response parser, so it answers as a real server would. Entering the cli
 lifespan startup (``__init__``, hooks, mounted apps); leaving it runs shutdown. Outside a ``with`` block
 the first use starts it and ``close()`` stops it.
 
-``TestClient`` runs its own event loop in the calling thread, one call at a time; in ``async`` code use
-``AsyncTestClient``, which runs in the caller's loop. ``fixture(Svc)`` is a pytest fixture in one line.
+``TestClient`` runs the server on an event loop in a thread of its own (calls from several threads run
+at once); ``AsyncTestClient`` runs it in the caller's loop. ``fixture(Svc)`` is a pytest fixture in one
+line.
 """
 
 from __future__ import annotations
@@ -151,10 +152,11 @@ class _LoopBody:
 
     def __init__(self, pool: _LoopPool, body: AsyncBody) -> None:
         self.pool = pool
-        self.body = body
+        self.body: AsyncBody | None = body
         self.chunks: AsyncIterator[bytes] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
+        assert self.body is not None
         chunks = self.chunks = self.body.__aiter__()
         try:
             while True:
@@ -166,12 +168,33 @@ class _LoopBody:
             self.close()
 
     def close(self) -> None:
-        """Give the connection back (closed unless the body was read to its end)."""
+        """Give the connection back (closed unless the body was read to its end), on the client's loop."""
         chunks, self.chunks = self.chunks, None
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None and self.pool.loop is not None:
-            self.pool.on_loop(aclose())
-        self.body.close()
+        body, self.body = self.body, None
+        if body is None:
+            return
+        pool = self.pool
+        thread = pool.thread
+        if pool.loop is None or thread is None:
+            body.close()  # the loop is gone: nothing runs on it any more
+        elif thread.ident == threading.get_ident():  # collected on the loop's own thread
+            body.close()
+            if chunks is not None:
+                pool.loop.create_task(_aclose(chunks))
+        else:
+            pool.on_loop(_finish(chunks, body))
+
+
+async def _aclose(chunks: AsyncIterator[bytes]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _finish(chunks: AsyncIterator[bytes] | None, body: AsyncBody) -> None:
+    if chunks is not None:
+        await _aclose(chunks)
+    body.close()
 
 
 async def _next(chunks: AsyncIterator[bytes]) -> bytes:
@@ -179,72 +202,90 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 class _LoopPool:
-    """The blocking client's pool: the asyncio pool of ``_Local``, on a loop run in the calling thread."""
+    """The blocking client's pool: the asyncio pool of ``_Local`` on an event loop in a thread of its own.
+
+    The loop is the real server's (uvloop where installed) and keeps running between calls, so several
+    threads may call at once, as with ``SyncHTTPClient``, and a call works from inside another event
+    loop too (it blocks that loop's thread while it waits, as any blocking call does).
+    """
 
     def __init__(self, local: _Local, timeout: float, max_connections: int) -> None:
         self.local = local
         self.timeout = timeout
         self.max_connections = max_connections
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
         self.pool: AsyncConnectionPool | None = None
-        self.lock = threading.RLock()  # one call at a time: the loop runs in the caller's thread
+        self.lock = threading.Lock()  # for starting and stopping the loop
 
     def _started(self) -> AsyncConnectionPool:
         pool = self.pool
         if pool is None:
-            # asyncio's own loop: uvloop's costs about 50 us more to enter, which a blocking call pays
-            # every time (it sets up signal wake-ups on each run).
-            self.loop = asyncio.new_event_loop()
-            pool = self.pool = self.local.pool(self.timeout, self.max_connections)
+            with self.lock:
+                if self.pool is None:
+                    from .http.auto import new_event_loop
+
+                    loop = self.loop = new_event_loop()
+                    self.thread = threading.Thread(
+                        target=loop.run_forever, name="asgiserve TestClient", daemon=True
+                    )
+                    self.thread.start()
+                    self.pool = self.local.pool(self.timeout, self.max_connections)
+            pool = self.pool
+            assert pool is not None
         return pool
 
     def on_loop(self, aw: Awaitable[_T]) -> _T:
-        """Run ``aw`` to its end on the client's loop."""
-        with self.lock:
-            assert self.loop is not None
-            return self.loop.run_until_complete(_wrap(aw))
+        """Run ``aw`` to its end on the client's loop and wait for it here."""
+        loop = self.loop
+        assert loop is not None
+        # A lock released by the task's end: lighter than a concurrent.futures.Future on every call.
+        done = threading.Lock()
+        done.acquire()
+        ended: list[asyncio.Task[_T]] = []
+
+        def finished(task: asyncio.Task[_T]) -> None:
+            ended.append(task)
+            done.release()
+
+        def begin() -> None:
+            loop.create_task(_wrap(aw)).add_done_callback(finished)
+
+        loop.call_soon_threadsafe(begin)
+        done.acquire()
+        return ended[0].result()
 
     def start(self) -> None:
         """Start the app (lifespan startup) on the client's loop."""
-        _refuse_inside_a_loop()
-        with self.lock:
-            self._started()
-            self.on_loop(self.local.start())
+        self._started()
+        self.on_loop(self.local.start())
 
     def request(self, data: bytes, *, head: bool = False) -> tuple[Response, object]:
         """Send a whole request, return the whole response."""
-        _refuse_inside_a_loop()
-        with self.lock:
-            return self.on_loop(self._started().request(data, head=head))
+        pool = self._started()
+        return self.on_loop(pool.request(data, head=head))
 
     def stream(self, data: bytes) -> tuple[Response, _LoopBody]:
         """Send a whole request, return the response head and its body."""
-        _refuse_inside_a_loop()
-        with self.lock:
-            resp, body = self.on_loop(self._started().stream(data))
+        pool = self._started()
+        resp, body = self.on_loop(pool.stream(data))
         return resp, _LoopBody(self, body)
 
     def close(self) -> None:
-        """Close the connections, stop the app (lifespan shutdown) and close the loop."""
+        """Close the connections, stop the app (lifespan shutdown), then the loop and its thread."""
         with self.lock:
-            loop, pool = self.loop, self.pool
-            if loop is None or pool is None:
+            loop, pool, thread = self.loop, self.pool, self.thread
+            if loop is None or pool is None or thread is None:
                 return
-            if self.local.server is not None:
-                _refuse_inside_a_loop()
             try:
-                loop.run_until_complete(pool.close())
-                loop.run_until_complete(self.local.stop())
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                self.on_loop(pool.close())
+                self.on_loop(self.local.stop())
+                self.on_loop(loop.shutdown_asyncgens())
             finally:
-                self.loop = self.pool = None
+                self.loop = self.pool = self.thread = None
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join()
                 loop.close()
-
-
-def _refuse_inside_a_loop() -> None:
-    # Running our loop inside the caller's would fail later, and less clearly.
-    if asyncio._get_running_loop() is not None:
-        raise RuntimeError("TestClient blocks: inside a running event loop, use AsyncTestClient")
 
 
 async def _wrap(aw: Awaitable[_T]) -> _T:
@@ -256,8 +297,8 @@ class TestClient(SyncHTTPClient):
 
     ``target`` is a ``@service`` class, ``"module:Class"`` or any ASGI app; the options are the server's
     (``api_token=``, ``max_body_size=``, ``http="h11"``, ...). ``token`` defaults to ``api_token``.
-    Its event loop runs in the calling thread during each call; from ``async`` code use
-    ``AsyncTestClient``.
+    The server runs on an event loop in a thread of the client's; ``AsyncTestClient`` runs it in the
+    caller's own loop instead.
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of its name

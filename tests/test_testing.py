@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import pathlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -159,13 +160,24 @@ def test_closing_does_not_wait_for_a_stream_left_open():
     del stream
 
 
-def test_the_blocking_client_refuses_to_run_inside_a_loop():
-    async def main() -> None:
-        with TestClient(EmbedSvc) as client:
-            client.add(a=1)
+def test_the_blocking_client_from_threads_and_inside_a_loop():
+    with TestClient(Traffic) as client:  # max_concurrency is 4: six calls at once from threads
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: _outcome(client, 0.3), range(6)))
+        assert sorted(results) == ["429"] * 2 + ["ok"] * 4
 
-    with pytest.raises(RuntimeError, match="use AsyncTestClient"):
-        asyncio.run(main())
+        async def main() -> object:  # a blocking call from inside a running loop (it blocks that loop)
+            return client.sleep(seconds=0)
+
+        assert asyncio.run(main()) == {"slept": 0}
+
+
+def _outcome(client: TestClient, seconds: float) -> str:
+    try:
+        client.sleep(seconds=seconds)
+    except asgiserve.TooManyRequests:
+        return "429"
+    return "ok"
 
 
 def test_a_service_that_fails_to_start():
