@@ -96,12 +96,12 @@ def test_errors_are_the_servers(tmp_path):
 def test_max_concurrency_applies():
     async def main() -> list[object]:
         async with AsyncTestClient(Traffic) as client:  # max_concurrency is 4
-            calls = [client.sleep(seconds=0.3) for _ in range(6)]
+            calls = [client.sleep(seconds=0.2) for _ in range(6)]
             return await asyncio.gather(*calls, return_exceptions=True)
 
     results = asyncio.run(main())
     assert sum(isinstance(r, asgiserve.TooManyRequests) for r in results) == 2
-    assert results.count({"slept": 0.3}) == 4
+    assert results.count({"slept": 0.2}) == 4
 
 
 def test_streams_and_files(tmp_path):
@@ -163,7 +163,7 @@ def test_closing_does_not_wait_for_a_stream_left_open():
 def test_the_blocking_client_from_threads_and_inside_a_loop():
     with TestClient(Traffic) as client:  # max_concurrency is 4: six calls at once from threads
         with ThreadPoolExecutor(6) as pool:
-            results = list(pool.map(lambda _: _outcome(client, 0.3), range(6)))
+            results = list(pool.map(lambda _: _outcome(client, 0.2), range(6)))
         assert sorted(results) == ["429"] * 2 + ["ok"] * 4
 
         async def main() -> object:  # a blocking call from inside a running loop (it blocks that loop)
