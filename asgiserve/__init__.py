@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import server_context
 from .depends import depends  # after this, ``asgiserve.depends`` is the function, not its module
 from .errors import (
     AsgiserveError,
@@ -23,12 +24,14 @@ from .errors import (
     Unauthorized,
 )
 from .hooks import on_deployment, on_shutdown, on_startup
+from .server_context import get_worker_index as worker_index
 from .service import api, asgi_app, get_current_service, mount_asgi_app, service, task
 
 if TYPE_CHECKING:
-    from . import images
+    from . import images, testing
     from .app import ServiceApp, to_asgi
     from .client import AsyncHTTPClient, SyncHTTPClient, TaskStatus
+    from .embed import Server, StartupError, serve
 
 __version__ = "0.1.0"
 
@@ -41,8 +44,10 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "ResultStatus",
+    "Server",
     "ServiceApp",
     "ServiceUnavailable",
+    "StartupError",
     "SyncHTTPClient",
     "TaskStatus",
     "Timeout",
@@ -58,23 +63,27 @@ __all__ = [
     "on_deployment",
     "on_shutdown",
     "on_startup",
+    "serve",
+    "server_context",
     "service",
     "task",
+    "testing",
     "to_asgi",
+    "worker_index",
 ]
 
 # asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
 _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "to_asgi": "app"}
 _LAZY.update(TaskStatus="client", ResultStatus="client")
+_LAZY.update(serve="embed", Server="embed", StartupError="embed", testing="testing", images="images")
 
 
 def __getattr__(name: str) -> object:
-    """Import the app and client modules (and ``asgiserve.images``) on first use."""
-    import importlib
-
-    if name == "images":
-        return importlib.import_module(".images", __name__)
+    """Import the app, client, embedding and test modules (and ``asgiserve.images``) on first use."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'asgiserve' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    import importlib
+
+    loaded = importlib.import_module(f".{module}", __name__)
+    return loaded if module == name else getattr(loaded, name)

@@ -32,6 +32,8 @@ RENAMES = {
     "AsyncClient": "SyncClient",
     "AsyncHTTPClient": "SyncHTTPClient",
     "AsyncConnectionPool": "ConnectionPool",
+    "AsyncPool": "Pool",
+    "AsyncBody": "Body",
     "AsyncIterator": "Iterator",
     "AsyncTask": "Task",
     "AsyncTaskEndpoint": "TaskEndpoint",

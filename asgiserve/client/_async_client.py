@@ -27,7 +27,7 @@ from .endpoints import (
 from .wire import Headers, Response
 
 if TYPE_CHECKING:
-    from .aiopool import AsyncConnectionPool
+    from .transport import AsyncPool
 
 __all__ = ["AsyncClient", "AsyncTask", "AsyncTaskEndpoint"]
 
@@ -37,7 +37,7 @@ _Client = TypeVar("_Client", bound="AsyncClient")
 class AsyncClient(ClientBase):
     """Everything ``AsyncHTTPClient`` does over its pool, which the subclass opens."""
 
-    pool: AsyncConnectionPool
+    pool: AsyncPool
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ from .endpoints import (
 from .wire import Headers, Response
 
 if TYPE_CHECKING:
-    from .pool import ConnectionPool
+    from .transport import Pool
 
 __all__ = ["SyncClient", "Task", "TaskEndpoint"]
 
@@ -38,7 +38,7 @@ _Client = TypeVar("_Client", bound="SyncClient")
 class SyncClient(ClientBase):
     """Everything ``SyncHTTPClient`` does over its pool, which the subclass opens."""
 
-    pool: ConnectionPool
+    pool: Pool
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ import asyncio
 import ssl as _ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .bookkeeper import OPEN, WAIT, PoolBook, PoolStats, Slot, transport_error
 from .wire import (
@@ -178,12 +178,15 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         keepalive_expiry: float = 4.0,
         connect_timeout: float = 10.0,
         read_timeout: float | None = 30.0,
+        opener: Callable[[], Awaitable[AsyncConnection]] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        # Opens a connected ``AsyncConnection`` by other means than TCP (``asgiserve.testing``'s pipes).
+        self.opener = opener
         self._book: PoolBook[AsyncConnection] = PoolBook(max_connections, keepalive_expiry, time.monotonic)
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -211,6 +214,8 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         return conn
 
     async def _connect(self) -> AsyncConnection:
+        if self.opener is not None:
+            return await self.opener()
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(

@@ -1,7 +1,8 @@
 """Server configuration: every setting with its default, its flag and its ``ASGISERVE_*`` variable.
 
 ``Config`` is plain data; ``load_app`` turns the ``module:Attr`` target into the ASGI app to serve (a
-``@service`` class becomes ``to_asgi(cls)``, any other ASGI 3 callable is served as is).
+``@service`` class becomes ``to_asgi(cls)``, any other ASGI 3 callable is served as is); ``build_app``
+does the second half for an object already at hand (``asgiserve.serve(Svc)``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from ..limits import DEFAULT_LIMITS as _L
 from ..limits import Limits
 
-__all__ = ["Config", "load_app"]
+__all__ = ["Config", "build_app", "load_app"]
 
 
 @dataclass
@@ -72,9 +73,6 @@ def _is_service(obj: Any) -> bool:
 
 def load_app(config: Config) -> tuple[Any, int]:
     """Import the target; return ``(app, default_workers)``. Raises ``ImportError``/``ValueError``."""
-    from ..app import to_asgi
-    from ..service import get_spec
-
     app_dir = str(Path(config.app_dir).resolve())
     if app_dir not in sys.path[:1]:
         sys.path.insert(0, app_dir)
@@ -98,7 +96,17 @@ def load_app(config: Config) -> tuple[Any, int]:
                 "name one as module:Class"
             )
         obj = next(iter(found.values()))
+    return build_app(obj, config)
+
+
+def build_app(obj: Any, config: Config) -> tuple[Any, int]:
+    """The ASGI app for a ``@service`` class or an ASGI app, with its default worker count."""
+    from .. import server_context
+    from ..app import to_asgi
+    from ..service import get_spec
+
     if _is_service(obj):
+        server_context.service_name = get_spec(obj).name
         app = to_asgi(
             obj,
             api_token=config.api_token,
@@ -107,5 +115,6 @@ def load_app(config: Config) -> tuple[Any, int]:
         )
         return app, get_spec(obj).workers
     if not callable(obj):
-        raise ValueError(f"{config.target!r} is neither a @service class nor an ASGI application")
+        what = config.target or repr(obj)
+        raise ValueError(f"{what!r} is neither a @service class nor an ASGI application")
     return obj, 1

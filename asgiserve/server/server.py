@@ -5,6 +5,8 @@ connections whose keep-alive or header deadline passed, so a request costs no ti
 SIGINT the server drains: readiness turns 503 (``app.start_draining``), the listener closes, idle
 keep-alive connections close, in-flight requests get up to ``graceful_timeout`` to finish (each then
 closes its connection), lifespan shutdown runs, and the exit status is 0. A second signal cuts it short.
+An embedded server (``asgiserve.Server``, ``asgiserve.serve``, the test clients) passes no signals and
+calls ``stop_soon`` instead; ``startup`` and ``finish`` serve connections that come from no listener.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 
+from .. import server_context
 from ..http.auto import new_event_loop, protocol_class
 from ..http.connection import ServerState
 from .config import Config
-from .lifespan import Lifespan
+from .lifespan import Lifespan, LifespanFailure
 from .tls import create_tls_server, tls_context
 
 if TYPE_CHECKING:
@@ -68,7 +72,11 @@ class Server:
         self.state: ServerState | None = None
         self.stop: asyncio.Event | None = None
         self.forced = False
+        self.lifespan: Lifespan | None = None
+        self.failure: str | None = None  # why lifespan startup failed
+        self.on_started: Callable[[], None] | None = None  # called once the listener accepts
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop holding our signal handlers
         self._second = -1
 
     def handle_signal(self) -> None:
@@ -77,6 +85,11 @@ class Server:
         if self.stop.is_set():
             self.forced = True
         self.stop.set()
+
+    def stop_soon(self) -> None:
+        """Drain, as on a first signal (from the loop's thread; a no-op once draining)."""
+        if self.stop is not None and not self.stop.is_set():
+            self.stop.set()
 
     def tick(self) -> None:
         """Refresh the Date header, close connections past their deadline, and (once a second) drain a
@@ -103,22 +116,11 @@ class Server:
         config = self.config
         loop = asyncio.get_running_loop()
         tls = tls_context(config)  # from the config alone, so that an embedded Server serves https too
-        self.stop = asyncio.Event()
-        for sig in self.signals:
-            loop.add_signal_handler(sig, self.handle_signal)
-        state = self.state = ServerState(
-            self.app,
-            loop,
-            config.limits(),
-            access_log=config.access_log,
-            root_path=config.root_path,
-            tls=tls is not None,
-        )
-        self.tick()
-        lifespan = Lifespan(self.app, state.state)
         try:
-            if not await lifespan.startup():
+            if not await self.startup(tls=tls is not None):
                 return STARTUP_FAILED
+            state = self.state
+            assert state is not None and self.stop is not None
             factory = protocol_class(config.http)
             server: asyncio.AbstractServer
             if tls is None:
@@ -127,24 +129,66 @@ class Server:
                 server = await create_tls_server(loop, lambda: factory(state), sock, config, tls)
             host, port = sock.getsockname()[:2]
             logger.info("asgiserve serving %s on %s://%s:%d", _name(self.app), state.scheme, host, port)
+            if self.on_started is not None:
+                self.on_started()
             await self.stop.wait()
             logger.info("Shutting down: draining connections")
-            await self._drain(server)
-            await lifespan.shutdown(config.graceful_timeout)
+            await self.finish(server)
             return 0
         finally:
-            if self._tick_handle is not None:
-                self._tick_handle.cancel()
+            self.close()
+
+    async def startup(self, tls: bool = False) -> bool:
+        """Signal handlers, the server state (``tls``: served over https), the tick, lifespan startup:
+        False (logged) when it failed."""
+        loop = asyncio.get_running_loop()
+        self.stop = asyncio.Event()
+        self._loop = loop
+        for sig in self.signals:
+            loop.add_signal_handler(sig, self.handle_signal)
+        config = self.config
+        state = self.state = ServerState(
+            self.app,
+            loop,
+            config.limits(),
+            access_log=config.access_log,
+            root_path=config.root_path,
+            tls=tls,
+        )
+        self.tick()
+        lifespan = self.lifespan = Lifespan(self.app, state.state)
+        try:
+            await lifespan.start()
+        except LifespanFailure as exc:
+            logger.error("%s startup failed: %s", lifespan.name, exc.reason, exc_info=exc.__cause__)
+            self.failure = exc.reason
+            return False
+        return True
+
+    async def finish(self, listener: asyncio.AbstractServer | None = None) -> None:
+        """Drain (closing ``listener``), then run lifespan shutdown."""
+        await self._drain(listener)
+        if self.lifespan is not None:
+            await self.lifespan.shutdown(self.config.graceful_timeout)
+
+    def close(self) -> None:
+        """Stop the tick and give the signals back (after ``serve``, or ``startup`` and ``finish``)."""
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        loop, self._loop = self._loop, None
+        if loop is not None:
             for sig in self.signals:
                 loop.remove_signal_handler(sig)
 
-    async def _drain(self, server: asyncio.AbstractServer) -> None:
+    async def _drain(self, server: asyncio.AbstractServer | None) -> None:
         state = self.state
         assert state is not None and self.stop is not None
         start_draining = getattr(self.app, "start_draining", None)
         if callable(start_draining):
             start_draining()
-        server.close()
+        if server is not None:
+            server.close()
         state.draining = True
         for conn in list(state.connections):
             conn.shutdown()
@@ -171,6 +215,8 @@ def run_server(config: Config, app: ASGIApp, sock: socket.socket, *, worker: boo
     A prefork ``worker`` drains on SIGTERM only: a Ctrl-C reaches the whole process group, and the parent
     turns it into one SIGTERM per worker, which must not count as a second, forcing signal.
     """
+    if not worker:
+        server_context.set_worker(0)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     signals = (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT)

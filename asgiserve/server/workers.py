@@ -6,6 +6,8 @@ and lifespan, and drains on SIGTERM/SIGINT. The parent forwards those signals, w
 parent stop all workers and exit with the startup failure status instead of restarting it in a loop.
 A worker that dies soon after it started is restarted after a growing delay (0.1 s, doubling up to 10 s),
 so a crash that repeats does not spin; one that lived 10 s or more is restarted at once and resets it.
+Each worker holds a slot, ``0 .. N-1`` (``server_context.worker_index``, ``ASGISERVE_WORKER_INDEX``); a
+replacement takes the slot of the worker it replaces.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from .. import server_context
 from .config import Config
 from .server import STARTUP_FAILED, run_server
 
@@ -45,8 +48,9 @@ class Supervisor:
         self.pids: set[int] = set()
         self.stopping = False
         self.born: dict[int, float] = {}  # pid -> monotonic start time
+        self.slots: dict[int, int] = {}  # pid -> worker index
         self.quick_deaths = 0  # workers in a row that died before _STABLE
-        self.restarts: list[float] = []  # monotonic times at which to start a replacement
+        self.restarts: list[tuple[float, int]] = []  # (monotonic time, slot) of each replacement to start
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
@@ -54,13 +58,14 @@ class Supervisor:
                 _kill(pid, signal.SIGKILL)
         self.stopping = True
 
-    def spawn(self) -> None:
-        """Fork one worker."""
+    def spawn(self, slot: int) -> None:
+        """Fork the worker of index ``slot``."""
         _flush_std()  # else the child inherits what is buffered, and prints it again
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                server_context.set_worker(slot)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 code = run_server(self.config, self.app, self.sock, worker=True)
@@ -72,7 +77,8 @@ class Supervisor:
                 os._exit(code)
         self.pids.add(pid)
         self.born[pid] = time.monotonic()
-        logger.info("Started worker %d", pid)
+        self.slots[pid] = slot
+        logger.info("Started worker %d (index %d)", pid, slot)
 
     def replace(self, pid: int, code: int) -> None:
         """Schedule a replacement for the worker ``pid`` that exited with ``code``, backing off on quick deaths."""
@@ -87,14 +93,14 @@ class Supervisor:
         logger.warning(
             "Worker %d exited with status %d after %.1f s: restarting in %.1f s", pid, code, lived, delay
         )
-        self.restarts.append(now + delay)
+        self.restarts.append((now + delay, self.slots.pop(pid, 0)))
 
     def run(self) -> int:
         """Start the workers, keep them running until a signal, stop them; return the exit status."""
         signal.signal(signal.SIGTERM, self._signal)
         signal.signal(signal.SIGINT, self._signal)
-        for _ in range(self.count):
-            self.spawn()
+        for slot in range(self.count):
+            self.spawn(slot)
         # Only the first start of the first workers is fatal (the service cannot start at all); a
         # replacement that fails to start is retried with the backoff while the others keep serving.
         first = set(self.pids)
@@ -112,10 +118,10 @@ class Supervisor:
                 first.discard(pid)
             now = time.monotonic()
             if self.restarts and not self.stopping:
-                due = [t for t in self.restarts if t <= now]
-                self.restarts = [t for t in self.restarts if t > now]
-                for _ in due:
-                    self.spawn()
+                due = [slot for t, slot in self.restarts if t <= now]
+                self.restarts = [(t, slot) for t, slot in self.restarts if t > now]
+                for slot in due:
+                    self.spawn(slot)
             time.sleep(_POLL)
         for pid in self.pids:
             _kill(pid, signal.SIGTERM)
