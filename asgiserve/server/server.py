@@ -2,7 +2,8 @@
 
 The tick replaces per-request timers: it refreshes the pre-encoded ``server``/``date`` headers and closes
 connections whose keep-alive or header deadline passed, so a request costs no timer handle. On SIGTERM or
-SIGINT the server drains: readiness turns 503 (``app.start_draining``), the listener closes, idle
+SIGINT the server drains: readiness turns 503 (``app.start_draining``), the connections already queued
+on the listener are taken (and served: an api call gets 503), the listener closes, idle
 keep-alive connections close, in-flight requests get up to ``graceful_timeout`` to finish (each then
 closes its connection), lifespan shutdown runs, and the exit status is 0. A second signal cuts it short.
 """
@@ -15,11 +16,13 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..http.auto import new_event_loop, protocol_class
 from ..http.connection import ServerState
+from ..http.state import Live
 from .config import Config
 from .lifespan import Lifespan
 
@@ -31,6 +34,7 @@ __all__ = ["STARTUP_FAILED", "Server", "bind_socket", "run_server"]
 logger = logging.getLogger("asgiserve")
 STARTUP_FAILED = 3
 _TICK = 0.5
+_QUEUED_GRACE = 1.0  # seconds a connection taken from the accept queue at the drain has to begin its head
 
 
 def bind_socket(config: Config) -> socket.socket:
@@ -118,7 +122,7 @@ class Server:
             logger.info("asgiserve serving %s on http://%s:%d", _name(self.app), host, port)
             await self.stop.wait()
             logger.info("Shutting down: draining connections")
-            await self._drain(server)
+            await self._drain(server, sock, lambda: factory(state))
             await lifespan.shutdown(config.graceful_timeout)
             return 0
         finally:
@@ -127,17 +131,32 @@ class Server:
             for sig in self.signals:
                 loop.remove_signal_handler(sig)
 
-    async def _drain(self, server: asyncio.AbstractServer) -> None:
+    async def _drain(
+        self, server: asyncio.AbstractServer, sock: socket.socket, factory: Callable[[], asyncio.Protocol]
+    ) -> None:
         state = self.state
         assert state is not None and self.stop is not None
         start_draining = getattr(self.app, "start_draining", None)
         if callable(start_draining):
             start_draining()
+        # Closing a listening socket resets the connections still in its accept queue (clients that
+        # already sent a request). Take them first, then close, with no await between the two, so that
+        # none is left queued: they are served (an api call gets 503), later ones are refused.
+        queued = _accept_queued(sock)
         server.close()
-        state.draining = True
-        for conn in list(state.connections):
-            conn.shutdown()
         loop = state.loop
+        late: list[Live] = []
+        for queued_sock in queued:
+            try:
+                late.append(cast("Live", (await loop.connect_accepted_socket(factory, queued_sock))[1]))
+            except OSError:
+                queued_sock.close()
+        state.draining = True
+        for live in list(state.connections):
+            if live not in late:
+                live.shutdown()
+        for live in late:  # one that sends nothing soon is closed by the tick; its head gets the usual time
+            live.deadline = state.now + _QUEUED_GRACE
         deadline = loop.time() + self.config.graceful_timeout
         while state.connections and loop.time() < deadline and not self.forced:
             await asyncio.sleep(0.05)
@@ -148,6 +167,18 @@ class Server:
             for conn in list(state.connections):
                 conn.abort()
             await asyncio.sleep(0)
+
+
+def _accept_queued(sock: socket.socket) -> list[socket.socket]:
+    """The connections waiting in the listening socket's accept queue, taken without blocking."""
+    taken: list[socket.socket] = []
+    try:
+        sock.setblocking(False)
+        while True:
+            taken.append(sock.accept()[0])
+    except OSError:  # BlockingIOError once the queue is empty; any other error ends it as well
+        pass
+    return taken
 
 
 def _name(app: object) -> str:
