@@ -181,6 +181,8 @@ class HTTPProtocol(asyncio.Protocol):
             c = RequestCycle(self, scope, keep_alive, expect, name == "HEAD", version == "1.0")
         if length == 0:
             c.body_done = True
+        else:
+            self.deadline = server.now + server.body_timeout
         self.parsing = c
         if self.current is None:
             self.current = c
@@ -207,10 +209,13 @@ class HTTPProtocol(asyncio.Protocol):
         """A piece of the current request's body."""
         c = self.parsing
         assert c is not None
+        server = self.server
         size = c.received + len(body)
         c.received = size
-        if size > self.server.max_body:
-            raise ProtocolError(f"Request body over the {self.server.max_body} byte limit", 413)
+        if size > server.max_body:
+            raise ProtocolError(f"Request body over the {server.max_body} byte limit", 413)
+        idle, credit = server.now + server.body_timeout, self.deadline + len(body) * server.body_per_byte
+        self.deadline = idle if idle < credit else credit  # a byte buys 1/body_min_rate s, to body_timeout
         if c.finished or c.disconnected:
             return
         c.chunks.append(body)
@@ -429,10 +434,15 @@ class HTTPProtocol(asyncio.Protocol):
     # -- called by the server ------------------------------------------------------------------------
 
     def expire(self) -> None:
-        """The keep-alive or header deadline passed: close (a silent or trickling client)."""
-        self.deadline = 0.0
-        if self.current is None:
-            self.close()
+        """A deadline passed: keep-alive or header (close when idle), or a body's (408; close once answering)."""
+        self.deadline, p = 0.0, self.parsing
+        if self.phase == BODY and p is not None and not p.body_done:
+            if p is not self.current or self.flow.read_paused:  # not read because of us: its clock restarts
+                self.deadline = self.server.now + self.server.body_timeout
+            else:  # body_timeout without a byte, or under body_min_rate: the app sees http.disconnect
+                self.protocol_error(408, "Request body not received in time")
+        elif self.current is None:
+            self.close()  # a silent or trickling client
 
     def abort(self) -> None:
         """Cancel the request in flight and close (the graceful timeout passed)."""
