@@ -75,6 +75,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.parsing: Exchange | None = None  # the request whose body is arriving
         self.pipeline: deque[Exchange] = deque()
         self.deadline = 0.0  # monotonic time after which the tick closes us; 0 for none
+        self.since = self.last_read = 0.0  # when a body began (plus body_timeout), when a piece last came
         # Each request runs in a copy of this, never of the request before it (pipelining starts the next
         # one from inside the previous one's task).
         self.context = copy_context()
@@ -182,7 +183,7 @@ class HTTPProtocol(asyncio.Protocol):
         if length == 0:
             c.body_done = True
         else:
-            self.deadline = server.now + server.body_timeout
+            self.deadline = self.since = server.now + server.body_timeout
         self.parsing = c
         if self.current is None:
             self.current = c
@@ -214,8 +215,7 @@ class HTTPProtocol(asyncio.Protocol):
         c.received = size
         if size > server.max_body:
             raise ProtocolError(f"Request body over the {server.max_body} byte limit", 413)
-        idle, credit = server.now + server.body_timeout, self.deadline + len(body) * server.body_per_byte
-        self.deadline = idle if idle < credit else credit  # a byte buys 1/body_min_rate s, to body_timeout
+        self.last_read = server.now  # the body's deadline is worked out from it when it comes (``expire``)
         if c.finished or c.disconnected:
             return
         c.chunks.append(body)
@@ -435,11 +435,15 @@ class HTTPProtocol(asyncio.Protocol):
 
     def expire(self) -> None:
         """A deadline passed: keep-alive or header (close when idle), or a body's (408; close once answering)."""
-        self.deadline, p = 0.0, self.parsing
+        self.deadline, p, server = 0.0, self.parsing, self.server
         if self.phase == BODY and p is not None and not p.body_done:
+            idle = max(self.last_read + server.body_timeout, self.since)  # body_timeout between reads
+            due = min(idle, self.since + p.received * server.body_per_byte)  # + 1 s per body_min_rate bytes
             if p is not self.current or self.flow.read_paused:  # not read because of us: its clock restarts
-                self.deadline = self.server.now + self.server.body_timeout
-            else:  # body_timeout without a byte, or under body_min_rate: the app sees http.disconnect
+                self.deadline = self.since = server.now + server.body_timeout
+            elif due > server.now:
+                self.deadline = due
+            else:  # the app sees http.disconnect
                 self.protocol_error(408, "Request body not received in time")
         elif self.current is None:
             self.close()  # a silent or trickling client
