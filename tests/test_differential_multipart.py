@@ -6,6 +6,8 @@ a name, LF line ends): those bodies it refuses with 400, checked here too."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -60,7 +62,7 @@ def streamed(body: bytes, boundary: bytes, cuts: list[int]) -> list[tuple[str, s
     parts: list[Part] = []
     pieces: list[bytes] = []
     edges = [0, *sorted(set(cuts)), len(body)]
-    for a, b in zip(edges, edges[1:]):
+    for a, b in itertools.pairwise(edges):
         for event in parser.feed(body[a:b]):
             if isinstance(event, Part):
                 parts.append(event)

@@ -171,13 +171,16 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         keepalive_expiry: float = 4.0,
         connect_timeout: float = 10.0,
         read_timeout: float | None = 30.0,
+        retries: int = 0,
     ) -> None:
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._book: PoolBook[AsyncConnection] = PoolBook(max_connections, keepalive_expiry, time.monotonic)
+        self._book: PoolBook[AsyncConnection] = PoolBook(
+            max_connections, keepalive_expiry, time.monotonic, retries
+        )
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def __repr__(self) -> str:
@@ -261,7 +264,9 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
     ) -> tuple[Response, AsyncConnection]:
         """Send ``data`` and return the response (complete unless ``stream``) and its connection."""
         fresh = False
+        attempt = 0
         while True:
+            attempt += 1
             # Reusing an idle connection needs no await; only opening one or waiting for a slot does.
             got = self._book.acquire(fresh)
             conn = await self._checkout(got, fresh) if got is OPEN or got is WAIT else got
@@ -280,7 +285,7 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
                 await conn.wait(resp, WANT_HEADERS if stream else WANT_COMPLETE, self.read_timeout)
             except BaseException as exc:
                 self.release(conn, False)
-                if not self._book.retry(conn, resp.received, exc, data, sent):
+                if not self._book.retry(conn, resp.received, exc, data, sent, attempt):
                     error = transport_error(exc)
                     if error is exc:
                         raise

@@ -109,13 +109,16 @@ class ConnectionPool(PoolStats[Connection]):
         keepalive_expiry: float = 4.0,
         connect_timeout: float = 10.0,
         read_timeout: float | None = 30.0,
+        retries: int = 0,
     ) -> None:
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._book: PoolBook[Connection] = PoolBook(max_connections, keepalive_expiry, time.monotonic)
+        self._book: PoolBook[Connection] = PoolBook(
+            max_connections, keepalive_expiry, time.monotonic, retries
+        )
         self._cond = threading.Condition(threading.Lock())
         self._waiting = 0  # threads waiting for a slot: a release without any skips the notify
 
@@ -195,14 +198,16 @@ class ConnectionPool(PoolStats[Connection]):
         caller must hand both to ``SyncStream`` (or ``finish``) to read the body and release it.
         """
         fresh = False
+        attempt = 0
         while True:
+            attempt += 1
             conn = self._checkout(fresh)
             resp = Response(head)
             try:
                 conn.roundtrip(data, resp, not stream, self.read_timeout)
             except BaseException as exc:
                 self._release(conn, False)
-                if not self._book.retry(conn, resp.received, exc, data):
+                if not self._book.retry(conn, resp.received, exc, data, True, attempt):
                     raise transport_error(exc) from None
                 fresh = True
                 continue
