@@ -159,7 +159,9 @@ _LINE_WITHOUT_VERSION = re.compile(rb"[A-Z]+ +" + _TARGET + rb"\n")
 _LINE = re.compile(rb"(?:[A-Z]+ +" + _TARGET + rb"|CONNECT +[\x21-\x7e]+)(?: +HTTP/[0-9]\.[0-9])?\r\n")
 
 
-_FIELD_BEGUN = re.compile(rb"(?:" + TCHAR + rb"+(?::[ \t]*" + VALUE_BYTE + rb"*)?)?\r?")
+_EMPTY_CL = re.compile(rb"\r\n(?i:content-length):[ \t]*\r\n")
+_DIGITS_BEGUN = re.compile(rb"[ \t]*[0-9]*[ \t]*\r?")
+_FIELD_BEGUN = re.compile(rb"(?:" + TCHAR + rb"+(?::[ \t]*" + VALUE_BYTE + rb"*\r?)?|\r)?")
 
 
 def check_fields_so_far(head: bytes) -> None:
@@ -168,11 +170,23 @@ def check_fields_so_far(head: bytes) -> None:
     last = head.rfind(b"\r\n")
     first = head.find(b"\r\n")
     if last > first:  # whole field lines: the rules of a whole head
-        check_raw_head(head[: last + 2] + b"\r\n")
+        whole = head[: last + 2] + b"\r\n"
+        try:
+            check_raw_head(whole)
+        except ProtocolError:
+            if _EMPTY_CL.search(whole) is None:  # llhttp refuses an empty one once the head is whole
+                raise
+        fields = head[first:last].lower()
+        if b"\ncontent-length:" in fields and b"\ntransfer-encoding:" in fields:
+            raise ProtocolError("Content-Length with Transfer-Encoding")
     if _FIELD_BEGUN.fullmatch(head, last + 2) is None:
         if head[last + 2 : last + 3] in (b" ", b"\t"):
             raise ProtocolError("Obsolete line folding")
         raise ProtocolError("Invalid header line")
+    if head[last + 2 : last + 17].lower() == b"content-length:" and not _DIGITS_BEGUN.fullmatch(
+        head, last + 17
+    ):
+        raise ProtocolError("Malformed or repeated Content-Length")  # llhttp reads its digits as they come
 
 
 def lf_line_as_crlf(head: bytes) -> bytes:
