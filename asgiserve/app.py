@@ -190,11 +190,12 @@ class ServiceApp:
     def direct_handler(self, path: str) -> APIHandler | None:
         """The api a server may call directly (``types.DirectHandler``) for ``POST path``.
 
-        Not for file outputs, which go out piece by piece through ASGI messages.
+        Not for file outputs, which go out piece by piece through ASGI messages, nor for file inputs, whose
+        forms are read as they arrive.
         """
         route = self.routes.get(path)
         handler = route.handler if route is not None else None
-        if isinstance(handler, APIHandler) and (handler.whole or handler.streams):
+        if isinstance(handler, APIHandler) and handler.direct:
             return handler
         return None
 

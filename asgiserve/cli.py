@@ -32,6 +32,8 @@ _HELP = {
     "max_body_size": "largest request body in bytes (413 above)",
     "keep_alive_timeout": "seconds an idle keep-alive connection stays open",
     "header_timeout": "seconds a client has to send a complete request head",
+    "body_timeout": "seconds a request body may go without a byte (408 after)",
+    "body_min_rate": "bytes per second a request body must average once body-timeout has passed (0: off)",
     "max_connections": "most open connections per worker (503 above)",
     "graceful_timeout": "seconds in-flight requests get to finish on SIGTERM",
     "backlog": "listen backlog",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import msgspec
@@ -28,7 +28,7 @@ from msgspec.structs import asdict, astuple
 
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, PLAIN_JSON, TEXT_CT, APICodec, encode_json, encode_plain_json
-from .errors import HTTPError, PayloadTooLarge, UnsupportedMediaType
+from .errors import HTTPError, UnsupportedMediaType
 from .files import FileOut, open_file, send_file
 from .responses import error_body, send_answer
 from .service import APISpec
@@ -40,6 +40,8 @@ __all__ = ["APIHandler", "ClientDisconnected", "Response", "read_body"]
 
 # What ``respond`` produces: an ``Answer``, or one whose body is a file to stream.
 Response = tuple[int, bytes, "bytes | FileOut", "Headers | None"]
+# A form read as it arrived (``multipart.receive_form``): the api's input and the cleanup of its files.
+Form = tuple[msgspec.Struct, Callable[[], None]]
 _INTERNAL: Answer = (500, JSON_CT, error_body("Internal Server Error"), None)
 
 logger = logging.getLogger("asgiserve")
@@ -49,6 +51,24 @@ _JSON_TYPES: set[bytes] = set()  # content types seen and accepted as JSON, so m
 
 class ClientDisconnected(Exception):
     """The client went away before the request body was complete."""
+
+
+async def body_chunks(receive: Receive, gate: Gate) -> AsyncIterator[bytes]:
+    """The request body piece by piece as it arrives, within the gate's body limit."""
+    limit = gate.max_body
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk: bytes = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise gate.too_large()
+        if chunk:
+            yield chunk
+        if not msg.get("more_body"):
+            return
 
 
 async def read_body(receive: Receive, gate: Gate) -> bytes:
@@ -116,7 +136,11 @@ class APIHandler:
         self.json_out = out.kind == "json"  # a JSON output (of any value)
         self._ct = out.content_type
         self.streams = codec.stream != "none"
-        self.whole = not self.streams and out.kind != "file"  # answered in one piece: directly callable
+        # Answered in one piece: directly callable. An api taking files is not, so that a form's uploads
+        # can be read as they arrive (``_serve``) rather than buffered whole by the server first.
+        self.whole = not self.streams and out.kind != "file" and not codec.file_params
+        # What a server may call directly: whole answers, and streams that take no files.
+        self.direct = self.whole or (self.streams and not codec.file_params)
         self.batcher: Batcher | None = None
         # True when ``start`` can hand out the api's own coroutine: its result only needs ``answer``.
         self.own = False
@@ -204,7 +228,7 @@ class APIHandler:
             gate.leave(self.route, task, t0, answer[0])
             return answer
         assert self.writer is not None
-        return self.writer.write(self._open_stream(headers, body), task, out), False
+        return self.writer.write(self._open_stream(headers, body, None), task, out), False
 
     def finish(
         self, task: object, t0: float, own: bool, result: object, error: BaseException | None
@@ -286,16 +310,22 @@ class APIHandler:
             out = await out.read_all()
         return status, ctype, out, extra
 
-    async def respond(self, headers: Headers, body: bytes) -> Response:
-        """Decode, call and encode one request; errors become JSON error answers.
+    async def respond(self, headers: Headers, body: bytes, form: Form | None = None) -> Response:
+        """Decode, call and encode one request (or call with a ``form`` read already); errors become JSON
+        error answers.
 
         Cancellation (the deadline, or the server going away) propagates to the caller.
         """
         cleanup: Callable[[], None] | None = None
         try:
-            obj = self.decode(headers, body)
-            if obj is None or self.codec.path_params:
-                obj, cleanup = await self._decode_files(obj, headers, body)
+            if form is not None:
+                obj, cleanup = form
+            else:
+                decoded = self.decode(headers, body)
+                if decoded is None or self.codec.path_params:
+                    obj, cleanup = await self._decode_files(decoded, headers, body)
+                else:
+                    obj = decoded
             args, kwargs = self.codec.call_args(obj)
             if self.batcher is not None:
                 result = await self.batcher.submit(args[0] if args else next(iter(kwargs.values())))
@@ -347,27 +377,44 @@ class APIHandler:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Read, decode, call, answer (admitted already); returns the status sent."""
+        headers = scope["headers"]
+        form = None
+        body = b""
         try:
-            body = await read_body(receive, self.gate)
+            ctype = _content_type(headers) if self.codec.file_params else None
+            if ctype is not None and ctype.lower().startswith(b"multipart/form-data"):
+                from .multipart import receive_form
+
+                form = await receive_form(
+                    self.codec, body_chunks(receive, self.gate), ctype, self.allow_private_urls
+                )
+            else:
+                body = await read_body(receive, self.gate)
         except ClientDisconnected:
             return 499
-        except PayloadTooLarge as exc:
+        except HTTPError as exc:  # over the body limit, or a malformed form
             return await send_answer(send, self.failed(exc))
-        headers = scope["headers"]
         if self.streams:
-            return await self._stream(headers, body, receive, send)
-        status, ctype, out, extra = await self.respond(headers, body)
+            return await self._stream(headers, body, receive, send, form)
+        status, ctype, out, extra = await self.respond(headers, body, form)
         self.gate.response_started(asyncio.current_task())
         if isinstance(out, FileOut):
             return await send_file(send, out)
         return await send_answer(send, (status, ctype, out, extra))
 
-    async def _open_stream(self, headers: Headers, body: bytes) -> tuple[object, Callable[[], None] | None]:
+    async def _open_stream(
+        self, headers: Headers, body: bytes, form: Form | None
+    ) -> tuple[object, Callable[[], None] | None]:
         """Decode and call a streaming api: its iterator, and the cleanup of its input files."""
         cleanup = None
-        obj = self.decode(headers, body)
-        if obj is None or self.codec.path_params:
-            obj, cleanup = await self._decode_files(obj, headers, body)
+        if form is not None:
+            obj, cleanup = form
+        else:
+            decoded = self.decode(headers, body)
+            if decoded is None or self.codec.path_params:
+                obj, cleanup = await self._decode_files(decoded, headers, body)
+            else:
+                obj = decoded
         try:
             args, kwargs = self.codec.call_args(obj)
             if not self.codec.iterator_factory:
@@ -381,12 +428,14 @@ class APIHandler:
                 cleanup()
             raise
 
-    async def _stream(self, headers: Headers, body: bytes, receive: Receive, send: Send) -> int:
+    async def _stream(
+        self, headers: Headers, body: bytes, receive: Receive, send: Send, form: Form | None
+    ) -> int:
         cleanup = None
         items: Items | None = None
         try:
             try:
-                gen, cleanup = await self._open_stream(headers, body)
+                gen, cleanup = await self._open_stream(headers, body, form)
             except Exception as exc:
                 return await send_answer(send, self.failed(exc))
             items = Items(gen, self.codec.stream == "async", self.executor, self.gate)

@@ -2,8 +2,9 @@
 
 The parser is strict on purpose: a valid ``boundary`` (RFC 2046 5.1.1, 1-70 characters), CRLF line ends,
 a ``Content-Disposition: form-data`` header with a ``name`` on every part, no folded header lines, and
-the closing delimiter present. Anything else is a 400, never a guess. It works on the whole body, which
-the handler has already read under the server's body-size limit.
+the closing delimiter present. Anything else is a 400, never a guess. ``FormParser`` reads a body in
+pieces as they arrive (``receive_form``: a ``Path`` parameter's upload goes to its file as it comes, the
+body limit checked by whoever hands the pieces over) or whole (``parse_form``), with the same verdicts.
 
 Parts become arguments by parameter: ``Path`` parameters get a temporary file (removed after the request)
 or, for a plain field, a URL the server downloads; ``bytes`` parameters get the raw part; every other
@@ -22,7 +23,7 @@ import shutil
 import tempfile
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
@@ -31,11 +32,12 @@ from .codec import APICodec, FileURL, _dec_hook, validation_detail
 from .downloads import fetch_urls
 from .errors import BadRequest
 
-__all__ = ["Part", "decode_form", "parse_form"]
+__all__ = ["FormParser", "Part", "decode_form", "parse_form", "receive_form"]
 
 MAX_PARTS = 1000
 MAX_PART_HEADER = 8192
 _INLINE_WRITE = 64 * 1024  # uploads up to this size are written on the loop (cheaper than a thread hop)
+_SPOOL = 1024 * 1024  # an upload arriving is held in memory up to this, then written out in such pieces
 # Parameter names are case-insensitive (RFC 9110 5.6.6); the boundary value itself is not.
 _BOUNDARY_RE = re.compile(rb"""(?i:boundary)=(?:"([^"]{1,70})"|([0-9A-Za-z'()+_,\-./:=?]{1,70}))(?:;|\s|$)""")
 _BCHARS = re.compile(rb"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
@@ -44,15 +46,17 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
 
 
 class Part:
-    """One form part: field name, optional filename and content type, and its bytes."""
+    """One form part: field name, optional filename and content type, and its bytes (or the file holding
+    them, for an upload that went to disk as it arrived)."""
 
-    __slots__ = ("content_type", "data", "filename", "name")
+    __slots__ = ("content_type", "data", "filename", "name", "path")
 
     def __init__(self, name: str, filename: str | None, content_type: str | None, data: bytes) -> None:
         self.name = name
         self.filename = filename
         self.content_type = content_type
         self.data = data
+        self.path: pathlib.Path | None = None
 
     def __repr__(self) -> str:
         return f"<Part {self.name!r} filename={self.filename!r} {len(self.data)} bytes>"
@@ -82,57 +86,145 @@ def _disposition(value: str) -> tuple[str, str | None]:
     return params["name"], params.get("filename")
 
 
-def parse_form(body: bytes, ctype: bytes) -> list[Part]:
-    """Split a ``multipart/form-data`` body into parts; ``BadRequest`` when it is malformed."""
-    delim = b"--" + boundary_of(ctype)
-    if body.startswith(delim):
-        pos = len(delim)
-    else:  # a preamble is allowed before the first delimiter line (RFC 2046 5.1.1)
-        start = body.find(b"\r\n" + delim)
-        if start < 0:
+# Where a ``FormParser`` is: at the start, in a preamble, just after a delimiter, in a part's head or data.
+_START, _PREAMBLE, _DELIMITED, _HEAD, _DATA, _END = range(6)
+
+
+class FormParser:
+    """A sans-IO ``multipart/form-data`` reader: ``feed`` it the body in pieces of any size, then ``close``.
+
+    ``feed`` returns what the pieces completed, in order: a ``Part`` (its head; ``data`` empty) when a part
+    begins, ``bytes`` of the current part's data, and None when that part ends. Data is handed on as it
+    comes, holding back only what could be the start of the next delimiter. Malformed input raises
+    ``BadRequest`` as soon as it is seen, with the same verdicts as on the whole body.
+    """
+
+    def __init__(self, boundary: bytes) -> None:
+        self.delim = b"--" + boundary
+        self.sep = b"\r\n" + self.delim
+        self.buf = bytearray()
+        self.state = _START
+        self.parts = 0
+
+    def feed(self, data: bytes) -> list[Part | bytes | None]:
+        """The events completed by ``data``."""
+        buf = self.buf
+        buf += data
+        out: list[Part | bytes | None] = []
+        sep, delim = self.sep, self.delim
+        while True:
+            state = self.state
+            if state == _DATA:
+                end = buf.find(sep)
+                if end < 0:
+                    keep = len(sep) - 1  # the start of a delimiter split across pieces
+                    if len(buf) > keep:
+                        out.append(bytes(buf[: len(buf) - keep]))
+                        del buf[: len(buf) - keep]
+                    return out
+                if end:
+                    out.append(bytes(buf[:end]))
+                out.append(None)
+                del buf[: end + len(sep)]
+                self.state = _DELIMITED
+            elif state == _DELIMITED:
+                if len(buf) < 2:
+                    return out
+                if buf[:2] == b"--":
+                    self.state = _END
+                elif buf[:2] != b"\r\n":
+                    raise BadRequest("malformed multipart boundary line")
+                else:
+                    del buf[:2]
+                    self.state = _HEAD
+            elif state == _HEAD:
+                if buf[:2] == b"\r\n":
+                    raise BadRequest("multipart part without a Content-Disposition header")
+                head_end = buf.find(b"\r\n\r\n", 0, MAX_PART_HEADER)
+                if head_end < 0:
+                    if len(buf) >= MAX_PART_HEADER:
+                        raise BadRequest("multipart part headers are missing or too large")
+                    return out
+                self.parts += 1
+                if self.parts > MAX_PARTS:
+                    raise BadRequest(f"multipart body with more than {MAX_PARTS} parts")
+                out.append(_part_head(bytes(buf[:head_end])))
+                del buf[: head_end + 4]
+                self.state = _DATA
+            elif state == _START:
+                if buf[: len(delim)] == delim:
+                    del buf[: len(delim)]
+                    self.state = _DELIMITED
+                elif len(buf) < len(delim) and delim.startswith(buf):
+                    return out
+                else:  # a preamble is allowed before the first delimiter line (RFC 2046 5.1.1)
+                    self.state = _PREAMBLE
+            elif state == _PREAMBLE:
+                start = buf.find(sep)
+                if start < 0:
+                    del buf[: max(0, len(buf) - len(sep) + 1)]  # only the tail could start a delimiter
+                    return out
+                del buf[: start + len(sep)]
+                self.state = _DELIMITED
+            else:  # _END: the epilogue after the closing delimiter is ignored
+                buf.clear()
+                return out
+
+    def close(self) -> None:
+        """The body ended: ``BadRequest`` unless the closing delimiter was read."""
+        state = self.state
+        if state == _END:
+            return
+        if state <= _PREAMBLE:
             raise BadRequest("multipart body without its first boundary")
-        pos = start + 2 + len(delim)
-    parts: list[Part] = []
-    sep = b"\r\n" + delim
-    while True:
-        tail = body[pos : pos + 2]
-        if tail == b"--":
-            return parts
-        if tail != b"\r\n":
+        if state == _DELIMITED:
             raise BadRequest("malformed multipart boundary line")
-        pos += 2
-        head_end = body.find(b"\r\n\r\n", pos, pos + MAX_PART_HEADER)
-        if body.startswith(b"\r\n", pos):
-            raise BadRequest("multipart part without a Content-Disposition header")
-        if head_end < 0:
+        if state == _HEAD:
+            if self.buf[:2] == b"\r\n":
+                raise BadRequest("multipart part without a Content-Disposition header")
             raise BadRequest("multipart part headers are missing or too large")
-        name = filename = ptype = None
-        fields = [line.partition(b":") for line in body[pos:head_end].split(b"\r\n")]
-        for key, colon, _ in fields:  # no folded lines (RFC 7578 4.8 forbids them), no bare names
-            if not colon or not key or key != key.strip():
-                raise BadRequest("malformed multipart part header")
-        for key, _, value in fields:
-            try:
-                text = value.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                raise BadRequest("multipart part header is not UTF-8") from None
-            lkey = key.lower()
-            if lkey == b"content-disposition":
-                if name is not None:
-                    raise BadRequest("multipart part with two Content-Disposition headers")
-                name, filename = _disposition(text)
-            elif lkey == b"content-type":
-                ptype = text
-        if name is None:
-            raise BadRequest("multipart part without a Content-Disposition header")
-        data_start = head_end + 4
-        end = body.find(sep, data_start)
-        if end < 0:
-            raise BadRequest("multipart body without its closing boundary")
-        parts.append(Part(name, filename, ptype, body[data_start:end]))
-        if len(parts) > MAX_PARTS:
-            raise BadRequest(f"multipart body with more than {MAX_PARTS} parts")
-        pos = end + len(sep)
+        raise BadRequest("multipart body without its closing boundary")
+
+
+def _part_head(head: bytes) -> Part:
+    """The part a head (its header lines, without the blank line) describes."""
+    name = filename = ptype = None
+    fields = [line.partition(b":") for line in head.split(b"\r\n")]
+    for key, colon, _ in fields:  # no folded lines (RFC 7578 4.8 forbids them), no bare names
+        if not colon or not key or key != key.strip():
+            raise BadRequest("malformed multipart part header")
+    for key, _, value in fields:
+        try:
+            text = value.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise BadRequest("multipart part header is not UTF-8") from None
+        lkey = key.lower()
+        if lkey == b"content-disposition":
+            if name is not None:
+                raise BadRequest("multipart part with two Content-Disposition headers")
+            name, filename = _disposition(text)
+        elif lkey == b"content-type":
+            ptype = text
+    if name is None:
+        raise BadRequest("multipart part without a Content-Disposition header")
+    return Part(name, filename, ptype, b"")
+
+
+def parse_form(body: bytes, ctype: bytes) -> list[Part]:
+    """Split a whole ``multipart/form-data`` body into parts; ``BadRequest`` when it is malformed."""
+    parser = FormParser(boundary_of(ctype))
+    parts: list[Part] = []
+    pieces: list[bytes] = []
+    for event in parser.feed(body):
+        if isinstance(event, Part):
+            parts.append(event)
+        elif event is None:
+            parts[-1].data = b"".join(pieces)
+            pieces.clear()
+        else:
+            pieces.append(event)
+    parser.close()
+    return parts
 
 
 def _list_item(tp: Any) -> Any:
@@ -193,23 +285,107 @@ def _file_url(part: Part) -> FileURL:
     return FileURL.of(text)
 
 
-def _save(part: Part, folder: pathlib.Path, index: int) -> pathlib.Path:
+def _upload_path(part: Part, folder: pathlib.Path, index: int) -> pathlib.Path:
     name = _SAFE_NAME.sub("_", pathlib.PurePosixPath((part.filename or "").replace("\\", "/")).name)
     name = name.strip(". ")[:200] or "upload"
     sub = folder / str(index)
     sub.mkdir()
-    path = sub / name
+    return sub / name
+
+
+def _save(part: Part, folder: pathlib.Path, index: int) -> pathlib.Path:
+    path = _upload_path(part, folder, index)
     path.write_bytes(part.data)
     return path
+
+
+class _Spool:
+    """An upload's bytes as they arrive: held in memory up to ``_SPOOL``, then written to its file in
+    pieces of about that size, off the event loop."""
+
+    def __init__(self, part: Part, folder: pathlib.Path, index: int) -> None:
+        self.part = part
+        self.path = _upload_path(part, folder, index)
+        self.pending: list[bytes] = []
+        self.size = 0
+        self.file: typing.BinaryIO | None = None
+
+    async def write(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.size += len(data)
+        if self.size >= _SPOOL:
+            await asyncio.get_running_loop().run_in_executor(None, self._flush)
+
+    def _flush(self) -> None:
+        if self.file is None:
+            self.file = self.path.open("wb")
+        self.file.write(b"".join(self.pending))
+        self.pending.clear()
+        self.size = 0
+
+    async def close(self) -> None:
+        if self.file is None:  # small: written on the loop in one go
+            self.path.write_bytes(b"".join(self.pending))
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self._flush)
+            self.file.close()
+        self.part.path = self.path
+
+    def abandon(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+async def receive_form(
+    codec: APICodec, chunks: AsyncIterator[bytes], ctype: bytes, allow_private_urls: bool
+) -> tuple[msgspec.Struct, Callable[[], None]]:
+    """The api's input from a form body read piece by piece from ``chunks`` (which enforces the body
+    limit), and a cleanup removing its temporary files. File parts for ``Path`` parameters go to disk as
+    they arrive; other parts are kept in memory."""
+    parser = FormParser(boundary_of(ctype))
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="asgiserve-upload-"))
+    parts: list[Part] = []
+    pieces: list[bytes] = []
+    spool: _Spool | None = None
+    try:
+        async for chunk in chunks:
+            for event in parser.feed(chunk):
+                if isinstance(event, Part):
+                    parts.append(event)
+                    if event.filename is not None and event.name in codec.path_params:
+                        spool = _Spool(event, folder, len(parts) - 1)
+                elif event is None:
+                    if spool is not None:
+                        await spool.close()
+                        spool = None
+                    else:
+                        parts[-1].data = b"".join(pieces)
+                        pieces.clear()
+                elif spool is not None:
+                    await spool.write(event)
+                else:
+                    pieces.append(event)
+        parser.close()
+    except BaseException:
+        if spool is not None:
+            spool.abandon()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return await _decode_parts(codec, parts, folder, allow_private_urls)
 
 
 async def decode_form(
     codec: APICodec, body: bytes, ctype: bytes, allow_private_urls: bool
 ) -> tuple[msgspec.Struct, Callable[[], None]]:
-    """The api's input from a form body, and a cleanup removing its temporary files."""
+    """The api's input from a whole form body, and a cleanup removing its temporary files."""
     parts = parse_form(body, ctype)
     folder = pathlib.Path(tempfile.mkdtemp(prefix="asgiserve-upload-"))
+    return await _decode_parts(codec, parts, folder, allow_private_urls)
 
+
+async def _decode_parts(
+    codec: APICodec, parts: list[Part], folder: pathlib.Path, allow_private_urls: bool
+) -> tuple[msgspec.Struct, Callable[[], None]]:
     def cleanup() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -224,6 +400,8 @@ async def decode_form(
             if part.name in codec.path_params:
                 if part.filename is None:
                     value = _file_url(part)
+                elif part.path is not None:
+                    value = part.path
                 elif len(part.data) <= _INLINE_WRITE:
                     value = _save(part, folder, i)
                 else:

@@ -179,6 +179,7 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         connect_timeout: float = 10.0,
         read_timeout: float | None = 30.0,
         opener: Callable[[], Awaitable[AsyncConnection]] | None = None,
+        retries: int = 0,
     ) -> None:
         self.host = host
         self.port = port
@@ -187,7 +188,9 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         self.read_timeout = read_timeout
         # Opens a connected ``AsyncConnection`` by other means than TCP (``asgiserve.testing``'s pipes).
         self.opener = opener
-        self._book: PoolBook[AsyncConnection] = PoolBook(max_connections, keepalive_expiry, time.monotonic)
+        self._book: PoolBook[AsyncConnection] = PoolBook(
+            max_connections, keepalive_expiry, time.monotonic, retries
+        )
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def __repr__(self) -> str:
@@ -195,17 +198,20 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
 
     # -- checkout and release ----------------------------------------------------------------------------
 
-    async def _checkout(self, got: Slot, fresh: bool) -> AsyncConnection:
-        """The connection for a request the bookkeeper answered ``got`` (``OPEN`` or ``WAIT``) for."""
+    async def _checkout(self, got: Slot, fresh: bool, limit: float | None = None) -> AsyncConnection:
+        """The connection for a request the bookkeeper answered ``got`` (``OPEN`` or ``WAIT``) for; waiting
+        for a slot and connecting take at most ``limit`` (and the connect timeout)."""
         book = self._book
+        wait = self.connect_timeout if limit is None else min(self.connect_timeout, limit)
+        started = time.monotonic()
         while got is WAIT:
-            await self._wait_for_slot()
+            await self._wait_for_slot(wait - (time.monotonic() - started))
             found = book.acquire(fresh)
             if found is not OPEN and found is not WAIT:
                 return found
             got = found
         try:
-            conn = await self._connect()
+            conn = await self._connect(max(wait - (time.monotonic() - started), 0.001))
         except BaseException:
             book.abandon()
             self._wake()
@@ -213,7 +219,7 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
         book.connected()
         return conn
 
-    async def _connect(self) -> AsyncConnection:
+    async def _connect(self, wait: float) -> AsyncConnection:
         if self.opener is not None:
             return await self.opener()
         loop = asyncio.get_running_loop()
@@ -226,7 +232,7 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
                     ssl=self.ssl_context,
                     server_hostname=self.host if self.ssl_context else None,
                 ),
-                self.connect_timeout,
+                wait,
             )
         except asyncio.TimeoutError:
             raise ConnectTimeout(f"connecting to {self.host}:{self.port} timed out") from None
@@ -236,11 +242,11 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         return conn
 
-    async def _wait_for_slot(self) -> None:
+    async def _wait_for_slot(self, wait: float) -> None:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
-        timer = loop.call_later(self.connect_timeout, _pool_timeout, waiter, self.connect_timeout)
+        timer = loop.call_later(max(wait, 0.0), _pool_timeout, waiter, wait)
         try:
             await waiter
         except BaseException:
@@ -273,12 +279,23 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
     async def request(
         self, data: bytes, *, head: bool = False, stream: bool = False
     ) -> tuple[Response, AsyncConnection]:
-        """Send ``data`` and return the response (complete unless ``stream``) and its connection."""
+        """Send ``data`` and return the response (complete unless ``stream``) and its connection.
+
+        The read timeout bounds the whole call (waiting for a slot, connecting, retries, writing and
+        reading the response, or a stream's head): one deadline, not one per step.
+        """
         fresh = False
+        attempt = 0
+        total = self.read_timeout
+        deadline = None if total is None else time.monotonic() + total
         while True:
+            attempt += 1
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise ReadTimeout(f"no response within {total:g} s")
             # Reusing an idle connection needs no await; only opening one or waiting for a slot does.
             got = self._book.acquire(fresh)
-            conn = await self._checkout(got, fresh) if got is OPEN or got is WAIT else got
+            conn = await self._checkout(got, fresh, left) if got is OPEN or got is WAIT else got
             resp = conn.resp = Response(head)
             conn.error = None
             conn.stream = stream
@@ -291,10 +308,14 @@ class AsyncConnectionPool(PoolStats[AsyncConnection]):
                     raise ServerDisconnected("server closed the connection")
                 sent = True
                 conn.transport.write(data)
-                await conn.wait(resp, WANT_HEADERS if stream else WANT_COMPLETE, self.read_timeout)
+                await conn.wait(
+                    resp,
+                    WANT_HEADERS if stream else WANT_COMPLETE,
+                    None if deadline is None else max(deadline - time.monotonic(), 0.001),
+                )
             except BaseException as exc:
                 self.release(conn, False)
-                if not self._book.retry(conn, resp.received, exc, data, sent):
+                if not self._book.retry(conn, resp.received, exc, data, sent, attempt):
                     error = transport_error(exc)
                     if error is exc:
                         raise

@@ -11,7 +11,9 @@
   (``Response.reusable``: complete, keep-alive, nothing beyond it); anything else (a stream closed
   early, an error, a timeout) closes it;
 - a failed request is sent again once, on a new connection, only when the connection was a reused one
-  and failed before the first response byte (see ``PoolBook.retry``);
+  and failed before the first response byte, and sending it again cannot run it twice; a caller that
+  opted in (``retries``) has any request that failed on the network before a response byte sent again,
+  up to that many times (see ``PoolBook.retry``);
 - network exceptions become the client's typed errors through ``transport_error``, for both pools.
 
 Nothing here touches a socket or an event loop: the drivers pass in what happened and carry out the
@@ -85,11 +87,15 @@ class PoolBook(Generic[C]):
         "open",
         "opened",
         "retried",
+        "retries",
         "reused",
     )
 
-    def __init__(self, max_connections: int, keepalive_expiry: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, max_connections: int, keepalive_expiry: float, clock: Callable[[], float], retries: int = 0
+    ) -> None:
         self.max_connections = max_connections
+        self.retries = retries  # the caller's opt-in: its requests may run twice (see ``retry``)
         self.keepalive_expiry = keepalive_expiry
         self.clock = clock
         self.idle: list[C] = []  # most recently released last; the list object is never replaced
@@ -170,8 +176,11 @@ class PoolBook(Generic[C]):
 
     # -- failures ------------------------------------------------------------------------------------
 
-    def retry(self, conn: C, received: int, exc: BaseException, request: bytes, sent: bool = True) -> bool:
-        """Whether a request that failed with ``exc`` on ``conn`` is sent again, on a new connection.
+    def retry(
+        self, conn: C, received: int, exc: BaseException, request: bytes, sent: bool = True, attempt: int = 1
+    ) -> bool:
+        """Whether a request that failed with ``exc`` on ``conn`` (its ``attempt``-th sending) is sent
+        again, on a new connection.
 
         Only a network failure (not a timeout) of a reused connection before any response byte is
         retried, and only when sending it again cannot run it twice: it was certainly not sent (``sent``
@@ -180,10 +189,14 @@ class PoolBook(Generic[C]):
         closes without answering looks like a close racing the send, and HTTP/1.1 gives the client no way
         to tell them apart, so a POST is not resent. The new connection serves its first request, so it
         is never retried again: a request is sent at most twice.
+
+        A caller that set ``retries`` said its requests may run twice: any network failure before a
+        response byte, on any connection, is then retried up to ``retries`` times. Never a timeout,
+        which may mean the call is still running.
         """
-        if conn.requests <= 1 or received or not isinstance(exc, OSError) or isinstance(exc, TimeoutError):
+        if received or not isinstance(exc, OSError) or isinstance(exc, TimeoutError):
             return False
-        if sent and not replayable(request):
+        if attempt > self.retries and (conn.requests <= 1 or (sent and not replayable(request))):
             return False
         self.retried += 1
         return True

@@ -31,9 +31,14 @@ class SyncHTTPClient(SyncClient):
         server_ready_timeout: float | None = None,
         max_connections: int = 32,
         verify: Verify = True,
+        retries: int = 0,
     ) -> None:
         super().__init__(url, token, timeout, server_ready_timeout, verify)
-        self.pool = ConnectionPool(self._hostname, self._port, **self._pool_options(max_connections))
+        # ``retries``: the caller's calls may run twice, so one that failed on the network before any
+        # response byte is sent again up to that many times (by default only what cannot run twice is).
+        self.pool = ConnectionPool(
+            self._hostname, self._port, **self._pool_options(max_connections), retries=retries
+        )
         try:
             self._setup()
         except BaseException:
@@ -57,9 +62,12 @@ class AsyncHTTPClient(AsyncClient):
         server_ready_timeout: float | None = None,
         max_connections: int = 100,
         verify: Verify = True,
+        retries: int = 0,
     ) -> None:
         super().__init__(url, token, timeout, server_ready_timeout, verify)
-        self.pool = AsyncConnectionPool(self._hostname, self._port, **self._pool_options(max_connections))
+        self.pool = AsyncConnectionPool(
+            self._hostname, self._port, **self._pool_options(max_connections), retries=retries
+        )
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[object]]:
         # Before the schema is read, api methods are unknown: defer to a call that reads it first.

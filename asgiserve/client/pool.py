@@ -18,7 +18,7 @@ from time import monotonic
 from typing import Literal
 
 from .bookkeeper import OPEN, WAIT, PoolBook, PoolStats, Slot, transport_error
-from .wire import ConnectError, ConnectTimeout, PoolTimeout, Response, TLSError
+from .wire import ConnectError, ConnectTimeout, PoolTimeout, ReadTimeout, Response, TLSError
 
 __all__ = ["Connection", "ConnectionPool", "SyncStream", "handshake_error"]
 
@@ -71,7 +71,11 @@ class Connection:
         sock = self.sock
         recv_into, view = sock.recv_into, self.view
         start = monotonic()
-        narrowed = False
+        base = sock.gettimeout()
+        # Less than the socket's own when the call's deadline is nearer (it waited for a slot, or retried).
+        narrowed = timeout is not None and (base is None or timeout < base)
+        if narrowed:
+            sock.settimeout(timeout)
         try:
             while not (resp.complete or (resp.headers_done and not until_complete)):
                 n = recv_into(view)
@@ -87,7 +91,7 @@ class Connection:
                     narrowed = True
         finally:
             if narrowed:
-                sock.settimeout(timeout)
+                sock.settimeout(base)
 
     def read_some(self, resp: Response) -> None:
         """Receive one batch of bytes into ``resp``."""
@@ -118,13 +122,16 @@ class ConnectionPool(PoolStats[Connection]):
         keepalive_expiry: float = 4.0,
         connect_timeout: float = 10.0,
         read_timeout: float | None = 30.0,
+        retries: int = 0,
     ) -> None:
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._book: PoolBook[Connection] = PoolBook(max_connections, keepalive_expiry, time.monotonic)
+        self._book: PoolBook[Connection] = PoolBook(
+            max_connections, keepalive_expiry, time.monotonic, retries
+        )
         self._cond = threading.Condition(threading.Lock())
         self._waiting = 0  # threads waiting for a slot: a release without any skips the notify
 
@@ -133,25 +140,27 @@ class ConnectionPool(PoolStats[Connection]):
 
     # -- checkout and release ----------------------------------------------------------------------------
 
-    def _checkout(self, fresh: bool = False) -> Connection:
-        """A connection: an idle one the bookkeeper lets us reuse, else a new one once a slot is free."""
+    def _checkout(self, fresh: bool = False, limit: float | None = None) -> Connection:
+        """A connection: an idle one the bookkeeper lets us reuse, else a new one once a slot is free;
+        waiting for a slot and connecting take at most ``limit`` (and the connect timeout)."""
+        wait = self.connect_timeout if limit is None else min(self.connect_timeout, limit)
         with self._cond:
             got = self._book.acquire(fresh)
             if got is WAIT:
-                got = self._wait_for_slot(fresh)
+                got = self._wait_for_slot(fresh, wait)
         if got is OPEN:
-            return self._connect()
+            return self._connect(wait)
         return got
 
-    def _wait_for_slot(self, fresh: bool) -> Connection | Literal[Slot.OPEN]:
+    def _wait_for_slot(self, fresh: bool, wait: float) -> Connection | Literal[Slot.OPEN]:
         """Wait (holding the condition) until the bookkeeper has a connection or a slot; ``PoolTimeout``."""
-        deadline = time.monotonic() + self.connect_timeout
+        deadline = time.monotonic() + wait
         self._waiting += 1
         try:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._cond.wait(left):
-                    raise PoolTimeout(f"no free connection within {self.connect_timeout:g} s")
+                    raise PoolTimeout(f"no free connection within {wait:g} s")
                 got = self._book.acquire(fresh)
                 if got is not WAIT:
                     return got
@@ -164,10 +173,10 @@ class ConnectionPool(PoolStats[Connection]):
             if self._waiting:
                 self._cond.notify()
 
-    def _connect(self) -> Connection:
-        """Open a new connection in a slot the bookkeeper reserved."""
+    def _connect(self, wait: float) -> Connection:
+        """Open a new connection in a slot the bookkeeper reserved, within ``wait`` seconds."""
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock = socket.create_connection((self.host, self.port), timeout=max(wait, 0.001))
         except TimeoutError:
             self._abandon()
             raise ConnectTimeout(f"connecting to {self.host}:{self.port} timed out") from None
@@ -202,17 +211,31 @@ class ConnectionPool(PoolStats[Connection]):
         """Send ``data`` (a whole request) and return the response with the connection it holds.
 
         Without ``stream`` the response is complete and the connection already released; with it, the
-        caller must hand both to ``SyncStream`` (or ``finish``) to read the body and release it.
+        caller must hand both to ``SyncStream`` (or ``finish``) to read the body and release it. The read
+        timeout bounds the whole call (waiting for a slot, connecting, retries, writing and reading the
+        response, or a stream's head): one deadline, not one per step.
         """
         fresh = False
+        attempt = 0
+        total = self.read_timeout
+        deadline = None if total is None else time.monotonic() + total
         while True:
-            conn = self._checkout(fresh)
+            attempt += 1
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise ReadTimeout(f"no response within {total:g} s")
+            conn = self._checkout(fresh, left)
             resp = Response(head)
             try:
-                conn.roundtrip(data, resp, not stream, self.read_timeout)
+                conn.roundtrip(
+                    data,
+                    resp,
+                    not stream,
+                    None if deadline is None else max(deadline - time.monotonic(), 0.001),
+                )
             except BaseException as exc:
                 self._release(conn, False)
-                if not self._book.retry(conn, resp.received, exc, data):
+                if not self._book.retry(conn, resp.received, exc, data, True, attempt):
                     raise transport_error(exc) from None
                 fresh = True
                 continue

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 
-from .wire import ProtocolError, is_field
+from .wire import TCHAR, VALUE_BYTE, ProtocolError, is_field
 
 __all__ = ["ChunkedDecoder"]
 
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(;[^\r\n]*)?")
+_TRAILER_BEGUN = re.compile(rb"(?:" + TCHAR + rb"+(?::" + VALUE_BYTE + rb"*\r?)?|\r)?")
+_SIZE_BEGUN = re.compile(rb"[0-9A-Fa-f]{0,16}(?:;[^\r\n]*)?\r?")  # a size line as far as it has come
 
 
 class ChunkedDecoder:
@@ -45,6 +47,8 @@ class ChunkedDecoder:
                 continue
             if state == 2:
                 if n - pos < 2:
+                    if buf[pos] != 13:  # refused at the first wrong byte, as llhttp does
+                        raise ProtocolError("Chunk data not followed by CRLF")
                     break
                 if buf[pos : pos + 2] != b"\r\n":
                     raise ProtocolError("Chunk data not followed by CRLF")
@@ -55,6 +59,11 @@ class ChunkedDecoder:
             if end < 0:
                 if n - pos > 4096:
                     raise ProtocolError("Chunk size line too long")
+                # Refused at the first wrong byte, as llhttp refuses it, not at the line's end.
+                if state == 0 and _SIZE_BEGUN.fullmatch(buf, pos) is None:
+                    raise ProtocolError("Invalid chunk size")
+                if state == 3 and _TRAILER_BEGUN.fullmatch(buf, pos) is None:
+                    raise ProtocolError("Invalid trailer line")
                 break
             line = buf[pos:end]
             pos = end + 2

@@ -60,6 +60,7 @@ class HTTPProtocol(Calls):
         self.parsing: Exchange | None = None  # the request whose body is arriving
         self.pipeline: deque[Exchange] = deque()
         self.deadline = 0.0  # monotonic time after which the tick closes us; 0 for none
+        self.since = self.last_read = 0.0  # when a body began (plus body_timeout), when a piece last came
         # Each request runs in a copy of this, never of the request before it (pipelining starts the next
         # one from inside the previous one's task).
         self.context = copy_context()
@@ -166,6 +167,8 @@ class HTTPProtocol(Calls):
             c = RequestCycle(self, scope, keep_alive, expect, name == "HEAD", version == "1.0")
         if length == 0:
             c.body_done = True
+        else:
+            self.deadline = self.since = server.now + server.body_timeout
         self.parsing = c
         if self.current is None:
             self.current = c
@@ -191,10 +194,12 @@ class HTTPProtocol(Calls):
         """A piece of the current request's body."""
         c = self.parsing
         assert c is not None
+        server = self.server
         size = c.received + len(body)
         c.received = size
-        if size > self.server.max_body:
-            raise ProtocolError(f"Request body over the {self.server.max_body} byte limit", 413)
+        if size > server.max_body:
+            raise ProtocolError(f"Request body over the {server.max_body} byte limit", 413)
+        self.last_read = server.now  # the body's deadline is worked out from it when it comes (``expire``)
         if c.finished or c.disconnected:
             return
         c.chunks.append(body)
@@ -302,10 +307,19 @@ class HTTPProtocol(Calls):
     # -- called by the server ------------------------------------------------------------------------
 
     def expire(self) -> None:
-        """The keep-alive or header deadline passed: close (a silent or trickling client)."""
-        self.deadline = 0.0
-        if self.current is None:
-            self.close()
+        """A deadline passed: keep-alive or header (close when idle), or a body's (408; close once answering)."""
+        self.deadline, p, server = 0.0, self.parsing, self.server
+        if self.phase == BODY and p is not None and not p.body_done:
+            idle = max(self.last_read + server.body_timeout, self.since)  # body_timeout between reads
+            due = min(idle, self.since + p.received * server.body_per_byte)  # + 1 s per body_min_rate bytes
+            if p is not self.current or self.flow.read_paused:  # not read because of us: its clock restarts
+                self.deadline = self.since = server.now + server.body_timeout
+            elif due > server.now:
+                self.deadline = due
+            else:  # the app sees http.disconnect
+                self.protocol_error(408, "Request body not received in time")
+        elif self.current is None:
+            self.close()  # a silent or trickling client
 
     def abort(self) -> None:
         """Cancel the request in flight and close (the graceful timeout passed)."""

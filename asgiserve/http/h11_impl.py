@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .chunked import ChunkedDecoder
 from .connection import HTTPProtocol
-from .heads import check_method_so_far, has_bad_eol, parse_head
+from .heads import check_fields_so_far, check_method_so_far, has_bad_eol, lf_line_as_crlf, parse_head
 from .state import CLOSING, HEAD, ServerState
 from .wire import CHUNKED, ProtocolError
 
@@ -75,12 +75,17 @@ class H11Protocol(HTTPProtocol):
         if self.phase != HEAD:
             self.begin_head()
         end = buf.find(b"\r\n\r\n")
+        if end < 0 and b"\n" in buf:
+            buf = lf_line_as_crlf(buf)
+            end = buf.find(b"\r\n\r\n")
         server = self.server
         if end < 0:
             # Only head bytes so far: refuse a bare LF or lone CR now rather than wait for more.
             if has_bad_eol(buf):
                 raise ProtocolError("Invalid line ending (bare LF or lone CR)")
             check_method_so_far(buf)
+            if b"\r\n" in buf:
+                check_fields_so_far(buf)
             if b"\r\n" not in buf and _target_length(buf) > server.max_url:
                 raise ProtocolError("Request target too long", 414)
             if len(buf) > server.max_header_size:

@@ -13,7 +13,14 @@ from typing import NoReturn
 
 from .wire import FIELD_LINE, METHODS, TCHAR, VALUE_BYTE, ProtocolError, check_transfer_encoding
 
-__all__ = ["check_method_so_far", "check_raw_head", "has_bad_eol", "parse_head"]
+__all__ = [
+    "check_fields_so_far",
+    "check_method_so_far",
+    "check_raw_head",
+    "has_bad_eol",
+    "lf_line_as_crlf",
+    "parse_head",
+]
 
 
 # Request heads (RFC 9112 2.2, 3, 5): every line ends in CRLF (no CR or LF alone), the request line is
@@ -139,10 +146,71 @@ def has_bad_eol(data: bytes | bytearray) -> bool:
 _METHOD_PREFIXES = frozenset(m[:i] for m in METHODS for i in range(len(m) + 1)) | {m + b" " for m in METHODS}
 
 
+# A request line as far as it has come, as llhttp reads it byte by byte: the method, spaces, a target
+# starting with "/" or "*" or an absolute URL's "scheme://" (a CONNECT's authority: anything visible),
+# then spaces and as much of "HTTP/d.d" CR LF as has arrived, or CR LF at once (llhttp reads on, and
+# refuses the head once it is whole, as ``parse_head`` does).
+_TARGET = rb"(?:[/*][\x21-\x7e]*|[A-Za-z]+://[\x21-\x7e]*)"
+_TARGET_BEGUN = rb"[A-Za-z]+(?::/?)?"  # an absolute URL's scheme, cut short
+_VERSION_BEGUN = rb"(?: +(?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?|\r)?"
+_LINE_BEGUN = re.compile(rb"[A-Z]+ +(?:" + _TARGET_BEGUN + rb"|" + _TARGET + _VERSION_BEGUN + rb")?")
+_CONNECT_BEGUN = re.compile(rb"CONNECT +(?:[\x21-\x7e]+" + _VERSION_BEGUN + rb")?")
+_LINE_WITHOUT_VERSION = re.compile(rb"[A-Z]+ +" + _TARGET + rb"\n")
+_LINE = re.compile(rb"(?:[A-Z]+ +" + _TARGET + rb"|CONNECT +[\x21-\x7e]+)(?: +HTTP/[0-9]\.[0-9])?\r\n")
+
+
+_EMPTY_CL = re.compile(rb"\r\n(?i:content-length):[ \t]*\r\n")
+_DIGITS_BEGUN = re.compile(rb"[ \t]*[0-9]*[ \t]*\r?")
+_FIELD_BEGUN = re.compile(rb"(?:" + TCHAR + rb"+(?::[ \t]*" + VALUE_BYTE + rb"*\r?)?|\r)?")
+
+
+def check_fields_so_far(head: bytes) -> None:
+    """Refuse an unfinished head at the first field byte llhttp refuses (a folded line, a control
+    character, a malformed or repeated field), rather than once the head is whole."""
+    last = head.rfind(b"\r\n")
+    first = head.find(b"\r\n")
+    if last > first:  # whole field lines: the rules of a whole head
+        whole = head[: last + 2] + b"\r\n"
+        try:
+            check_raw_head(whole)
+        except ProtocolError:
+            if _EMPTY_CL.search(whole) is None:  # llhttp refuses an empty one once the head is whole
+                raise
+        fields = head[first:last].lower()
+        if b"\ncontent-length:" in fields and b"\ntransfer-encoding:" in fields:
+            raise ProtocolError("Content-Length with Transfer-Encoding")
+    if _FIELD_BEGUN.fullmatch(head, last + 2) is None:
+        if head[last + 2 : last + 3] in (b" ", b"\t"):
+            raise ProtocolError("Obsolete line folding")
+        raise ProtocolError("Invalid header line")
+    if head[last + 2 : last + 17].lower() == b"content-length:" and not _DIGITS_BEGUN.fullmatch(
+        head, last + 17
+    ):
+        raise ProtocolError("Malformed or repeated Content-Length")  # llhttp reads its digits as they come
+
+
+def lf_line_as_crlf(head: bytes) -> bytes:
+    """``head`` with the bare LF ending a request line that has no version (``GET /`` LF) read as CR LF,
+    as llhttp reads it (such a head is refused once whole, but its fields are read first)."""
+    end = head.find(b"\n")
+    if end <= 0 or head[end - 1] == 13 or _LINE_WITHOUT_VERSION.match(head, 0, end + 1) is None:
+        return head
+    return head[:end] + b"\r" + head[end:]
+
+
 def check_method_so_far(head: bytes) -> None:
-    """Refuse an unfinished head whose first bytes can start no request line (a TLS record, an SSH banner),
-    at once, as llhttp does, rather than after the header deadline."""
+    """Refuse an unfinished head whose first bytes can start no request line (a TLS record, an SSH banner,
+    a target no URL starts like, a version other than HTTP's), at once, as llhttp does, rather than after
+    the header deadline."""
     space = head.find(b" ", 0, 24)
     so_far = head[: space + 1] if space >= 0 else head[:24]
     if so_far not in _METHOD_PREFIXES:
         raise ProtocolError("Unknown or malformed method")
+    if space < 0:
+        return
+    line_end = head.find(b"\n")
+    if line_end >= 0:  # the request line is whole (its CR checked already): it must parse
+        if _LINE.match(head, 0, line_end + 1) is None:
+            raise ProtocolError("Invalid HTTP request: illegal request line")
+    elif (_CONNECT_BEGUN if head.startswith(b"CONNECT ") else _LINE_BEGUN).fullmatch(head) is None:
+        raise ProtocolError("Invalid HTTP request: illegal request line")

@@ -96,6 +96,9 @@ class ServerState:
         self.max_url = limits.max_url_size
         self.header_timeout = limits.header_timeout
         self.keep_alive_timeout = limits.keep_alive_timeout
+        self.body_timeout = limits.body_timeout
+        # Seconds each body byte adds to the body's deadline (the minimum rate's part; far off when off).
+        self.body_per_byte = 1 / limits.body_min_rate if limits.body_min_rate > 0 else 1e9
         self.max_connections = limits.max_connections
         # POST paths answered by direct calls (``types.DirectApp``: an asgiserve service's apis), without
         # ASGI messages; the behaviour is the same as through ``app(scope, receive, send)``.

@@ -50,6 +50,8 @@ class Config:
     max_body_size: int = _L.max_body_size
     keep_alive_timeout: float = _L.keep_alive_timeout
     header_timeout: float = _L.header_timeout
+    body_timeout: float = _L.body_timeout
+    body_min_rate: float = _L.body_min_rate
     max_connections: int = _L.max_connections
     graceful_timeout: float = 30.0
     backlog: int = 2048
@@ -63,6 +65,8 @@ class Config:
             max_body_size=self.max_body_size,
             keep_alive_timeout=self.keep_alive_timeout,
             header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            body_min_rate=self.body_min_rate,
             max_connections=self.max_connections,
         )
 

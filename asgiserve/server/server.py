@@ -2,7 +2,8 @@
 
 The tick replaces per-request timers: it refreshes the pre-encoded ``server``/``date`` headers and closes
 connections whose keep-alive or header deadline passed, so a request costs no timer handle. On SIGTERM or
-SIGINT the server drains: readiness turns 503 (``app.start_draining``), the listener closes, idle
+SIGINT the server drains: readiness turns 503 (``app.start_draining``), the connections already queued
+on the listener are taken (and served: an api call gets 503), the listener closes, idle
 keep-alive connections close, in-flight requests get up to ``graceful_timeout`` to finish (each then
 closes its connection), lifespan shutdown runs, and the exit status is 0. A second signal cuts it short.
 An embedded server (``asgiserve.Server``, ``asgiserve.serve``, the test clients) passes no signals and
@@ -17,13 +18,15 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from .. import server_context
 from ..http.auto import new_event_loop, protocol_class
 from ..http.connection import ServerState
+from ..http.state import Live
 from .config import Config
 from .lifespan import Lifespan, LifespanFailure
 from .tls import create_tls_server, tls_context
@@ -36,6 +39,9 @@ __all__ = ["STARTUP_FAILED", "Server", "bind_socket", "run_server"]
 logger = logging.getLogger("asgiserve")
 STARTUP_FAILED = 3
 _TICK = 0.5
+# Makes a connection of a socket taken from the accept queue: (transport, protocol), as asyncio's do.
+Accept = Callable[[socket.socket], Awaitable[tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]]
+_QUEUED_GRACE = 1.0  # seconds a connection taken from the accept queue at the drain has to begin its head
 
 
 def bind_socket(config: Config) -> socket.socket:
@@ -123,17 +129,25 @@ class Server:
             assert state is not None and self.stop is not None
             factory = protocol_class(config.http)
             server: asyncio.AbstractServer
+            accept: Accept
             if tls is None:
                 server = await loop.create_server(lambda: factory(state), sock=sock, backlog=config.backlog)
+                accept = partial(loop.connect_accepted_socket, lambda: factory(state))
             else:
                 server = await create_tls_server(loop, lambda: factory(state), sock, config, tls)
+                accept = partial(
+                    loop.connect_accepted_socket,
+                    lambda: factory(state),
+                    ssl=tls,
+                    ssl_handshake_timeout=config.header_timeout,
+                )
             host, port = sock.getsockname()[:2]
             logger.info("asgiserve serving %s on %s://%s:%d", _name(self.app), state.scheme, host, port)
             if self.on_started is not None:
                 self.on_started()
             await self.stop.wait()
             logger.info("Shutting down: draining connections")
-            await self.finish(server)
+            await self.finish(server, sock, accept)
             return 0
         finally:
             self.close()
@@ -165,9 +179,15 @@ class Server:
             return False
         return True
 
-    async def finish(self, listener: asyncio.AbstractServer | None = None) -> None:
-        """Drain (closing ``listener``), then run lifespan shutdown."""
-        await self._drain(listener)
+    async def finish(
+        self,
+        listener: asyncio.AbstractServer | None = None,
+        sock: socket.socket | None = None,
+        accept: Accept | None = None,
+    ) -> None:
+        """Drain (closing ``listener``; the connections queued on its ``sock`` are served, made by
+        ``accept``), then run lifespan shutdown."""
+        await self._drain(listener, sock, accept)
         if self.lifespan is not None:
             await self.lifespan.shutdown(self.config.graceful_timeout)
 
@@ -181,18 +201,37 @@ class Server:
             for sig in self.signals:
                 loop.remove_signal_handler(sig)
 
-    async def _drain(self, server: asyncio.AbstractServer | None) -> None:
+    async def _drain(
+        self,
+        server: asyncio.AbstractServer | None,
+        sock: socket.socket | None = None,
+        accept: Accept | None = None,
+    ) -> None:
         state = self.state
         assert state is not None and self.stop is not None
         start_draining = getattr(self.app, "start_draining", None)
         if callable(start_draining):
             start_draining()
+        # Closing a listening socket resets the connections still in its accept queue (clients that
+        # already sent a request). Take them first, then close, with no await between the two, so that
+        # none is left queued: they are served (an api call gets 503), later ones are refused.
+        queued = _accept_queued(sock) if sock is not None and accept is not None else []
         if server is not None:
             server.close()
-        state.draining = True
-        for conn in list(state.connections):
-            conn.shutdown()
         loop = state.loop
+        late: list[Live] = []
+        for queued_sock in queued:
+            assert accept is not None
+            try:
+                late.append(cast("Live", (await accept(queued_sock))[1]))
+            except (OSError, asyncio.TimeoutError):
+                queued_sock.close()
+        state.draining = True
+        for live in list(state.connections):
+            if live not in late:
+                live.shutdown()
+        for live in late:  # one that sends nothing soon is closed by the tick; its head gets the usual time
+            live.deadline = state.now + _QUEUED_GRACE
         deadline = loop.time() + self.config.graceful_timeout
         while state.connections and loop.time() < deadline and not self.forced:
             await asyncio.sleep(0.05)
@@ -203,6 +242,18 @@ class Server:
             for conn in list(state.connections):
                 conn.abort()
             await asyncio.sleep(0)
+
+
+def _accept_queued(sock: socket.socket) -> list[socket.socket]:
+    """The connections waiting in the listening socket's accept queue, taken without blocking."""
+    taken: list[socket.socket] = []
+    try:
+        sock.setblocking(False)
+        while True:
+            taken.append(sock.accept()[0])
+    except OSError:  # BlockingIOError once the queue is empty; any other error ends it as well
+        pass
+    return taken
 
 
 def _name(app: object) -> str:

@@ -1,8 +1,8 @@
 """Prefork process model: N workers share one listening socket; the parent restarts any that die.
 
 The parent binds the socket and imports the app once, then forks. Each worker runs its own event loop
-and lifespan, and drains on SIGTERM/SIGINT. The parent forwards those signals, waits for every worker
-(up to the graceful timeout, then SIGKILL), and exits 0. A worker that fails lifespan startup makes the
+and lifespan, and drains on SIGTERM/SIGINT. The parent closes its copy of the socket, forwards those signals, waits for
+every worker (up to the graceful timeout, then SIGKILL), and exits 0. A worker that fails lifespan startup makes the
 parent stop all workers and exit with the startup failure status instead of restarting it in a loop.
 A worker that dies soon after it started is restarted after a growing delay (0.1 s, doubling up to 10 s),
 so a crash that repeats does not spin; one that lived 10 s or more is restarted at once and resets it.
@@ -123,6 +123,11 @@ class Supervisor:
                 for slot in due:
                     self.spawn(slot)
             time.sleep(_POLL)
+        # The parent's copy of the listening socket goes first: while any copy is open the kernel keeps
+        # queueing connections, and the last close resets those nobody accepted. Each worker takes its
+        # queue's connections as it closes its own copy, so once the workers' copies are gone as well,
+        # a new connection is refused at once.
+        self.sock.close()
         for pid in self.pids:
             _kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.graceful_timeout + 5
@@ -133,7 +138,6 @@ class Supervisor:
             _kill(pid, signal.SIGKILL)
         while self.pids:
             self._reap(block=True)
-        self.sock.close()
         return status
 
     def _reap(self, block: bool = False) -> list[tuple[int, int]]:

@@ -38,10 +38,10 @@ class DiesOnSecond:
             conn.sendall(OK)
 
 
-def calls(pool_kind: str, port: int, second: bytes) -> tuple[bytes, BaseException | None]:
+def calls(pool_kind: str, port: int, second: bytes, retries: int = 0) -> tuple[bytes, BaseException | None]:
     """The first call's body and what the second call raised (None if it succeeded)."""
     if pool_kind == "sync":
-        pool = ConnectionPool("127.0.0.1", port)
+        pool = ConnectionPool("127.0.0.1", port, retries=retries)
         try:
             first = pool.request(POST)[0].take_body()
             try:
@@ -53,7 +53,7 @@ def calls(pool_kind: str, port: int, second: bytes) -> tuple[bytes, BaseExceptio
             pool.close()
 
     async def go() -> tuple[bytes, BaseException | None]:
-        pool = AsyncConnectionPool("127.0.0.1", port)
+        pool = AsyncConnectionPool("127.0.0.1", port, retries=retries)
         try:
             first = (await pool.request(POST))[0].take_body()
             try:
@@ -90,3 +90,37 @@ def test_a_request_that_may_be_repeated_is_retried_once(pool_kind, second):
         assert srv.script.accepted == 2
     finally:
         srv.script.close()
+
+
+@pytest.mark.parametrize("pool_kind", ["sync", "async"])
+def test_a_caller_that_opted_in_has_a_post_retried(pool_kind):
+    srv = DiesOnSecond()
+    try:
+        # retries=2: the POST fails on the reused connection, then on the second request of a new one
+        # never (a new connection answers its first), so it is sent twice and answered.
+        first, error = calls(pool_kind, srv.script.port, POST, retries=2)
+        assert first == b"ok" and error is None
+        assert srv.seen == [b"POST", b"POST", b"POST"] and srv.script.accepted == 2
+    finally:
+        srv.script.close()
+
+
+def test_the_clients_take_retries_and_pass_an_idempotency_key_through(tmp_path):
+    """``retries=`` reaches the pools; an ``Idempotency-Key`` given to ``request`` is sent as it is."""
+    from asgiserve import AsyncHTTPClient, SyncHTTPClient
+    from tests.conftest import start
+
+    server = start("asgiserve", "tests.faults.apps:Slow", tmp_path, "--workers", "1")
+    try:
+        with SyncHTTPClient(server.url, retries=3) as client:
+            assert client.pool._book.retries == 3
+            r = client.request("GET", "/livez", headers={"Idempotency-Key": "k-1"})
+            assert r.status == 200
+
+        async def go() -> None:
+            async with AsyncHTTPClient(server.url, retries=2) as aclient:
+                assert aclient.pool._book.retries == 2
+
+        asyncio.run(go())
+    finally:
+        server.stop()

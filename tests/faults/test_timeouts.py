@@ -49,3 +49,60 @@ def test_a_trickling_response_is_cut_at_the_timeout(pool_kind):
         assert 0.9 < time.monotonic() - t0 < 1.6
     finally:
         srv.close()
+
+
+def slow_keep_alive(index: int, conn: socket.socket) -> None:
+    """Answer each request 0.6 s after it arrived, on a keep-alive connection."""
+    while read_request(conn):
+        time.sleep(0.6)
+        conn.sendall(RESPONSE)
+
+
+@pytest.mark.parametrize("pool_kind", ["sync", "async"])
+def test_the_timeout_bounds_the_whole_call_waiting_for_a_slot_included(pool_kind):
+    """One deadline per call: a call that waited 0.6 s for the pool's only connection has 0.4 s left,
+    not a fresh timeout for its read (which would let it end, successfully, at 1.2 s)."""
+    srv = Script(slow_keep_alive)
+    outcomes: list[tuple[str, float]] = []
+    t0 = time.monotonic()
+    try:
+        if pool_kind == "sync":
+            import threading
+
+            pool = ConnectionPool("127.0.0.1", srv.port, read_timeout=1.0, max_connections=1)
+
+            def call() -> None:
+                try:
+                    pool.request(GET)
+                    outcomes.append(("ok", time.monotonic() - t0))
+                except ReadTimeout:
+                    outcomes.append(("timeout", time.monotonic() - t0))
+
+            threads = [threading.Thread(target=call) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            pool.close()
+        else:
+
+            async def go() -> None:
+                apool = AsyncConnectionPool("127.0.0.1", srv.port, read_timeout=1.0, max_connections=1)
+
+                async def call() -> None:
+                    try:
+                        await apool.request(GET)
+                        outcomes.append(("ok", time.monotonic() - t0))
+                    except ReadTimeout:
+                        outcomes.append(("timeout", time.monotonic() - t0))
+
+                await asyncio.gather(call(), call())
+                await apool.close()
+
+            asyncio.run(go())
+        outcomes.sort(key=lambda o: o[1])
+        assert [kind for kind, _ in outcomes] == ["ok", "timeout"], outcomes
+        assert 0.5 < outcomes[0][1] < 0.95, outcomes
+        assert 0.9 < outcomes[1][1] < 1.15, outcomes  # the deadline, not 1.2 s (slot wait + a whole read)
+    finally:
+        srv.close()
