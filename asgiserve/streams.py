@@ -168,6 +168,7 @@ class Writer:
         """
         items: Items | None = None
         cleanup = None
+        exiting = False
         try:
             try:
                 gen, cleanup = await opening
@@ -187,7 +188,7 @@ class Writer:
             out.begin(self.content_type, chunk)
             plain = not sse
             anext = items.anext
-            seen = out.resumes
+            out.resumed = False
             since = 0.0  # when the stream found the loop had had no turn since its previous item
             try:
                 while not out.disconnected:
@@ -203,8 +204,8 @@ class Writer:
                     data = item.encode() if plain and type(item) is str else encode_item(item, sse)
                     if out.piece(data):
                         await out.drain()
-                    if out.resumes != seen:
-                        seen = out.resumes
+                    if out.resumed:  # the loop had a turn since the last item
+                        out.resumed = False
                         since = 0.0
                     elif not since:
                         since = monotonic()
@@ -214,8 +215,11 @@ class Writer:
                 logger.exception("api %s raised while streaming", self.name)
                 return None
             return STREAMED
+        except GeneratorExit:
+            exiting = True  # the loop itself is going away: nothing may be awaited any more
+            raise
         finally:
-            if items is not None:
+            if items is not None and not exiting:
                 await items.close()
             if cleanup is not None:
                 cleanup()

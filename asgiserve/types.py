@@ -58,7 +58,8 @@ class ChunkWriter(Protocol):
     """Where a direct stream writes: the response head with the first item, then each item as it comes."""
 
     disconnected: bool  # the client is gone: nothing more is written
-    resumes: int  # counts the call's returns from the event loop (a stream that never waits gets turns)
+    resumed: bool  # set each time the call comes back from the event loop (a stream that never waits
+    # gets turns: the stream clears it)
 
     def begin(self, content_type: bytes, first: bytes) -> None:
         """Write the head of a 200 streamed response with the first piece of its body."""

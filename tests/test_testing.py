@@ -121,7 +121,7 @@ def test_streams_and_files(tmp_path):
         assert big.stat().st_size == 3 * 1024 * 1024
         # A stream left early gives its connection back: the next calls go on.
         stream = client.slow_stream(n=1000, delay=0.001)
-        assert next(iter(stream)) == "0 "
+        assert next(iter(stream)).startswith("0 ")  # text chunks may coalesce
         stream.close()
         assert client.add(a=2, b=3) == 5
     assert not out.exists()  # file outputs go when the client closes

@@ -30,7 +30,7 @@ class Exchange:
         "http10",
         "keep_alive",
         "received",
-        "resumes",
+        "resumed",
         "sent",
         "status",
         "task",
@@ -51,7 +51,7 @@ class Exchange:
         self.status = 0
         self.sent = 0
         self.task: asyncio.Task[None] | None = None  # the task running it
-        self.resumes = 0  # returns from the event loop, counted by the runner (``runner._carry``)
+        self.resumed = False  # came back from the event loop: set by the runner (``runner._carry``)
 
     def wake(self) -> None:
         """Wake a ``receive`` waiting for body or disconnect."""

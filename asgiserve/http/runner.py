@@ -122,7 +122,7 @@ def _carry(
 
     ``waiting`` is what it last yielded (the future it awaits), or ``UNSTARTED``. The runner's task
     sees each future as its own, so wake-ups and cancellation (thrown in here) reach the call unchanged.
-    Each return from the loop is counted in ``call.resumes`` (a stream gives others a turn by it).
+    Each return from the loop sets ``call.resumed`` (a stream gives others a turn by it).
     """
     # What to do next: send ``arg`` in, throw ``error`` in, or (neither) wait on ``waiting``.
     send = throw = False
@@ -149,4 +149,4 @@ def _carry(
             error, throw, send = exc, True, False
         else:
             send, throw = True, False
-        call.resumes += 1
+        call.resumed = True  # a flag, not a counter: a growing int would be allocated each time
