@@ -17,6 +17,7 @@ from typing import cast
 import msgspec
 
 from .codec import JSON_CT, TEXT_CT
+from .errors import origin
 from .handlers import APIHandler
 from .limits import DEFAULT_LIMITS
 from .metrics import Metrics
@@ -252,8 +253,11 @@ class ServiceApp:
         try:
             await self.startup()
         except BaseException as exc:
-            logger.exception("service %s failed to start", self.name)
-            await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+            # One line says what and where (the server logs it); the traceback is for --log-level debug.
+            where = origin(exc)
+            logger.debug("service %s failed to start", self.name, exc_info=exc)
+            reason = f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
+            await send({"type": "lifespan.startup.failed", "message": reason})
             return
         await send({"type": "lifespan.startup.complete"})
         message = await receive()

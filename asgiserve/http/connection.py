@@ -32,7 +32,7 @@ from typing import cast
 
 from ..types import Answer, Headers
 from .cycle import RequestCycle
-from .exchange import APICall, Exchange, log_access
+from .exchange import APICall, Exchange
 from .flow_control import HIGH_WATER, FlowControl
 from .runner import UNSTARTED, Runner
 from .scopes import http_scope
@@ -279,8 +279,6 @@ class HTTPProtocol(asyncio.Protocol):
     def response_complete(self, exchange: Exchange, keep_alive: bool) -> None:
         """``exchange`` sent its last byte: close, or move on to the next pipelined request."""
         server = self.server
-        if server.access_log:
-            log_access(self.client, exchange)
         if not keep_alive or server.draining:
             self.close()
             return

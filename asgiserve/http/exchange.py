@@ -4,14 +4,11 @@ direct api call (``APICall``, below). Both take the request body as it arrives, 
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from ..types import DirectHandler, Headers
 from .state import split_target
 
-__all__ = ["APICall", "Exchange", "log_access"]
-
-access_logger = logging.getLogger("asgiserve.access")
+__all__ = ["APICall", "Exchange"]
 
 
 class Exchange:
@@ -101,11 +98,3 @@ class APICall(Exchange):
         self.body_done = self.finished = False
         self.task = None
 
-
-def log_access(client: tuple[str, int] | None, c: Exchange) -> None:
-    """One access log line for a finished request."""
-    method, path, query, version = c.describe()
-    who = f"{client[0]}:{client[1]}" if client else "-"
-    target = path + ("?" + query.decode("latin-1") if query else "")
-    # repr() escapes control characters, so a hostile path cannot forge log lines.
-    access_logger.info('%s - "%s %s HTTP/%s" %d', who, method, repr(target)[1:-1], version, c.status)

@@ -14,10 +14,12 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 
+from ..http.access import AccessLog, logged_class
 from ..http.auto import new_event_loop, protocol_class
 from ..http.connection import ServerState
 from .config import Config
@@ -108,16 +110,17 @@ class Server:
             self.app, loop, config.limits(), access_log=config.access_log, root_path=config.root_path
         )
         self.tick()
-        lifespan = Lifespan(self.app, state.state)
+        lifespan = Lifespan(self.app, state.state, _name(self.app))
         try:
             if not await lifespan.startup():
                 return STARTUP_FAILED
             factory = protocol_class(config.http)
+            if config.access_log:
+                factory = logged_class(factory, AccessLog(sys.stderr, config.log_format))
             server = await loop.create_server(lambda: factory(state), sock=sock, backlog=config.backlog)
             host, port = sock.getsockname()[:2]
-            logger.info("asgiserve serving %s on http://%s:%d", _name(self.app), host, port)
+            logger.info("Worker %d serving %s on http://%s:%d%s", os.getpid(), _name(self.app), host, port, _served(self.app))
             await self.stop.wait()
-            logger.info("Shutting down: draining connections")
             await self._drain(server)
             await lifespan.shutdown(config.graceful_timeout)
             return 0
@@ -135,12 +138,19 @@ class Server:
             start_draining()
         server.close()
         state.draining = True
+        busy = sum(1 for conn in state.connections if getattr(conn, "current", None) is not None)
+        logger.info("Worker %d shutting down: draining %d request(s) in flight", os.getpid(), busy)
         for conn in list(state.connections):
             conn.shutdown()
         loop = state.loop
-        deadline = loop.time() + self.config.graceful_timeout
+        began = loop.time()
+        deadline = began + self.config.graceful_timeout
         while state.connections and loop.time() < deadline and not self.forced:
             await asyncio.sleep(0.05)
+        cut = sum(1 for conn in state.connections if getattr(conn, "current", None) is not None)
+        logger.info(
+            "Worker %d drained %d request(s) in %.2f s", os.getpid(), busy - min(cut, busy), loop.time() - began
+        )
         if state.connections:
             logger.warning(
                 "Graceful timeout: closing %d connection(s) with requests in flight", len(state.connections)
@@ -152,6 +162,15 @@ class Server:
 
 def _name(app: object) -> str:
     return str(getattr(app, "name", None) or getattr(app, "__name__", None) or type(app).__name__)
+
+
+def _served(app: object) -> str:
+    """``: apis /a, /b; mounts /v1`` for a service's startup line (nothing for a plain ASGI app)."""
+    apis = [str(getattr(h, "route", "?")) for h in getattr(app, "handlers", ())]
+    mounts = [str(getattr(m, "path", "?")) for m in getattr(app, "mount_specs", ())]
+    if not apis and not mounts:
+        return ""
+    return "; apis %s; mounts %s" % (", ".join(apis) or "none", ", ".join(mounts) or "none")
 
 
 def run_server(config: Config, app: ASGIApp, sock: socket.socket, *, worker: bool = False) -> int:
