@@ -110,13 +110,14 @@ class Server:
             self.app, loop, config.limits(), access_log=config.access_log, root_path=config.root_path
         )
         self.tick()
-        lifespan = Lifespan(self.app, state.state, _name(self.app))
+        lifespan = Lifespan(self.app, state.state)
+        access = AccessLog(sys.stderr, config.log_format) if config.access_log else None
         try:
             if not await lifespan.startup():
                 return STARTUP_FAILED
             factory = protocol_class(config.http)
-            if config.access_log:
-                factory = logged_class(factory, AccessLog(sys.stderr, config.log_format))
+            if access is not None:
+                factory = logged_class(factory, access)
             server = await loop.create_server(lambda: factory(state), sock=sock, backlog=config.backlog)
             host, port = sock.getsockname()[:2]
             logger.info("Worker %d serving %s on http://%s:%d%s", os.getpid(), _name(self.app), host, port, _served(self.app))
@@ -125,6 +126,8 @@ class Server:
             await lifespan.shutdown(config.graceful_timeout)
             return 0
         finally:
+            if access is not None:
+                access.flush()  # the lines queued since the last batch
             if self._tick_handle is not None:
                 self._tick_handle.cancel()
             for sig in self.signals:
