@@ -110,9 +110,14 @@ class Reloader:
             if now != files:
                 changed = sorted(p for p in now.keys() | files.keys() if now.get(p) != files.get(p))
                 files = now
-                logger.info("Reloading: %s changed", ", ".join(os.path.relpath(p) for p in changed[:3]))
+                logger.info("Reloading: %s changed", ", ".join(_short(p) for p in changed[:3]))
                 self.stop_child()
                 if not self.stopping:
                     self.spawn()
         self.stop_child()
         return 0
+
+
+def _short(path: str) -> str:
+    here = os.path.relpath(path)
+    return path if here.startswith("..") else here

@@ -70,6 +70,7 @@ class Server:
         self.stop: asyncio.Event | None = None
         self.forced = False
         self._tick_handle: asyncio.TimerHandle | None = None
+        self.access: AccessLog | None = None
         self._second = -1
 
     def handle_signal(self) -> None:
@@ -111,7 +112,7 @@ class Server:
         )
         self.tick()
         lifespan = Lifespan(self.app, state.state)
-        access = AccessLog(sys.stderr, config.log_format) if config.access_log else None
+        access = self.access = AccessLog(sys.stderr, config.log_format) if config.access_log else None
         try:
             if not await lifespan.startup():
                 return STARTUP_FAILED
@@ -151,6 +152,8 @@ class Server:
         while state.connections and loop.time() < deadline and not self.forced:
             await asyncio.sleep(0.05)
         cut = sum(1 for conn in state.connections if getattr(conn, "current", None) is not None)
+        if self.access is not None:
+            self.access.flush()  # the drained requests' lines before the line that counts them
         logger.info(
             "Worker %d drained %d request(s) in %.2f s", os.getpid(), busy - min(cut, busy), loop.time() - began
         )
