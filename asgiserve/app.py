@@ -24,7 +24,7 @@ from .metrics import Metrics
 from .mount import MountedApps, merge_openapi
 from .responses import error_body, send_body, send_error
 from .routing import Handler, Mount, Router
-from .schema import docs_page, openapi, service_schema
+from .schema import DocsPage, mount_docs, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
 from .traffic import Gate
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -99,11 +99,12 @@ class ServiceApp:
         self.mounted = MountedApps(cls, mounts)
         self.routes = router.routes
 
-        self.schema = service_schema(self.name, self.handlers, [(m.path, m.name) for m in self.mount_specs])
+        mounted = [(m.path, m.name, mount_docs(m.path, m.app)) for m in self.mount_specs]
+        self.schema = service_schema(self.name, self.handlers, mounted)
         self.openapi = merge_openapi(openapi(self.name, cls.__doc__, self.handlers), mounts)
         self._schema_bytes = msgspec.json.encode(self.schema)
         self._docs_bytes = msgspec.json.encode(self.openapi)
-        self._page_bytes = docs_page(self.name, self.schema)
+        self._page = DocsPage()
 
     # -- dispatch -------------------------------------------------------------------------------------
 
@@ -218,7 +219,12 @@ class ServiceApp:
         await send_body(send, 200, self._docs_bytes, JSON_CT)
 
     async def _docs_page(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_body(send, 200, self._page_bytes, _HTML_CT)
+        page = self._page
+        if page.fresh(scope["headers"]):
+            await send({"type": "http.response.start", "status": 304, "headers": page.headers()})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send_body(send, 200, page.body, _HTML_CT, page.headers())
 
     # -- lifespan -------------------------------------------------------------------------------------
 
