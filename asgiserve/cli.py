@@ -150,7 +150,9 @@ class JSONFormatter(logging.Formatter):
 def setup_logging(level: str, fmt: str = "text") -> None:
     """Log to stderr at ``level``, as text or JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter() if fmt == "json" else logging.Formatter("%(levelname)s: %(message)s"))
+    handler.setFormatter(
+        JSONFormatter() if fmt == "json" else logging.Formatter("%(levelname)s: %(message)s")
+    )
     root = logging.getLogger("asgiserve")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -170,13 +172,13 @@ def _load(config: Config) -> tuple[Any, int] | None:
     except ModuleNotFoundError as exc:
         parts = module.split(".")
         if exc.name in {".".join(parts[: i + 1]) for i in range(len(parts))}:
-            where = Path(config.app_dir).resolve()
+            app_dir = Path(config.app_dir).resolve()
             log.error(
                 "Could not load %r: no module named %r in the app dir %s or on sys.path "
                 "(run from the service's directory or pass --app-dir)",
                 config.target,
                 exc.name,
-                where,
+                app_dir,
                 exc_info=_debug_info(log, exc),
             )
             return None
@@ -186,14 +188,14 @@ def _load(config: Config) -> tuple[Any, int] | None:
         return None
     except Exception as exc:
         failure = exc
-    where = origin(failure)
+    place = origin(failure)
     log.error(
         "Could not load %r: importing %s raised %s: %s%s",
         config.target,
         module,
         type(failure).__name__,
         failure,
-        f" (at {where})" if where else "",
+        f" (at {place})" if place else "",
         exc_info=_debug_info(log, failure),
     )
     return None

@@ -65,7 +65,9 @@ def test_module_whose_import_fails_says_where(app_dir):
     line = one_line(done)
     assert "ModuleNotFoundError" in line and "not_installed_here" in line
     assert f"{app_dir / 'needs_torch.py'}:2" in line
-    debug = run("needs_torch:Svc", "--app-dir", str(app_dir), "--port", str(free_port()), "--log-level", "debug")
+    debug = run(
+        "needs_torch:Svc", "--app-dir", str(app_dir), "--port", str(free_port()), "--log-level", "debug"
+    )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
@@ -104,13 +106,17 @@ def test_port_in_use():
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_init_that_raises_exits_3(app_dir, workers):
-    done = run("raises_init:Fails", "--app-dir", str(app_dir), "--port", str(free_port()), "--workers", workers)
+    done = run(
+        "raises_init:Fails", "--app-dir", str(app_dir), "--port", str(free_port()), "--workers", workers
+    )
     assert done.returncode == 3, done.stderr
     failed = [line for line in done.stderr.splitlines() if "startup failed" in line]
     assert len(failed) >= 1 and "Traceback" not in done.stderr, done.stderr
     assert "RuntimeError: weights file missing" in failed[0]
     assert f"{app_dir / 'raises_init.py'}:7 in __init__" in failed[0]
-    debug = run("raises_init:Fails", "--app-dir", str(app_dir), "--port", str(free_port()), "--log-level", "debug")
+    debug = run(
+        "raises_init:Fails", "--app-dir", str(app_dir), "--port", str(free_port()), "--log-level", "debug"
+    )
     assert debug.returncode == 3 and "Traceback" in debug.stderr
 
 

@@ -88,11 +88,23 @@ def test_form_from_the_schema_and_a_json_answer(server, browser):
     assert browser.find_element(By.ID, "title").text == "DocsDemo"
     assert "Each api below gets a form." in browser.find_element(By.ID, "description").text
     assert "Classify a text" in browser.find_element(By.CSS_SELECTOR, "#api-classify .doc").text
-    text, mode, top = field(browser, "classify", "text"), field(browser, "classify", "mode"), field(browser, "classify", "top")
+    text, mode, top = (
+        field(browser, "classify", "text"),
+        field(browser, "classify", "mode"),
+        field(browser, "classify", "top"),
+    )
     shout, options = field(browser, "classify", "shout"), field(browser, "classify", "options")
-    assert mode.tag_name == "select" and [o.text for o in Select(mode).options] == ["(default)", "careful", "fast"]
+    assert mode.tag_name == "select" and [o.text for o in Select(mode).options] == [
+        "(default)",
+        "careful",
+        "fast",
+    ]
     assert Select(mode).first_selected_option.text == "fast"  # the default
-    assert (top.get_attribute("type"), top.get_attribute("min"), top.get_attribute("max")) == ("number", "1", "10")
+    assert (top.get_attribute("type"), top.get_attribute("min"), top.get_attribute("max")) == (
+        "number",
+        "1",
+        "10",
+    )
     assert top.get_attribute("value") == "3" and shout.get_attribute("type") == "checkbox"
     assert options.tag_name == "textarea" and "json" in options.get_attribute("class")
     assert "≤ 10" in browser.find_element(By.ID, "f-classify-top-hint").text
@@ -170,7 +182,11 @@ def test_file_upload(server, browser, tmp_path):
     field(browser, "upload", "note").send_keys("n1")
     try_it(browser, "upload")
     wait(browser, lambda: output(browser, "upload", "json"))
-    assert json.loads(output(browser, "upload", "json")) == {"size": 25, "head": "uploaded from the br", "note": "n1"}
+    assert json.loads(output(browser, "upload", "json")) == {
+        "size": 25,
+        "head": "uploaded from the br",
+        "note": "n1",
+    }
     assert "-F 'doc=@notes.txt'" in snippet(browser, "upload", "curl")
     assert 'doc=pathlib.Path("notes.txt")' in snippet(browser, "upload", "python")
 
@@ -179,7 +195,10 @@ def test_image_preview_and_file_download(server, browser):
     open_page(browser, server.url)
     try_it(browser, "image")
     img = wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#result-image img.preview"))[0]
-    wait(browser, lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img))
+    wait(
+        browser,
+        lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img),
+    )
     assert browser.execute_script("return arguments[0].naturalWidth", img) == 8
     try_it(browser, "archive")
     link = wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#result-archive a.download"))[0]

@@ -56,7 +56,12 @@ def test_access_line_field_by_field(tmp_path, runner):
         m = LINE.match(line)
         assert m, line
         assert int(m["port"]) == own
-        assert (m["method"], m["target"], m["version"], m["status"]) == ("POST", "/summarize?x=1", "1.1", "200")
+        assert (m["method"], m["target"], m["version"], m["status"]) == (
+            "POST",
+            "/summarize?x=1",
+            "1.1",
+            "200",
+        )
         assert int(m["bytes"]) == len(r.body) > 0
         assert 0 < float(m["ms"]) < 5000
 
@@ -100,7 +105,9 @@ def test_pipelined_ids_stay_with_their_requests(tmp_path):
     server = start("asgiserve", "summarizer:Summarization", tmp_path)
     try:
         body = b'{"text": "A. B."}'
-        one = b"POST /summarize HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nX-Request-ID: p%d\r\n"
+        one = (
+            b"POST /summarize HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nX-Request-ID: p%d\r\n"
+        )
         data = b"".join(one % i + b"Content-Length: %d\r\n\r\n%s" % (len(body), body) for i in range(3))
         data += b"GET /livez HTTP/1.1\r\nHost: t\r\nX-Request-ID: p3\r\n\r\n"
         _, responses = send(server.port, data)
@@ -162,7 +169,9 @@ def test_no_access_log_no_id(tmp_path):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_worker_start_lines(tmp_path, workers):
-    server = start("asgiserve", "tests.apps.mount_seed_fastapi:MyService", tmp_path, "--workers", str(workers))
+    server = start(
+        "asgiserve", "tests.apps.mount_seed_fastapi:MyService", tmp_path, "--workers", str(workers)
+    )
     try:
         found = lines_matching(server, "serving MyService", count=workers)
     finally:

@@ -165,7 +165,9 @@ class AccessLog:
                 sent = 0 if scope["method"] == "HEAD" else size
                 loop = asyncio.get_running_loop()
                 method, path, query = scope["method"], scope["path"], scope["query_string"]
-                log.write(loop, who, method, path, query, scope["http_version"], code, sent, monotonic() - t0, rid)
+                log.write(
+                    loop, who, method, path, query, scope["http_version"], code, sent, monotonic() - t0, rid
+                )
 
             async def send_with_id(message: Message) -> None:
                 nonlocal status, size, done
@@ -221,7 +223,9 @@ class LoggedProtocol(HTTPProtocol):
             answer = (status, ctype, out, [header] if extra is None else [*extra, header])
             path, _, query = split_target(c.target)
             version = "1.0" if c.http10 else "1.1"
-            log.write(self.loop, self.who, "POST", path, query, version, status, len(out), monotonic() - c.t0, rid)
+            log.write(
+                self.loop, self.who, "POST", path, query, version, status, len(out), monotonic() - c.t0, rid
+            )
         HTTPProtocol.send_answer(self, c, answer)
 
 

@@ -97,4 +97,3 @@ class APICall(Exchange):
         self.buffered = self.received = 0
         self.body_done = self.finished = False
         self.task = None
-

@@ -155,7 +155,9 @@ class Lifespan:
             await self.start()
         except LifespanFailure as exc:
             debug = logger.isEnabledFor(logging.DEBUG)  # one line; the traceback only when debugging
-            logger.error("%s startup failed: %s", self.name, exc.reason, exc_info=exc.__cause__ if debug else None)
+            logger.error(
+                "%s startup failed: %s", self.name, exc.reason, exc_info=exc.__cause__ if debug else None
+            )
             return False
         return True
 

@@ -121,7 +121,14 @@ class Server:
                 factory = logged_class(factory, access)
             server = await loop.create_server(lambda: factory(state), sock=sock, backlog=config.backlog)
             host, port = sock.getsockname()[:2]
-            logger.info("Worker %d serving %s on http://%s:%d%s", os.getpid(), _name(self.app), host, port, _served(self.app))
+            logger.info(
+                "Worker %d serving %s on http://%s:%d%s",
+                os.getpid(),
+                _name(self.app),
+                host,
+                port,
+                _served(self.app),
+            )
             await self.stop.wait()
             await self._drain(server)
             await lifespan.shutdown(config.graceful_timeout)
@@ -155,7 +162,10 @@ class Server:
         if self.access is not None:
             self.access.flush()  # the drained requests' lines before the line that counts them
         logger.info(
-            "Worker %d drained %d request(s) in %.2f s", os.getpid(), busy - min(cut, busy), loop.time() - began
+            "Worker %d drained %d request(s) in %.2f s",
+            os.getpid(),
+            busy - min(cut, busy),
+            loop.time() - began,
         )
         if state.connections:
             logger.warning(
@@ -176,7 +186,7 @@ def _served(app: object) -> str:
     mounts = [str(getattr(m, "path", "?")) for m in getattr(app, "mount_specs", ())]
     if not apis and not mounts:
         return ""
-    return "; apis %s; mounts %s" % (", ".join(apis) or "none", ", ".join(mounts) or "none")
+    return f"; apis {', '.join(apis) or 'none'}; mounts {', '.join(mounts) or 'none'}"
 
 
 def run_server(config: Config, app: ASGIApp, sock: socket.socket, *, worker: bool = False) -> int:
