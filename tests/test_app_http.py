@@ -260,4 +260,6 @@ def test_init_failure_fails_startup(run_server, runner, tmp_path):
     server = run_server(*args, ready=False)
     assert server.proc.wait(15) != 0
     out = server.output()
-    assert "model weights missing" in out and "Traceback" in out
+    # One line saying what and where, on every server; the traceback only at --log-level debug.
+    assert "RuntimeError: model weights missing (at " in out and "traffic.py:56 in __init__)" in out, out
+    assert "Traceback" not in out, out
