@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: serve test lint bench bench-quick clean
+.PHONY: serve test lint bench bench-quick docs-screenshot browser clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,17 @@ $(VENV)/.bench: pyproject.toml $(VENV)/.test
 serve: $(VENV)/.base
 	PYTHONPATH=examples $(PY) -m asgiserve summarizer:Summarization --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.test
+# The docs page tests drive Debian's chromium through its matching chromedriver (tests/browser.py).
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -q && apt-get install -y -q chromium chromium-driver)
+
+test: $(VENV)/.test browser
 	command -v openssl >/dev/null && command -v curl >/dev/null || (apt-get update -q && apt-get install -y -q openssl curl)
 	$(PY) -m pytest -q
+
+docs-screenshot: $(VENV)/.test browser
+	PYTHONPATH=.$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PY) tests/docs_screenshot.py docs/docs-page.png
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check asgiserve tests examples benchmarks

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, cast
 import msgspec
 
 from .codec import JSON_CT, TEXT_CT
+from .errors import origin
 from .handlers import APIHandler
 from .hooks import Hooks, probe, run_deployment
 from .limits import DEFAULT_LIMITS
@@ -31,7 +32,7 @@ from .mount import MountedApps, merge_openapi
 from .options import join_paths
 from .responses import error_body, send_body, send_error
 from .routing import Handler, Mount, Router
-from .schema import INFRA_PATHS, docs_page, openapi, service_schema
+from .schema import INFRA_PATHS, DocsPage, mount_docs, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
 from .traffic import Gate
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -135,7 +136,8 @@ class ServiceApp:
         self.mounted = MountedApps(cls, mounts)
         self.routes = router.routes
 
-        self.schema = service_schema(self.name, self.handlers, [(m.prefix or "/", m.name) for m in mounts])
+        mounted = [(m.prefix or "/", m.name, mount_docs(m.prefix or "/", m.app)) for m in mounts]
+        self.schema = service_schema(self.name, self.handlers, mounted)
         description = spec.description if spec.description is not None else cls.__doc__
         if description:
             self.schema["description"] = description.strip()
@@ -145,7 +147,7 @@ class ServiceApp:
         self.openapi = merge_openapi(doc, mounts)
         self._schema_bytes = msgspec.json.encode(self.schema)
         self._docs_bytes = msgspec.json.encode(self.openapi)
-        self._page_bytes = docs_page(self.name, self.schema)
+        self._page = DocsPage()
 
     # -- dispatch -------------------------------------------------------------------------------------
 
@@ -290,7 +292,12 @@ class ServiceApp:
         await send_body(send, 200, self._docs_bytes, JSON_CT)
 
     async def _docs_page(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_body(send, 200, self._page_bytes, _HTML_CT)
+        page = self._page
+        if page.fresh(scope["headers"]):
+            await send({"type": "http.response.start", "status": 304, "headers": page.headers()})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send_body(send, 200, page.body, _HTML_CT, page.headers())
 
     # -- lifespan -------------------------------------------------------------------------------------
 
@@ -345,8 +352,11 @@ class ServiceApp:
         try:
             await self.startup()
         except BaseException as exc:
-            logger.exception("service %s failed to start", self.name)
-            await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+            # One line says what and where (the server logs it); the traceback is for --log-level debug.
+            where = origin(exc)
+            logger.debug("service %s failed to start", self.name, exc_info=exc)
+            reason = f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
+            await send({"type": "lifespan.startup.failed", "message": reason})
             return
         await send({"type": "lifespan.startup.complete"})
         message = await receive()

@@ -12,6 +12,7 @@ One root, ``AsgiserveError``, with two branches:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Unauthorized",
     "UnsupportedMediaType",
     "error_for_status",
+    "origin",
 ]
 
 
@@ -179,3 +181,20 @@ class RemoteProtocolError(TransportError):
 
 class ServerDisconnected(TransportError):
     """The server closed the connection before the response was complete."""
+
+
+def origin(exc: BaseException) -> str:
+    """Where ``exc`` was raised, as ``file:line in function``: the deepest frame outside asgiserve and the
+    import machinery (the user's own code, or the library it called), for one-line startup errors."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    found = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        name = code.co_filename
+        if not name.startswith(here) and not name.startswith("<frozen"):
+            found = f"{name}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
+    return found

@@ -1,10 +1,12 @@
 """Documents about a service, built once at startup: ``/schema.json`` (BentoML's shape), ``/docs.json``
-(OpenAPI 3.1, whose JSON Schema dialect is the one msgspec emits) and the offline docs page at ``/``."""
+(OpenAPI 3.1, whose JSON Schema dialect is the one msgspec emits) and the offline docs page at ``/`` (a static
+file, ``static/docs.html``, that reads ``schema.json`` in the browser)."""
 
 from __future__ import annotations
 
-import html
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -12,7 +14,7 @@ import msgspec
 from .codec import APICodec, _schema_hook
 from .service import APISpec
 
-__all__ = ["INFRA_PATHS", "Documented", "docs_page", "openapi", "service_schema"]
+__all__ = ["INFRA_PATHS", "DocsPage", "Documented", "mount_docs", "openapi", "service_schema"]
 
 
 class Documented(Protocol):
@@ -41,7 +43,7 @@ _ERROR_SCHEMA = {
 
 
 def service_schema(
-    name: str, handlers: Sequence[Documented], mounts: list[tuple[str, str]]
+    name: str, handlers: Sequence[Documented], mounts: Sequence[tuple[str, str] | tuple[str, str, str | None]]
 ) -> dict[str, Any]:
     """The ``/schema.json`` document: ``name``, ``type``, ``routes`` per api and ``paths``."""
     routes = []
@@ -63,8 +65,10 @@ def service_schema(
         paths[h.route] = {"methods": ["POST"], "api": h.spec.name}
     for path in INFRA_PATHS:
         paths[path] = {"methods": ["GET", "HEAD"], "infra": True}
-    for prefix, mount_name in mounts:
+    for prefix, mount_name, *docs in mounts:
         paths[prefix] = {"mounted": True, "name": mount_name}
+        if docs and docs[0]:
+            paths[prefix]["docs"] = docs[0]  # the mounted app's own docs page, linked from ``/``
     return {"name": name, "type": "service", "routes": routes, "paths": paths}
 
 
@@ -133,32 +137,29 @@ def openapi(name: str, doc: str | None, handlers: Sequence[Documented]) -> dict[
     }
 
 
-def docs_page(name: str, schema: dict[str, Any]) -> bytes:
-    """A small self-contained HTML page listing the apis with a form to try each (no CDN needed)."""
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>",
-        html.escape(name),
-        "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "textarea{width:100%;height:6em}pre{background:#f4f4f4;padding:.5em;white-space:pre-wrap}</style>"
-        "</head><body><h1>",
-        html.escape(name),
-        "</h1><p><a href='docs.json'>OpenAPI</a> &middot; <a href='schema.json'>schema</a>"
-        " &middot; <a href='metrics'>metrics</a></p>",
-    ]
-    for route in schema["routes"]:
-        example = {k: v.get("default", "") for k, v in route["input"].get("properties", {}).items()}
-        rid = html.escape(route["name"])
-        parts += [
-            f"<h2>POST {html.escape(route['route'])}</h2>",
-            f"<pre>{html.escape(msgspec.json.format(msgspec.json.encode(route['input'])).decode())}</pre>",
-            f"<textarea id='in-{rid}'>{html.escape(msgspec.json.encode(example).decode())}</textarea>",
-            f"<button onclick=\"go('{rid}','{html.escape(route['route'][1:])}')\">Send</button>",
-            f"<pre id='out-{rid}'></pre>",
-        ]
-    parts.append(
-        "<script>async function go(n,r){const o=document.getElementById('out-'+n);"
-        "const res=await fetch(r,{method:'POST',headers:{'content-type':'application/json'},"
-        "body:document.getElementById('in-'+n).value});o.textContent=res.status+'\\n'+await res.text();}"
-        "</script></body></html>"
-    )
-    return "".join(parts).encode()
+class DocsPage:
+    """The docs page at ``/``: one static file of HTML, CSS and JS (``static/docs.html``) that builds a form
+    per api from ``schema.json`` in the browser, so it is the same bytes for every service and caches well."""
+
+    __slots__ = ("body", "etag")
+
+    def __init__(self) -> None:
+        self.body = (Path(__file__).parent / "static" / "docs.html").read_bytes()
+        self.etag = b'"%s"' % hashlib.sha256(self.body).hexdigest()[:20].encode()
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Its caching headers: revalidated after an hour (the ETag turns that into a 304)."""
+        return [(b"cache-control", b"public, max-age=3600"), (b"etag", self.etag)]
+
+    def fresh(self, request_headers: Iterable[tuple[bytes, bytes]]) -> bool:
+        """True when the request's ``If-None-Match`` names this page (answer 304)."""
+        for name, value in request_headers:
+            if name == b"if-none-match":
+                return value.strip() == b"*" or self.etag in [v.strip() for v in value.split(b",")]
+        return False
+
+
+def mount_docs(prefix: str, app: object) -> str | None:
+    """The docs page of a mounted app, when it has one (FastAPI's ``docs_url``)."""
+    url = getattr(app, "docs_url", None)
+    return prefix.rstrip("/") + url if isinstance(url, str) and url.startswith("/") else None

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 _COUNTED = "methodcaller_call"  # the C function (in libpython) the counted part runs inside
 _COLLECTED = re.compile(rb"Collected\s*:\s*(\d+)")
+_REQUEST_ID = re.compile(rb"\r\nx-request-id: [^\r]*")
 
 
 class Connection(Protocol):
@@ -162,7 +163,11 @@ def _dechunk(body: bytes) -> bytes:
 
 
 def build_connection(
-    app: ServiceApp, loop: asyncio.AbstractEventLoop, http: str, transport: asyncio.Transport
+    app: ServiceApp,
+    loop: asyncio.AbstractEventLoop,
+    http: str,
+    transport: asyncio.Transport,
+    access_log: bool = False,
 ) -> Connection:
     """One connection of the server, built as ``asgiserve.server.server.Server.serve`` builds it.
 
@@ -176,7 +181,12 @@ def build_connection(
     state = ServerState(app, loop)
     state.defaults = b"server: asgiserve\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
     state.head_end = state.defaults + b"\r\n"
-    proto: Connection = protocol_class(http)(state)
+    factory = protocol_class(http)
+    if access_log:  # as the server builds it with --access-log, writing its lines to /dev/null
+        from asgiserve.http.access import AccessLog, logged_class
+
+        factory = logged_class(factory, AccessLog(open(os.devnull, "w")))  # noqa: SIM115
+    proto: Connection = factory(state)
     proto.connection_made(transport)
     return proto
 
@@ -197,6 +207,7 @@ class Client:
         self.first = b""
         self.left = 0
         self.error: str | None = None
+        self.strip_ids = False
 
     def run(self, count: int, run_loop: Callable[[], None]) -> None:
         """Send ``count`` requests one after the other; ``run_loop`` runs the loop until they are answered."""
@@ -210,6 +221,8 @@ class Client:
 
     def on_response(self, response: bytes) -> None:
         """A whole response arrived: check it, then send the next request or stop the loop."""
+        if self.strip_ids:  # with the access log on, each response carries its own generated request id
+            response = _REQUEST_ID.sub(b"", response)
         if response != self.first:
             if self.first:
                 self.fail(f"response changed: {response!r} after {self.first!r}")
@@ -321,7 +334,9 @@ def request_for(path: str) -> tuple[bytes, bytes, str]:
     return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body, expected, target
 
 
-def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> dict[str, object]:
+def serve(
+    path: str, http: str, loop_name: str, warmup: int, requests: int, access_log: bool = False
+) -> dict[str, object]:
     """Serve ``warmup + requests`` keep-alive requests on one connection; check every response."""
     steady_clock()
     import importlib
@@ -344,6 +359,7 @@ def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> d
     app = build(service)
     shutdown = start_app(app, loop)
     client = Client(loop, request, expected)
+    client.strip_ids = access_log
     transport = MemoryTransport(client.on_response, client.on_close)
     proto: Connection
     if http == "none":
@@ -357,7 +373,7 @@ def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> d
         proto = FixedProtocol()
         proto.connection_made(transport)
     else:
-        proto = build_connection(app, loop, http, transport)
+        proto = build_connection(app, loop, http, transport, access_log)
     client.feed = proto.data_received
     client.run(warmup, loop.run_forever)
     t0 = time.perf_counter()
@@ -377,7 +393,14 @@ def serve(path: str, http: str, loop_name: str, warmup: int, requests: int) -> d
 
 
 def count(
-    root: Path, path: str, http: str, loop_name: str, warmup: int, requests: int, keep: Path | None = None
+    root: Path,
+    path: str,
+    http: str,
+    loop_name: str,
+    warmup: int,
+    requests: int,
+    keep: Path | None = None,
+    access_log: bool = False,
 ) -> tuple[int, dict[str, object]]:
     """Instructions callgrind counts inside the timed part of one inner run, and the run's own report."""
     # The tree is reached through a link and this script runs from a copy, at the same paths for any
@@ -412,6 +435,7 @@ def count(
             str(warmup),
             "--requests",
             str(requests),
+            *(["--access-log"] if access_log else []),
         ]
         # A fixed hash seed: set and dict layouts (and so the instructions spent probing them) repeat.
         env = {"PYTHONHASHSEED": "0", "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'benchmarks' / 'apps'}"}
@@ -511,18 +535,19 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=REPO, help="the checkout whose asgiserve is measured")
     ap.add_argument("--keep", type=Path, help="keep callgrind's profiles here (for callgrind_annotate)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--access-log", action="store_true", help="with the access log on (lines to /dev/null)")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     root = args.root.resolve()
     if args.inner:
-        report = serve(args.path, args.http, args.loop, args.warmup, args.requests)
+        report = serve(args.path, args.http, args.loop, args.warmup, args.requests, args.access_log)
         print(json.dumps(report))
         return 0
     n = args.requests
     for _ in range(args.repeat):
         t0 = time.monotonic()
-        small, info = count(root, args.path, args.http, args.loop, args.warmup, n, args.keep)
-        large, _ = count(root, args.path, args.http, args.loop, args.warmup, 2 * n, args.keep)
+        small, info = count(root, args.path, args.http, args.loop, args.warmup, n, args.keep, args.access_log)
+        large, _ = count(root, args.path, args.http, args.loop, args.warmup, 2 * n, args.keep, args.access_log)
         per_call = (large - small) / n
         expected_pkg = root / "asgiserve" / "__init__.py"
         if Path(str(info["asgiserve"])).resolve() != expected_pkg.resolve():
@@ -532,6 +557,7 @@ def main() -> int:
             "path": args.path,
             "http": args.http,
             "loop": args.loop,
+            "access_log": args.access_log,
             "n": n,
             "instr_n": small,
             "instr_2n": large,

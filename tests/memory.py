@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
@@ -359,6 +360,10 @@ def _build(
     state.defaults = DATE_HEADERS  # what the server's tick sets every second
     state.head_end = DATE_HEADERS + b"\r\n"
     cls = protocol_class(kind)
+    if access_log:
+        from asgiserve.http.access import AccessLog, logged_class
+
+        cls = logged_class(cls, AccessLog(sys.stderr))
     return state, lambda: cls(state)
 
 

@@ -27,7 +27,7 @@ from typing import cast
 from ..types import Headers
 from .calls import Calls
 from .cycle import RequestCycle
-from .exchange import APICall, Exchange, log_access
+from .exchange import APICall, Exchange
 from .flow_control import HIGH_WATER, FlowControl
 from .runner import Runner
 from .scopes import http_scope
@@ -271,8 +271,6 @@ class HTTPProtocol(Calls):
     def response_complete(self, exchange: Exchange, keep_alive: bool) -> None:
         """``exchange`` sent its last byte: close, or move on to the next pipelined request."""
         server = self.server
-        if server.access_log:
-            log_access(self.client, exchange)
         if not keep_alive or server.draining:
             self.close()
             return

@@ -4,7 +4,6 @@ direct api call (``APICall``, below). Both take the request body as it arrives, 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Protocol
 
 from ..types import DirectHandler, Headers
@@ -12,9 +11,7 @@ from .flow_control import FlowControl
 from .state import ServerState, split_target
 from .wire import ResponseHead, response_head
 
-__all__ = ["APICall", "Exchange", "log_access"]
-
-access_logger = logging.getLogger("asgiserve.access")
+__all__ = ["APICall", "Exchange"]
 
 
 class Exchange:
@@ -166,12 +163,3 @@ class APICall(Exchange):
         self.buffered = self.received = 0
         self.body_done = self.finished = False
         self.task = None  # (``head`` is None here: a stream's call is reused only once it ended)
-
-
-def log_access(client: tuple[str, int] | None, c: Exchange) -> None:
-    """One access log line for a finished request."""
-    method, path, query, version = c.describe()
-    who = f"{client[0]}:{client[1]}" if client else "-"
-    target = path + ("?" + query.decode("latin-1") if query else "")
-    # repr() escapes control characters, so a hostile path cannot forge log lines.
-    access_logger.info('%s - "%s %s HTTP/%s" %d', who, method, repr(target)[1:-1], version, c.status)

@@ -218,8 +218,11 @@ def api_head(
     prefix = STATUS_LINES[status] + b"content-type: " + ctype + b"\r\ncontent-length: "
     if status == 200 and len(OK_PREFIX) < 256:  # api content types are few; bound the cache all the same
         OK_PREFIX[ctype] = prefix
-    if extra is None and keep_alive and not http10:
-        return b"%s%d\r\n%s\r\n" % (prefix, length, defaults)
+    if keep_alive and not http10:
+        if extra is None:
+            return b"%s%d\r\n%s\r\n" % (prefix, length, defaults)
+        if len(extra) == 1:  # one header of its own (a request id, Retry-After): one format, no join
+            return b"%s%d\r\n%s: %s\r\n%s\r\n" % (prefix, length, extra[0][0], extra[0][1], defaults)
     head = b"%s%d\r\n" % (prefix, length)
     if extra:
         head += b"".join(name + b": " + value + b"\r\n" for name, value in extra)

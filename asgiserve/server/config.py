@@ -30,6 +30,7 @@ class Config:
     workers: int = 0  # 0: the service's ``workers`` config, else 1
     http: str = "auto"
     log_level: str = "info"
+    log_format: str = "text"  # or "json"
     access_log: bool = True
     api_token: str | None = None
     # TLS, with uvicorn's flags and meanings (``tls.py``). None: the service's ``ssl`` config, else
@@ -118,6 +119,11 @@ def build_app(obj: Any, config: Config) -> tuple[Any, int]:
             max_body_size=config.max_body_size,
         )
         return app, get_spec(obj).workers
+    if inspect.isclass(obj):
+        raise ValueError(
+            f"{config.target!r} is a class but not a @service: decorate it with @asgiserve.service "
+            "(an ASGI app is a function or an instance, not a class)"
+        )
     if not callable(obj):
         what = config.target or repr(obj)
         raise ValueError(f"{what!r} is neither a @service class nor an ASGI application")

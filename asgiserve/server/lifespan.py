@@ -154,7 +154,10 @@ class Lifespan:
         try:
             await self.start()
         except LifespanFailure as exc:
-            logger.error("%s startup failed: %s", self.name, exc.reason, exc_info=exc.__cause__)
+            debug = logger.isEnabledFor(logging.DEBUG)  # one line; the traceback only when debugging
+            logger.error(
+                "%s startup failed: %s", self.name, exc.reason, exc_info=exc.__cause__ if debug else None
+            )
             return False
         return True
 

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -24,6 +25,7 @@ from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from .. import server_context
+from ..http.access import AccessLog, logged_class
 from ..http.auto import new_event_loop, protocol_class
 from ..http.connection import ServerState
 from ..http.state import Live
@@ -83,6 +85,7 @@ class Server:
         self.on_started: Callable[[], None] | None = None  # called once the listener accepts
         self._tick_handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop holding our signal handlers
+        self.access: AccessLog | None = None
         self._second = -1
 
     def handle_signal(self) -> None:
@@ -128,6 +131,11 @@ class Server:
             state = self.state
             assert state is not None and self.stop is not None
             factory = protocol_class(config.http)
+            access = self.access = AccessLog(sys.stderr, config.log_format) if config.access_log else None
+            if access is not None:
+                factory = logged_class(factory, access)
+                # Streams answer through ASGI then, where the log's wrapper echoes the request id.
+                state.direct = {path: h for path, h in state.direct.items() if not h.streams}
             server: asyncio.AbstractServer
             accept: Accept
             if tls is None:
@@ -142,14 +150,23 @@ class Server:
                     ssl_handshake_timeout=config.header_timeout,
                 )
             host, port = sock.getsockname()[:2]
-            logger.info("asgiserve serving %s on %s://%s:%d", _name(self.app), state.scheme, host, port)
+            logger.info(
+                "Worker %d serving %s on %s://%s:%d%s",
+                os.getpid(),
+                _name(self.app),
+                state.scheme,
+                host,
+                port,
+                _served(self.app),
+            )
             if self.on_started is not None:
                 self.on_started()
             await self.stop.wait()
-            logger.info("Shutting down: draining connections")
             await self.finish(server, sock, accept)
             return 0
         finally:
+            if self.access is not None:
+                self.access.flush()  # the lines queued since the last batch
             self.close()
 
     async def startup(self, tls: bool = False) -> bool:
@@ -227,14 +244,26 @@ class Server:
             except (OSError, asyncio.TimeoutError):
                 queued_sock.close()
         state.draining = True
+        busy = sum(1 for conn in state.connections if getattr(conn, "current", None) is not None)
+        logger.info("Worker %d shutting down: draining %d request(s) in flight", os.getpid(), busy)
         for live in list(state.connections):
             if live not in late:
                 live.shutdown()
         for live in late:  # one that sends nothing soon is closed by the tick; its head gets the usual time
             live.deadline = state.now + _QUEUED_GRACE
-        deadline = loop.time() + self.config.graceful_timeout
+        began = loop.time()
+        deadline = began + self.config.graceful_timeout
         while state.connections and loop.time() < deadline and not self.forced:
             await asyncio.sleep(0.05)
+        cut = sum(1 for conn in state.connections if getattr(conn, "current", None) is not None)
+        if self.access is not None:
+            self.access.flush()  # the drained requests' lines before the line that counts them
+        logger.info(
+            "Worker %d drained %d request(s) in %.2f s",
+            os.getpid(),
+            busy - min(cut, busy),
+            loop.time() - began,
+        )
         if state.connections:
             logger.warning(
                 "Graceful timeout: closing %d connection(s) with requests in flight", len(state.connections)
@@ -258,6 +287,15 @@ def _accept_queued(sock: socket.socket) -> list[socket.socket]:
 
 def _name(app: object) -> str:
     return str(getattr(app, "name", None) or getattr(app, "__name__", None) or type(app).__name__)
+
+
+def _served(app: object) -> str:
+    """``: apis /a, /b; mounts /v1`` for a service's startup line (nothing for a plain ASGI app)."""
+    apis = [str(getattr(h, "route", "?")) for h in getattr(app, "handlers", ())]
+    mounts = [str(getattr(m, "path", "?")) for m in getattr(app, "mount_specs", ())]
+    if not apis and not mounts:
+        return ""
+    return f"; apis {', '.join(apis) or 'none'}; mounts {', '.join(mounts) or 'none'}"
 
 
 def run_server(config: Config, app: ASGIApp, sock: socket.socket, *, worker: bool = False) -> int:
