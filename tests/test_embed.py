@@ -308,7 +308,7 @@ def test_blocking_serve_runs_until_sigterm(tmp_path):
             proc.kill()
     assert proc.returncode == 0, err
     # The script's own SIGINT handler is back once serve() returns.
-    assert out.strip() == "returned True" and "asgiserve serving EmbedSvc" in err
+    assert out.strip() == "returned True" and "serving EmbedSvc" in err
 
 
 def test_workers_leave_when_the_program_that_served_them_dies(tmp_path):

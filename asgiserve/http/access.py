@@ -217,11 +217,37 @@ class LoggedProtocol(HTTPProtocol):
         if client is not None:
             self.who = f"{client[0]}:{client[1]}"
 
+    def start_call(self, c: APICall, eager: bool = True) -> None:
+        """As usual; a stream's call gets its request id now, for its head (``APICall.begin``)."""
+        if c.handler.streams:
+            c.extra = [(_ID_HEADER, self.log.request_id(c.headers).encode())]
+        HTTPProtocol.start_call(self, c, eager)
+
+    def end_stream(self, c: APICall, whole: bool) -> None:
+        """A streamed answer ended: logged (status 500 when it broke), then ended as usual."""
+        extra, c.extra = c.extra, None
+        rid = extra[0][1].decode() if extra else self.log.request_id(c.headers)
+        path, _, query = split_target(c.target)
+        self.log.write(
+            self.loop,
+            self.who,
+            "POST",
+            path,
+            query,
+            "1.0" if c.http10 else "1.1",
+            c.status if whole else 500,
+            c.sent,
+            monotonic() - c.t0,
+            rid,
+        )
+        HTTPProtocol.end_stream(self, c, whole)
+
     def send_answer(self, c: APICall, answer: Answer | None) -> None:
         """A direct api answer: logged, with the request id among its headers."""
+        extra, c.extra = c.extra, None
         if answer is not None and not c.disconnected:
             log = self.log
-            rid = log.request_id(c.headers)
+            rid = extra[0][1].decode() if extra else log.request_id(c.headers)
             status, ctype, out, extra = answer
             header = (_ID_HEADER, rid.encode())
             answer = (status, ctype, out, [header] if extra is None else [*extra, header])

@@ -85,7 +85,7 @@ class APICall(Exchange):
     A streaming api's call is also its ``types.ChunkWriter``: ``head`` is set once its response began.
     """
 
-    __slots__ = ("handler", "head", "headers", "out", "own", "t0", "target")
+    __slots__ = ("extra", "handler", "head", "headers", "out", "own", "t0", "target")
 
     def __init__(
         self,
@@ -105,6 +105,7 @@ class APICall(Exchange):
         self.t0 = 0.0
         self.own = False  # its coroutine is the api's own (see ``types.Started``)
         self.head: ResponseHead | None = None  # a stream's response head, once written
+        self.extra: Headers | None = None  # more header fields for a stream's head (the access log's id)
 
     # -- types.ChunkWriter, for streaming apis ----------------------------------------------------------
 
@@ -112,9 +113,12 @@ class APICall(Exchange):
         """Write the head of a 200 streamed response (chunked; HTTP/1.0: until close) with ``first``."""
         out = self.out
         server = out.server
+        fields: Headers = [(b"content-type", content_type)]
+        if self.extra is not None:
+            fields += self.extra
         head = self.head = response_head(
             200,
-            ((b"content-type", content_type),),
+            fields,
             server.defaults,
             self.keep_alive and not server.draining,
             self.http10,

@@ -134,8 +134,6 @@ class Server:
             access = self.access = AccessLog(sys.stderr, config.log_format) if config.access_log else None
             if access is not None:
                 factory = logged_class(factory, access)
-                # Streams answer through ASGI then, where the log's wrapper echoes the request id.
-                state.direct = {path: h for path, h in state.direct.items() if not h.streams}
             server: asyncio.AbstractServer
             accept: Accept
             if tls is None:
