@@ -25,7 +25,10 @@ from .service import api, get_current_service, mount_asgi_app, service
 
 if TYPE_CHECKING:
     from .app import ServiceApp, asgi_app
+    from . import validators
     from .client import AsyncHTTPClient, SyncHTTPClient
+    from .context import Context, Cookie
+    from .iodesc import Field, IODescriptor
 
 __version__ = "0.1.0"
 
@@ -33,7 +36,11 @@ __all__ = [
     "AsgiserveError",
     "AsyncHTTPClient",
     "BadRequest",
+    "Context",
+    "Cookie",
+    "Field",
     "HTTPError",
+    "IODescriptor",
     "InternalServerError",
     "InvalidArgument",
     "NotFound",
@@ -49,10 +56,13 @@ __all__ = [
     "get_current_service",
     "mount_asgi_app",
     "service",
+    "validators",
 ]
 
 # asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
 _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "asgi_app": "app"}
+# BentoML's SDK names: the request context, and (importing pydantic) Field and IODescriptor.
+_LAZY.update(Context="context", Cookie="context", Field="iodesc", IODescriptor="iodesc", validators="validators")
 
 
 def __getattr__(name: str) -> object:
@@ -62,4 +72,10 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'asgiserve' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    try:
+        loaded = importlib.import_module(f".{module}", __name__)
+    except ImportError as exc:
+        if module == "iodesc" and exc.name == "pydantic":
+            raise ImportError(f"asgiserve.{name} needs pydantic, which is not installed: pip install pydantic") from exc
+        raise
+    return loaded if module == name else getattr(loaded, name)

@@ -27,9 +27,11 @@ from typing import Any
 import msgspec
 import orjson
 
+from .context import Context
 from .errors import BadRequest
+from .iotypes import InputError, OutputPlan, Rich, plan_output, plan_param, uses_pydantic
 
-__all__ = ["APICodec", "FileURL", "Output", "validation_detail"]
+__all__ = ["APICodec", "FileURL", "Output", "Upload", "validation_detail"]
 
 JSON_CT = b"application/json"
 TEXT_CT = b"text/plain; charset=utf-8"
@@ -44,14 +46,16 @@ _ASYNC_STREAMS = (AsyncGenerator, AsyncIterator, AsyncIterable)
 
 
 class Output:
-    """How an api's return value becomes a response: kind is text, bytes, json, file or dynamic."""
+    """How an api's return value becomes a response: kind is text, bytes, json, file, dynamic or custom
+    (``plan`` encodes it: pydantic models, images, DataFrames, tensors)."""
 
-    __slots__ = ("content_type", "kind", "schema_type")
+    __slots__ = ("content_type", "kind", "plan", "schema_type")
 
-    def __init__(self, kind: str, content_type: bytes, schema_type: object) -> None:
+    def __init__(self, kind: str, content_type: bytes, schema_type: object, plan: OutputPlan | None = None) -> None:
         self.kind = kind
         self.content_type = content_type
         self.schema_type = schema_type
+        self.plan = plan
 
 
 def _is_numpy_array_type(tp: object) -> bool:
@@ -75,6 +79,20 @@ class FileURL(type(pathlib.Path())):  # type: ignore[misc]
         path = cls(url)
         path.url = url
         return path
+
+
+class Upload(type(pathlib.Path())):  # type: ignore[misc]
+    """An uploaded file saved for a ``Path`` parameter; ``content_type`` is what its form part declared."""
+
+    __slots__ = ("content_type",)
+    content_type: str | None
+
+    @classmethod
+    def of(cls, path: pathlib.Path, content_type: str | None) -> Upload:
+        """``path``, carrying the part's media type."""
+        up = cls(path)
+        up.content_type = content_type
+        return up
 
 
 def _dec_hook(tp: type, obj: object) -> object:
@@ -108,6 +126,9 @@ def _enc_hook(obj: object) -> object:
 
 
 def _schema_hook(tp: type) -> dict[str, object]:
+    given: dict[str, object] | None = getattr(tp, "__asgiserve_schema__", None)
+    if given is not None:  # a stand-in for a rich parameter's type (see ``_schema_stand_in``)
+        return given
     if tp is object:
         return {"description": "Any JSON value"}  # not {}: msgspec takes an empty schema for no answer
     if _is_numpy_array_type(tp):
@@ -158,7 +179,25 @@ def _default_field(default: object) -> object:
     return default
 
 
-def _output_for(tp: object, media_type: str | None) -> Output:
+def _schema_stand_in(name: str, schema: dict[str, object]) -> type:
+    """A type that msgspec's schema hook documents as ``schema`` (the JSON Schema of a rich parameter)."""
+    return type(name, (), {"__asgiserve_schema__": schema})
+
+
+def _output_for(tp: object, media_type: str | None, output_spec: object = None) -> Output:
+    plan: OutputPlan | None = None
+    if output_spec is not None:
+        from .iodesc import spec_output
+
+        plan = spec_output(output_spec)  # type: ignore[arg-type]
+    elif tp is not inspect.Signature.empty and tp is not Any:
+        plan = plan_output(tp)
+        if plan is None and uses_pydantic(tp):
+            from .iodesc import model_output
+
+            plan = model_output(tp)
+    if plan is not None:
+        return Output("custom", media_type.encode() if media_type else plan.content_type, tp, plan)
     if tp is inspect.Signature.empty or tp is Any:
         return Output("dynamic", JSON_CT, Any)
     if tp is str:
@@ -173,7 +212,14 @@ def _output_for(tp: object, media_type: str | None) -> Output:
 class APICodec:
     """Decoder, encoder and schemas for one api, built from its signature once."""
 
-    def __init__(self, func: Callable[..., object], api_name: str, media_type: str | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[..., object],
+        api_name: str,
+        media_type: str | None = None,
+        input_spec: object = None,
+        output_spec: object = None,
+    ) -> None:
         self.name = api_name
         sig = inspect.signature(func)
         try:
@@ -181,7 +227,27 @@ class APICodec:
         except Exception as exc:
             raise TypeError(f"cannot resolve the type hints of api {api_name!r}: {exc}") from exc
         params = list(sig.parameters.values())[1:]
+        # BentoML's rule: ``ctx`` (else ``context``), unannotated or annotated ``Context``, is injected.
+        self.ctx_param: str | None = None
+        for p in params:
+            if p.name in ("ctx", "context"):
+                if p.annotation is p.empty or hints.get(p.name) is Context:
+                    self.ctx_param = p.name
+                break
+        params = [p for p in params if p.name != self.ctx_param]
         fields: list[tuple[str, object] | tuple[str, object, object]] = []
+        schema_fields: list[tuple[str, object] | tuple[str, object, object]] = []
+        # Parameters msgspec decodes as a stand-in type (raw JSON, any value, a file) and ``converters``
+        # turn into what the api takes; only apis with rich types have any.
+        converters: list[tuple[str, Callable[[object], object]]] = []
+        self.spec_input = None
+        if input_spec is not None:
+            from .iodesc import SpecInput
+
+            self.spec_input = SpecInput(input_spec)  # type: ignore[arg-type]
+            fields.extend(self.spec_input.fields())
+            schema_fields.append(("_", _schema_stand_in("Spec", self.spec_input.schema), None))
+            params = [p for p in params if p.kind is p.VAR_KEYWORD]  # the model's fields replace them
         # Parameters taking a file: Path types (uploaded, or downloaded from a URL) and bytes.
         self.file_params: dict[str, object] = {}
         self.path_params: tuple[str, ...] = ()
@@ -192,6 +258,28 @@ class APICodec:
                 self.var_kw = True
                 continue
             tp = hints.get(p.name, Any)
+            rich: Rich | None
+            if uses_pydantic(tp, p.default):
+                from .iodesc import pydantic_param
+
+                rich = pydantic_param(tp, p.default)
+            else:
+                rich = plan_param(p.name, tp, p.default)
+            if rich is not None:
+                converters.append((p.name, rich.convert))
+                stand_in = _schema_stand_in(p.name, rich.schema)
+                tp = rich.field_type
+                if rich.default is p.empty:
+                    fields.append((p.name, tp))
+                    schema_fields.append((p.name, stand_in))
+                else:
+                    fields.append((p.name, tp, rich.default))
+                    schema_fields.append((p.name, stand_in, None))
+                self.param_types[p.name] = tp
+                if _is_path_type(tp):
+                    self.file_params[p.name] = tp
+                    self.path_params += (p.name,)
+                continue
             self.param_types[p.name] = tp
             if _is_path_type(tp):
                 self.file_params[p.name] = tp
@@ -200,17 +288,27 @@ class APICodec:
                 self.file_params[p.name] = tp
             if p.default is p.empty:
                 fields.append((p.name, tp))
+                schema_fields.append((p.name, tp))
             else:
                 fields.append((p.name, tp, _default_field(p.default)))
+                schema_fields.append((p.name, tp, _default_field(p.default)))
         struct_name = "".join(part[:1].upper() + part[1:] for part in api_name.split("_")) + "Input"
+        forbid = not self.var_kw and (self.spec_input is None or self.spec_input.forbid)
         self.input_type: type[msgspec.Struct] = msgspec.defstruct(
-            struct_name, fields, kw_only=True, forbid_unknown_fields=not self.var_kw
+            struct_name, fields, kw_only=True, forbid_unknown_fields=forbid
         )
+        # What the documents describe: the input type itself, unless rich parameters stand in for theirs.
+        self.schema_type: type[msgspec.Struct] = self.input_type
+        if converters or self.spec_input is not None:
+            self.schema_type = msgspec.defstruct(struct_name, schema_fields, kw_only=True)
+        self.converters = tuple(converters)
         self.param_names: tuple[str, ...] = tuple(f[0] for f in fields)
         # Positional calls are a little cheaper than keyword calls on the hot path.
         self.positional = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
         # The api is called with the fields in order (else by name): decided once, read per call.
-        self.spread = self.positional and not self.var_kw
+        self.spread = (
+            self.positional and not self.var_kw and not converters and not self.ctx_param and not self.spec_input
+        )
         self.decoder = msgspec.json.Decoder(self.input_type, dec_hook=_dec_hook)
         self._empty = None if any(len(f) == 2 for f in fields) else b"{}"
 
@@ -232,7 +330,7 @@ class APICodec:
         if self.stream != "none" or origin in _SYNC_STREAMS or origin in _ASYNC_STREAMS:
             args = typing.get_args(ret)
             item = args[0] if args else Any
-        self.output = _output_for(item, media_type)
+        self.output = _output_for(item, media_type, output_spec)
         self.sse = media_type == "text/event-stream"
         if self.stream != "none":
             if self.sse:
@@ -260,19 +358,41 @@ class APICodec:
         except msgspec.DecodeError as exc:
             raise BadRequest(f"Invalid JSON body: {exc}") from None
 
-    def call_args(self, obj: msgspec.Struct) -> tuple[tuple[object, ...], dict[str, object]]:
-        """The positional and keyword arguments for the api function from a decoded input."""
+    def call_args(
+        self, obj: msgspec.Struct, ctx: Context | None = None
+    ) -> tuple[tuple[object, ...], dict[str, object]]:
+        """The positional and keyword arguments for the api function from a decoded input (and its context);
+        a rich parameter that does not fit is a ``BadRequest``."""
         if self.spread:
             return msgspec.structs.astuple(obj), {}
-        return (), msgspec.structs.asdict(obj)
+        kwargs = msgspec.structs.asdict(obj)
+        if self.converters or self.spec_input is not None:
+            self._convert(kwargs)
+        if self.ctx_param is not None:
+            kwargs[self.ctx_param] = ctx
+        return (), kwargs
+
+    def _convert(self, kwargs: dict[str, object]) -> None:
+        name = ""
+        try:
+            if self.spec_input is not None:
+                spec_values = {n: kwargs.pop(n) for n in self.spec_input.names}
+                kwargs.update(self.spec_input.validate(spec_values))
+            for name, convert in self.converters:
+                kwargs[name] = convert(kwargs[name])
+        except InputError as exc:
+            raise _bad_input(name, exc) from None
 
     def input_schema(self) -> dict[str, object]:
         """The JSON Schema of the api's input object (nested definitions under ``$defs``)."""
         (schema,), components = msgspec.json.schema_components(
-            [self.input_type], schema_hook=_schema_hook, ref_template="#/$defs/{name}"
+            [self.schema_type], schema_hook=_schema_hook, ref_template="#/$defs/{name}"
         )
-        name = self.input_type.__name__
+        name = self.schema_type.__name__
         out = dict(components.pop(name))
+        if self.spec_input is not None:  # the model's own schema is the input's
+            props = typing.cast(dict[str, dict[str, object]], out.get("properties", {}))
+            out = {**props.get("_", {})}
         out["title"] = name
         out.setdefault("properties", {})
         out.setdefault("required", [])
@@ -291,6 +411,8 @@ class APICodec:
             out = {"type": "string", "format": "binary"}
         elif kind == "dynamic":
             out = {}
+        elif kind == "custom" and self.output.plan is not None:
+            out = dict(self.output.plan.schema)
         else:
             try:
                 out = msgspec.json.schema(self.output.schema_type, schema_hook=_schema_hook)
@@ -325,3 +447,14 @@ def _is_bytes_type(tp: object) -> bool:
 
 def _required_flags(struct_type: type[msgspec.Struct]) -> list[bool]:
     return [f.required for f in msgspec.structs.fields(struct_type)]
+
+
+def _bad_input(name: str, exc: InputError) -> BadRequest:
+    """A rich parameter's ``InputError`` as msgspec words its errors: the message, then where."""
+    loc: list[str | int] = [name] if name else []
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in [*loc, *exc.loc])
+    errors = exc.errors or [{"loc": list(exc.loc), "msg": exc.message, "type": "value_error"}]
+    detail: list[object] = [
+        {**e, "loc": ["body", *loc, *typing.cast(list[object], e["loc"])]} for e in errors
+    ]
+    return BadRequest(f"{exc.message} - at `${where}`", detail=detail)

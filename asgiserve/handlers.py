@@ -22,12 +22,14 @@ import logging
 import pathlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
 
 import msgspec
 from msgspec.structs import asdict, astuple
 
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, PLAIN_JSON, TEXT_CT, APICodec, encode_json, encode_plain_json
+from .context import Context
 from .errors import HTTPError, PayloadTooLarge, UnsupportedMediaType
 from .files import FileOut, open_file, send_file
 from .responses import error_body, send_answer
@@ -106,7 +108,7 @@ class APIHandler:
         self.gate = gate
         self.executor = executor
         self.allow_private_urls = allow_private_urls
-        self.codec = codec = APICodec(func, spec.name, spec.media_type)
+        self.codec = codec = APICodec(func, spec.name, spec.media_type, spec.input_spec, spec.output_spec)
         self._decoder = codec.decoder
         self._spread = codec.spread
         self.is_async = asyncio.iscoroutinefunction(func)
@@ -116,11 +118,14 @@ class APIHandler:
         self.json_out = out.kind == "json"  # a JSON output (of any value)
         self._ct = out.content_type
         self.streams = codec.stream != "none"
-        self.whole = not self.streams and out.kind != "file"  # answered in one piece: directly callable
+        # Answered in one piece: directly callable. An api taking a ``Context`` is not: it reads the request
+        # from the ASGI scope, so it is served over ASGI (decided here, once; see README).
+        self.ctx = codec.ctx_param is not None
+        self.whole = not self.streams and out.kind != "file" and not self.ctx
         self.batcher: Batcher | None = None
         # True when ``start`` can hand out the api's own coroutine: its result only needs ``answer``.
         self.own = False
-        if spec.batchable and (len(codec.param_names) != 1 or self.streams):
+        if spec.batchable and (len(codec.param_names) != 1 or self.streams or codec.spec_input is not None):
             raise TypeError(
                 f"batchable api {spec.name!r} must take exactly one parameter (the batch) and not stream"
             )
@@ -135,22 +140,33 @@ class APIHandler:
             and not self.spec.batchable
             and not self.streams
             and not self.codec.path_params
+            and not self.codec.converters
+            and self.codec.spec_input is None
             and self._kind in ("json", "text", "bytes")
         )
         if self.spec.batchable:
             self.batcher = Batcher(
-                self._call,
+                self._call_batch if self.ctx else self._call,
                 endpoint=self.route,
                 metrics=self.gate.metrics,
                 max_batch_size=self.spec.max_batch_size,
                 max_latency_ms=self.spec.max_latency_ms,
                 batch_dim=self.spec.batch_dim,
+                tagged=self.ctx,
             )
 
     async def _call(self, *args: object, **kwargs: object) -> object:
         if self.is_async:
             return await self.bound(*args, **kwargs)  # type: ignore[misc]
         return await self._in_thread(self.bound, *args, **kwargs)
+
+    async def _call_batch(self, batch: object, contexts: list[object]) -> object:
+        """Run a batch of calls to an api taking a ``Context``: it gets the first call's, and what it sets
+        on the response goes on every call's response."""
+        first = cast(Context, contexts[0])
+        for other in contexts[1:]:
+            cast(Context, other).response = first.response
+        return await self._call(batch, **{cast(str, self.codec.ctx_param): first})
 
     async def _in_thread(self, func: Callable[..., object], *args: object, **kwargs: object) -> object:
         """Run ``func`` in the service's thread pool; if the call is cancelled first, its slot stays taken."""
@@ -256,7 +272,7 @@ class APIHandler:
             out = await out.read_all()
         return status, ctype, out, extra
 
-    async def respond(self, headers: Headers, body: bytes) -> Response:
+    async def respond(self, headers: Headers, body: bytes, ctx: Context | None = None) -> Response:
         """Decode, call and encode one request; errors become JSON error answers.
 
         Cancellation (the deadline, or the server going away) propagates to the caller.
@@ -266,9 +282,10 @@ class APIHandler:
             obj = self.decode(headers, body)
             if obj is None or self.codec.path_params:
                 obj, cleanup = await self._decode_files(obj, headers, body)
-            args, kwargs = self.codec.call_args(obj)
+            args, kwargs = self.codec.call_args(obj, ctx)
             if self.batcher is not None:
-                result = await self.batcher.submit(args[0] if args else next(iter(kwargs.values())))
+                batch = args[0] if args else kwargs[self.codec.param_names[0]]
+                result = await self.batcher.submit(batch, ctx)
             else:
                 result = await self._call(*args, **kwargs)
             if isinstance(result, pathlib.PurePath) and self._kind in ("file", "dynamic"):
@@ -303,6 +320,10 @@ class APIHandler:
             return encode_json(result), JSON_CT
         if kind == "bytes" and isinstance(result, (bytes, bytearray, memoryview)):
             return bytes(result), self._ct
+        plan = self.codec.output.plan
+        if plan is not None:  # pydantic models, images, DataFrames, tensors
+            out, ctype = plan.encode(result)
+            return out, self._ct if self._ct != plan.content_type else ctype
         if isinstance(result, str):
             return result.encode(), TEXT_CT
         if isinstance(result, (bytes, bytearray, memoryview)):
@@ -324,6 +345,8 @@ class APIHandler:
         except PayloadTooLarge as exc:
             return await send_answer(send, self.failed(exc))
         headers = scope["headers"]
+        if self.ctx:
+            return await self._serve_with_context(scope, body, receive, send)
         if self.streams:
             return await self._stream(headers, body, receive, send)
         status, ctype, out, extra = await self.respond(headers, body)
@@ -332,14 +355,33 @@ class APIHandler:
             return await send_file(send, out)
         return await send_answer(send, (status, ctype, out, extra))
 
-    async def _open_stream(self, headers: Headers, body: bytes) -> tuple[object, Callable[[], None] | None]:
+    async def _serve_with_context(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> int:
+        """``_serve`` for an api taking a ``Context``: what the api set on ``ctx.response`` goes on a
+        successful response; ``ctx.temp_dir`` is removed once the response is sent."""
+        ctx = Context(scope)
+        try:
+            if self.streams:
+                return await self._stream(scope["headers"], body, receive, send, ctx)
+            status, ctype, out, extra = await self.respond(scope["headers"], body, ctx)
+            if status == 200:
+                status, ctype, extra = ctx.response.apply(status, ctype, extra)
+            self.gate.response_started(asyncio.current_task())
+            if isinstance(out, FileOut):
+                return await send_file(send, FileOut(out.fh, out.size, ctype, extra or []), status)
+            return await send_answer(send, (status, ctype, out, extra))
+        finally:
+            ctx.close()
+
+    async def _open_stream(
+        self, headers: Headers, body: bytes, ctx: Context | None = None
+    ) -> tuple[object, Callable[[], None] | None]:
         """Decode and call a streaming api: its iterator, and the cleanup of its input files."""
         cleanup = None
         obj = self.decode(headers, body)
         if obj is None or self.codec.path_params:
             obj, cleanup = await self._decode_files(obj, headers, body)
         try:
-            args, kwargs = self.codec.call_args(obj)
+            args, kwargs = self.codec.call_args(obj, ctx)
             if not self.codec.iterator_factory:
                 return self.bound(*args, **kwargs), cleanup
             made = await self._call(*args, **kwargs)
@@ -351,17 +393,26 @@ class APIHandler:
                 cleanup()
             raise
 
-    async def _stream(self, headers: Headers, body: bytes, receive: Receive, send: Send) -> int:
+    async def _stream(
+        self, headers: Headers, body: bytes, receive: Receive, send: Send, ctx: Context | None = None
+    ) -> int:
         cleanup = None
         items: Items | None = None
         try:
             try:
-                gen, cleanup = await self._open_stream(headers, body)
+                gen, cleanup = await self._open_stream(headers, body, ctx)
             except Exception as exc:
                 return await send_answer(send, self.failed(exc))
             items = Items(gen, self.codec.stream == "async", self.executor, self.gate)
             sent = await send_stream(
-                items, self._ct, self.codec.sse, self.gate, receive, send, self.spec.name
+                items,
+                self._ct,
+                self.codec.sse,
+                self.gate,
+                receive,
+                send,
+                self.spec.name,
+                ctx.response if ctx is not None else None,
             )
             return sent if sent is not None else await send_answer(send, _INTERNAL)
         finally:

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
-from .codec import APICodec, FileURL, _dec_hook, validation_detail
+from .codec import APICodec, FileURL, Upload, _dec_hook, validation_detail
 from .downloads import fetch_urls
 from .errors import BadRequest
 
@@ -200,7 +200,7 @@ def _save(part: Part, folder: pathlib.Path, index: int) -> pathlib.Path:
     sub.mkdir()
     path = sub / name
     path.write_bytes(part.data)
-    return path
+    return Upload.of(path, part.content_type)  # the part's media type, for ``validators.ContentType``
 
 
 async def decode_form(
