@@ -309,6 +309,15 @@ class APICodec:
         self.spread = (
             self.positional and not self.var_kw and not converters and not self.ctx_param and not self.spec_input
         )
+        # The same for an api whose context parameter comes last: called with the fields, then the context.
+        all_params = list(sig.parameters.values())[1:]
+        self.ctx_last = (
+            self.ctx_param is not None
+            and all_params[-1].name == self.ctx_param
+            and all(p.kind is p.POSITIONAL_OR_KEYWORD for p in all_params)
+            and not converters
+            and self.spec_input is None
+        )
         self.decoder = msgspec.json.Decoder(self.input_type, dec_hook=_dec_hook)
         self._empty = None if any(len(f) == 2 for f in fields) else b"{}"
 

@@ -10,7 +10,8 @@ Nothing here runs for an api that does not ask for a context: handlers decide th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, unquote
@@ -73,7 +74,10 @@ class Cookie:
 
 
 class Metadata(Mapping[str, str]):
-    """Header fields, looked up case-insensitively; mutable on the response (``append``, item set)."""
+    """Header fields, looked up case-insensitively; mutable on the response (``append``, item set).
+
+    Names are kept lowercased (as ASGI gives request headers), so that a lookup lowercases only the key.
+    """
 
     __slots__ = ("_items",)
 
@@ -83,23 +87,21 @@ class Metadata(Mapping[str, str]):
     def __getitem__(self, key: str) -> str:
         low = key.lower()
         for name, value in self._items:
-            if name.lower() == low:
+            if name == low:
                 return value
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        seen: set[str] = set()
-        for name, _ in self._items:
-            low = name.lower()
-            if low not in seen:
-                seen.add(low)
-                yield low
+        return iter(dict.fromkeys(name for name, _ in self._items))
 
     def __len__(self) -> int:
-        return len({name.lower() for name, _ in self._items})
+        return len({name for name, _ in self._items})
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and any(n.lower() == key.lower() for n, _ in self._items)
+        if not isinstance(key, str):
+            return False
+        low = key.lower()
+        return any(n == low for n, _ in self._items)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._items!r})"
@@ -107,26 +109,29 @@ class Metadata(Mapping[str, str]):
     def getlist(self, key: str) -> list[str]:
         """Every value of ``key``, in order."""
         low = key.lower()
-        return [v for n, v in self._items if n.lower() == low]
+        return [v for n, v in self._items if n == low]
 
     def raw(self) -> list[tuple[str, str]]:
-        """Every ``(name, value)`` pair, in order."""
-        return list(self._items)
+        """Every ``(name, value)`` pair, in order (names lowercased)."""
+        return self._items
 
     def __setitem__(self, key: str, value: str) -> None:
         """Set ``key`` to ``value``, dropping its other values."""
-        _check_header(key, value)
-        del self[key]
-        self._items.append((key.lower(), value))
+        if type(key) is not str or type(value) is not str or _NAME(key) is None or _BAD_VALUE(value):
+            _checked(key, value)  # raises, saying what is wrong
+        low = key.lower()
+        items = self._items
+        if items:
+            self._items = items = [(n, v) for n, v in items if n != low]
+        items.append((low, value))
 
     def __delitem__(self, key: str) -> None:
         low = key.lower()
-        self._items[:] = [(n, v) for n, v in self._items if n.lower() != low]
+        self._items = [(n, v) for n, v in self._items if n != low]
 
     def append(self, key: str, value: str) -> None:
         """Add a value for ``key``, keeping its others."""
-        _check_header(key, value)
-        self._items.append((key.lower(), value))
+        self._items.append((_checked(key, value), value))
 
     def setdefault(self, key: str, value: str) -> str:  # type: ignore[override]
         """The value of ``key``, set to ``value`` first when absent."""
@@ -153,12 +158,19 @@ class Metadata(Mapping[str, str]):
         return Metadata(list(self._items))
 
 
-def _check_header(key: str, value: str) -> None:
-    # A CR or LF in a header would let an api's caller forge response headers (RFC 9110 section 5.5).
-    if not isinstance(key, str) or not isinstance(value, str):
+# A field name is a token (RFC 9110 section 5.1); a value holds no CR, LF or NUL (section 5.5), which would
+# let whoever chose it forge response headers.
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+_BAD_VALUE = re.compile(r"[\r\n\0]").search
+
+
+def _checked(key: str, value: str) -> str:
+    """``key`` lowercased, once the field is known to be valid."""
+    if type(key) is not str or type(value) is not str:
         raise TypeError(f"header names and values must be str, got {key!r}: {value!r}")
-    if any(c in key for c in "\r\n:") or "\r" in value or "\n" in value or not key:
+    if _NAME(key) is None or _BAD_VALUE(value) is not None:
         raise ValueError(f"invalid header field {key!r}: {value!r}")
+    return key.lower()
 
 
 class QueryParams(Mapping[str, str]):
@@ -346,7 +358,7 @@ class ResponseContext:
 
     def apply(self, status: int, ctype: bytes, extra: Headers | None) -> tuple[int, bytes, Headers | None]:
         """The response's status, content type and extra headers once this context's settings are on it."""
-        items = self.metadata.raw()
+        items = self.metadata._items
         if not items and not self.cookies:
             return self.status_code, ctype, extra
         out: Headers = list(extra) if extra else []
@@ -361,15 +373,48 @@ class ResponseContext:
 
 
 class Context:
-    """What an api's ``ctx`` parameter is given: ``request``, ``response``, ``state`` and ``temp_dir``."""
+    """What an api's ``ctx`` parameter is given: ``request``, ``response``, ``state`` and ``temp_dir``.
 
-    __slots__ = ("_temp_dir", "request", "response", "state")
+    Each part is made on first use: an api that reads nothing of its context costs one small object.
+    """
 
-    def __init__(self, scope: Scope) -> None:
-        self.request = RequestInfo(scope)
-        self.response = ResponseContext()
-        self.state = WORKER_STATE
+    __slots__ = ("_request", "_response", "_scope", "_temp_dir")
+
+    # ``ctx.state``: the worker's one dict.
+    state: dict[str, object] = WORKER_STATE
+
+    def __init__(self, scope: Scope | Callable[[], Scope]) -> None:
+        self._scope = scope  # or what makes it (a direct call has no scope of its own)
+        self._request: RequestInfo | None = None
+        self._response: ResponseContext | None = None
         self._temp_dir: str | None = None
+
+    @property
+    def request(self) -> RequestInfo:
+        """The request being answered."""
+        if self._request is None:
+            scope = self._scope
+            self._request = RequestInfo(scope if isinstance(scope, dict) else scope())
+        return self._request
+
+    @property
+    def response(self) -> ResponseContext:
+        """What goes on the response: status, headers, cookies."""
+        if self._response is None:
+            self._response = ResponseContext()
+        return self._response
+
+    @response.setter
+    def response(self, response: ResponseContext) -> None:
+        self._response = response
+
+    def finish(self, status: int, ctype: bytes, extra: Headers | None) -> tuple[int, bytes, Headers | None]:
+        """The response's status, content type and extra headers with this context's settings on it, for a
+        successful call (``ResponseContext.apply``)."""
+        response = self._response
+        if response is None:
+            return status, ctype, extra
+        return response.apply(status, ctype, extra)
 
     @property
     def temp_dir(self) -> str:

@@ -22,6 +22,7 @@ import logging
 import pathlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import cast
 
 import msgspec
@@ -79,6 +80,20 @@ async def read_body(receive: Receive, gate: Gate) -> bytes:
             return b"".join(parts)
 
 
+def direct_scope(route: str, headers: Headers, target: bytes, client: tuple[str, int] | None) -> Scope:
+    """The part of an ASGI scope a ``Context`` reads, for a call the server made directly."""
+    query = target.partition(b"?")[2]
+    return {
+        "type": "http",
+        "method": "POST",
+        "scheme": "http",
+        "path": route,
+        "query_string": query,
+        "headers": headers,
+        "client": client,
+    }
+
+
 def _content_type(headers: Headers) -> bytes | None:
     for name, value in headers:
         if name == b"content-type":
@@ -118,10 +133,15 @@ class APIHandler:
         self.json_out = out.kind == "json"  # a JSON output (of any value)
         self._ct = out.content_type
         self.streams = codec.stream != "none"
-        # Answered in one piece: directly callable. An api taking a ``Context`` is not: it reads the request
-        # from the ASGI scope, so it is served over ASGI (decided here, once; see README).
+        self.whole = not self.streams and out.kind != "file"  # answered in one piece: directly callable
+        # An api taking a ``Context``: decided here, once. Directly called, it is started by ``start_head``
+        # (the Context needs the target and the peer too) and finished by ``_finish_ctx``.
         self.ctx = codec.ctx_param is not None
-        self.whole = not self.streams and out.kind != "file" and not self.ctx
+        self.wants_head = self.ctx
+        self._ctx_last = codec.ctx_last
+        self._contexts: dict[object, Context] = {}  # by the task running each such call (one per connection)
+        if self.ctx:
+            self.finish = self._finish_ctx  # type: ignore[method-assign]
         self.batcher: Batcher | None = None
         # True when ``start`` can hand out the api's own coroutine: its result only needs ``answer``.
         self.own = False
@@ -201,6 +221,56 @@ class APIHandler:
             gate.leave(self.route, task, t0, answer[0])
             return answer
 
+    def start_head(
+        self,
+        headers: Headers,
+        body: bytes,
+        task: object,
+        t0: float,
+        target: bytes,
+        client: tuple[str, int] | None,
+    ) -> Answer | Started:
+        """``start`` for an api taking a ``Context`` (``wants_head``): the same, with the request's context."""
+        gate = self.gate
+        refused = gate.admit(headers, self.route, task, t0)
+        if refused is not None:
+            return refused
+        ctx = Context(partial(direct_scope, self.route, headers, target, client))
+        try:
+            if len(body) > gate.max_body:
+                raise gate.too_large()
+            obj = self.decode(headers, body) if self.own else None
+            if obj is None:
+                return self._respond_whole(headers, body, ctx), False
+            if self._ctx_last:  # codec.call_args() without its dict: the context goes last
+                started = self.bound(*astuple(obj), ctx)
+            else:
+                started = self.bound(**self.codec.call_args(obj, ctx)[1])
+            self._contexts[task] = ctx  # for _finish_ctx
+            return started, True  # type: ignore[return-value]
+        except Exception as exc:
+            ctx.close()
+            answer = self.failed(exc)
+            gate.leave(self.route, task, t0, answer[0])
+            return answer
+
+    def _finish_ctx(
+        self, task: object, t0: float, own: bool, result: object, error: BaseException | None
+    ) -> Answer | None:
+        """``finish`` for an api taking a ``Context``: its own call's answer gets what it set on the response."""
+        ctx = self._contexts.pop(task, None) if own else None
+        if ctx is None:
+            return APIHandler.finish(self, task, t0, own, result, error)
+        try:
+            answer = APIHandler.finish(self, task, t0, own, result, error)
+            if answer is not None and answer[0] == 200 and ctx._response is not None:
+                status, ctype, extra = ctx.finish(200, answer[1], answer[3])
+                answer = (status, ctype, answer[2], extra)
+            return answer
+        finally:
+            if ctx._temp_dir is not None:
+                ctx.close()
+
     def finish(
         self, task: object, t0: float, own: bool, result: object, error: BaseException | None
     ) -> Answer | None:
@@ -266,11 +336,17 @@ class APIHandler:
         logger.error("api %s raised", self.spec.name, exc_info=exc)
         return _INTERNAL
 
-    async def _respond_whole(self, headers: Headers, body: bytes) -> Answer:
-        status, ctype, out, extra = await self.respond(headers, body)
-        if isinstance(out, FileOut):
-            out = await out.read_all()
-        return status, ctype, out, extra
+    async def _respond_whole(self, headers: Headers, body: bytes, ctx: Context | None = None) -> Answer:
+        try:
+            status, ctype, out, extra = await self.respond(headers, body, ctx)
+            if isinstance(out, FileOut):
+                out = await out.read_all()
+            if ctx is not None and status == 200:
+                status, ctype, extra = ctx.finish(status, ctype, extra)
+            return status, ctype, out, extra
+        finally:
+            if ctx is not None:
+                ctx.close()
 
     async def respond(self, headers: Headers, body: bytes, ctx: Context | None = None) -> Response:
         """Decode, call and encode one request; errors become JSON error answers.
@@ -364,7 +440,7 @@ class APIHandler:
                 return await self._stream(scope["headers"], body, receive, send, ctx)
             status, ctype, out, extra = await self.respond(scope["headers"], body, ctx)
             if status == 200:
-                status, ctype, extra = ctx.response.apply(status, ctype, extra)
+                status, ctype, extra = ctx.finish(status, ctype, extra)
             self.gate.response_started(asyncio.current_task())
             if isinstance(out, FileOut):
                 return await send_file(send, FileOut(out.fh, out.size, ctype, extra or []), status)

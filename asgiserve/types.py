@@ -8,7 +8,9 @@ The direct-call contract lets asgiserve's own server answer a ``POST`` to an api
 
 - ``DirectApp.direct_handler(path)`` gives the handler for a path, or None (streams, files, mounts);
 - ``DirectHandler.start(headers, body, task, t0)`` admits and decodes the call: an ``Answer`` to send now
-  (refused, bad input) or a ``Started`` call for the server to run as ``task``;
+  (refused, bad input) or a ``Started`` call for the server to run as ``task``; a handler with
+  ``wants_head`` (an api taking a ``Context``) is started by ``start_head``, which also gets the target
+  and the peer's address;
 - ``DirectHandler.finish(task, t0, own, result, error)`` turns how it ended into the ``Answer`` to send
   (None: cancelled by the server, not by the deadline: the connection is cut).
 """
@@ -55,9 +57,22 @@ class DirectHandler(Protocol):
     """One api as a server may call it directly (see the module docstring)."""
 
     route: str
+    wants_head: bool  # True: the server calls ``start_head`` instead of ``start``
 
     def start(self, headers: Headers, body: bytes, task: object, t0: float) -> Answer | Started:
         """Admit and decode one call whose whole body is at hand."""
+        ...
+
+    def start_head(
+        self,
+        headers: Headers,
+        body: bytes,
+        task: object,
+        t0: float,
+        target: bytes,
+        client: tuple[str, int] | None,
+    ) -> Answer | Started:
+        """``start`` for a handler that also reads the request target and the peer's address."""
         ...
 
     def finish(

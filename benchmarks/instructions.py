@@ -384,7 +384,9 @@ def main() -> int:
     """Count instructions for N and 2N requests under callgrind; print what one request costs."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--path", default="/predict", help="/predict (a direct api call, default) or /livez (ASGI)"
+        "--path",
+        default="/predict",
+        help="/predict (a direct api call, default), /livez (ASGI), or another predict api of the app",
     )
     ap.add_argument(
         "--http",
@@ -406,8 +408,8 @@ def main() -> int:
         report = serve(args.path, args.http, args.loop, args.warmup, args.requests)
         print(json.dumps(report))
         return 0
-    if args.path not in ("/predict", "/livez"):
-        ap.error("--path is /predict or /livez")
+    if args.path != "/livez" and not args.path.startswith("/predict"):
+        ap.error("--path is /livez or a predict api of apps/asgiserve_svc.py (/predict, /predict_ctx, ...)")
     n = args.requests
     for _ in range(args.repeat):
         t0 = time.monotonic()
@@ -431,7 +433,7 @@ def main() -> int:
         if args.json:
             print(json.dumps(result))
         else:
-            kind = "direct api call" if args.path == "/predict" else f"GET {args.path}"
+            kind = "direct api call" if args.path == "/predict" else f"{'GET' if args.path == '/livez' else 'POST'} {args.path}"
             print(
                 f"{per_call:,.1f} instructions per {kind} ({args.http}, {args.loop}; N={n}: "
                 f"{small:,} for N, {large:,} for 2N; {info['asgiserve']}; {result['seconds']} s)"

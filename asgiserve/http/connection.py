@@ -328,7 +328,11 @@ class HTTPProtocol(asyncio.Protocol):
         if task is None or task.done():
             task = runner.start()
         c.t0 = t0 = monotonic()
-        started = c.handler.start(c.headers, body, task, t0)
+        handler = c.handler
+        if handler.wants_head:  # an api taking a Context also reads the target and the peer
+            started = handler.start_head(c.headers, body, task, t0, c.target, self.client)
+        else:
+            started = handler.start(c.headers, body, task, t0)
         if len(started) == 4:
             self.send_answer(c, started)
             return

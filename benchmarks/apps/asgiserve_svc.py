@@ -57,6 +57,18 @@ class Predict:
         return Prediction(result=text.upper(), length=len(text))
 
     @asgiserve.api
+    async def predict_ctx(self, text: str, ctx: asgiserve.Context) -> Prediction:
+        """The predict api taking BentoML's request ``Context`` (served over ASGI, see README)."""
+        ctx.response.headers["x-length"] = str(len(text))
+        return Prediction(result=text.upper(), length=len(text))
+
+    @asgiserve.api
+    async def predict_asgi(self, text: str, ctx: asgiserve.Context) -> Prediction:
+        """The predict api over the same ASGI path, with a context it does not use: the baseline for
+        ``predict_ctx``."""
+        return Prediction(result=text.upper(), length=len(text))
+
+    @asgiserve.api
     def predict_sync(self, text: str) -> Prediction:
         """The same work as a sync api (runs in the service's thread pool)."""
         return Prediction(result=text.upper(), length=len(text))
