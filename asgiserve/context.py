@@ -117,9 +117,9 @@ class Metadata(Mapping[str, str]):
 
     def __setitem__(self, key: str, value: str) -> None:
         """Set ``key`` to ``value``, dropping its other values."""
-        if type(key) is not str or type(value) is not str or _NAME(key) is None or _BAD_VALUE(value):
-            _checked(key, value)  # raises, saying what is wrong
-        low = key.lower()
+        low = _NAMES.get(key)
+        if low is None or type(value) is not str or "\r" in value or "\n" in value or "\0" in value:
+            low = _checked(key, value)
         items = self._items
         if items:
             self._items = items = [(n, v) for n, v in items if n != low]
@@ -164,13 +164,19 @@ _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
 _BAD_VALUE = re.compile(r"[\r\n\0]").search
 
 
+_NAMES: dict[str, str] = {}  # field names seen valid, lowercased: most apis set the same few
+
+
 def _checked(key: str, value: str) -> str:
     """``key`` lowercased, once the field is known to be valid."""
     if type(key) is not str or type(value) is not str:
         raise TypeError(f"header names and values must be str, got {key!r}: {value!r}")
     if _NAME(key) is None or _BAD_VALUE(value) is not None:
         raise ValueError(f"invalid header field {key!r}: {value!r}")
-    return key.lower()
+    low = key.lower()
+    if len(_NAMES) < 256:
+        _NAMES[key] = low
+    return low
 
 
 class QueryParams(Mapping[str, str]):
