@@ -29,7 +29,17 @@ import orjson
 
 from .context import Context
 from .errors import BadRequest
-from .iotypes import InputError, OutputPlan, Rich, plan_output, plan_param, uses_pydantic
+from .iotypes import (
+    InputError,
+    OutputPlan,
+    Rich,
+    msgspec_constraints,
+    plan_output,
+    plan_param,
+    split_annotated,
+    uses_pydantic,
+)
+from .validators import ContentType
 
 __all__ = ["APICodec", "FileURL", "Output", "Upload", "validation_detail"]
 
@@ -186,6 +196,9 @@ def _schema_stand_in(name: str, schema: dict[str, object]) -> type:
 
 def _output_for(tp: object, media_type: str | None, output_spec: object = None) -> Output:
     plan: OutputPlan | None = None
+    base, metas = split_annotated(tp)
+    declared = next((m.content_type for m in metas if isinstance(m, ContentType)), None)
+    media_type = media_type or declared
     if output_spec is not None:
         from .iodesc import spec_output
 
@@ -198,6 +211,8 @@ def _output_for(tp: object, media_type: str | None, output_spec: object = None) 
             plan = model_output(tp)
     if plan is not None:
         return Output("custom", media_type.encode() if media_type else plan.content_type, tp, plan)
+    if metas and base in (str, bytes, bytearray, memoryview) or _is_path_output(base):
+        tp = base  # Annotated[Path, ContentType(...)] and the like: the type, with its media type
     if tp is inspect.Signature.empty or tp is Any:
         return Output("dynamic", JSON_CT, Any)
     if tp is str:
@@ -246,7 +261,7 @@ class APICodec:
 
             self.spec_input = SpecInput(input_spec)  # type: ignore[arg-type]
             fields.extend(self.spec_input.fields())
-            schema_fields.append(("_", _schema_stand_in("Spec", self.spec_input.schema), None))
+            schema_fields.append(("_", _schema_stand_in("Spec", self.spec_input.schema), msgspec.UNSET))
             params = [p for p in params if p.kind is p.VAR_KEYWORD]  # the model's fields replace them
         # Parameters taking a file: Path types (uploaded, or downloaded from a URL) and bytes.
         self.file_params: dict[str, object] = {}
@@ -274,12 +289,13 @@ class APICodec:
                     schema_fields.append((p.name, stand_in))
                 else:
                     fields.append((p.name, tp, rich.default))
-                    schema_fields.append((p.name, stand_in, None))
+                    schema_fields.append((p.name, stand_in, msgspec.UNSET))  # the schema gives the default
                 self.param_types[p.name] = tp
                 if _is_path_type(tp):
                     self.file_params[p.name] = tp
                     self.path_params += (p.name,)
                 continue
+            tp = msgspec_constraints(tp)
             self.param_types[p.name] = tp
             if _is_path_type(tp):
                 self.file_params[p.name] = tp

@@ -82,16 +82,17 @@ def pydantic_param(tp: object, default: object) -> Rich:
     make_default: Callable[[], object] | None = None
     annotation = tp
     extra: dict[str, object] = {}
+    if isinstance(default, FieldInfo) and _is_rich(tp):  # Field(...) on an array, tensor, frame or image
+        made = _default_of(default)
+        rich = plan_param("field", tp, made() if made is not None else _empty())
+        if rich is not None:
+            rich.schema = {**rich.schema, **_field_extra(default)}
+            return rich
     if isinstance(default, FieldInfo):
         make_default = _default_of(default)
         if default.metadata:  # the constraints (ge, max_length, ...): Field in Annotated keeps only those
             annotation = typing.Annotated[(tp, *default.metadata)]  # type: ignore[misc]
-        if default.description:
-            extra["description"] = default.description
-        if default.title:
-            extra["title"] = default.title
-        if default.examples:
-            extra["examples"] = default.examples
+        extra.update(_field_extra(default))
     elif default is not _empty():
         value = default
         make_default = lambda: value  # noqa: E731
@@ -115,6 +116,18 @@ def pydantic_param(tp: object, default: object) -> Rich:
         except Exception:  # a default that does not serialize is left out of the schema, not fatal
             pass
     return Rich(msgspec.Raw, convert, schema, UNSET if make_default is not None else _empty())
+
+
+def _field_extra(info: FieldInfo) -> dict[str, object]:
+    """What a ``Field`` adds to a parameter's JSON Schema."""
+    extra: dict[str, object] = {}
+    if info.description:
+        extra["description"] = info.description
+    if info.title:
+        extra["title"] = info.title
+    if info.examples:
+        extra["examples"] = info.examples
+    return extra
 
 
 def _empty() -> object:
@@ -211,6 +224,7 @@ class _Rich:
 
 def _is_rich(tp: object) -> bool:
     base, _ = split_annotated(tp)
+    base = typing.get_origin(base) or base  # ndarray[shape, dtype]
     return is_numpy_type(base) or is_tensor_type(base) or is_dataframe_type(base) or is_image_type(base)
 
 

@@ -107,10 +107,12 @@ def _named(tp: object, module: str, name: str) -> bool:
 
 
 def is_image_type(tp: object) -> bool:
-    """A PIL image class (``PIL.Image.Image`` or a subclass)."""
-    if not isinstance(tp, type) or "PIL.Image" not in sys.modules:
+    """A PIL image class (``PIL.Image.Image`` or a subclass), or the ``PIL.Image`` module (BentoML's guides
+    annotate with it)."""
+    module = sys.modules.get("PIL.Image")
+    if module is None:
         return False
-    return issubclass(tp, sys.modules["PIL.Image"].Image)
+    return tp is module or (isinstance(tp, type) and issubclass(tp, module.Image))
 
 
 def is_dataframe_type(tp: object) -> bool:
@@ -140,6 +142,9 @@ def uses_pydantic(tp: object, default: object = None) -> bool:
 
     if isinstance(default, FieldInfo):
         return True
+    _, metas = split_annotated(tp)
+    if any(isinstance(m, FieldInfo) for m in metas):
+        return True
     return _has_model(tp, pydantic.BaseModel)
 
 
@@ -147,6 +152,38 @@ def _has_model(tp: object, base: type) -> bool:
     if isinstance(tp, type):
         return issubclass(tp, base)
     return any(_has_model(a, base) for a in typing.get_args(tp))
+
+
+# annotated_types constraints (what pydantic and BentoML's guides use) as msgspec.Meta's keywords, so that
+# msgspec, which ignores metadata it does not know, checks them too.
+_BOUNDS = {"Gt": ("gt",), "Ge": ("ge",), "Lt": ("lt",), "Le": ("le",), "MultipleOf": ("multiple_of",)}
+_LENGTHS = {"MinLen": ("min_length",), "MaxLen": ("max_length",)}
+
+
+def msgspec_constraints(tp: object) -> object:
+    """``tp`` with its ``annotated_types`` metadata (``Ge``, ``MaxLen``, ...) turned into ``msgspec.Meta``."""
+    base, metas = split_annotated(tp)
+    if not any(type(m).__module__ == "annotated_types" for m in metas):
+        return tp
+    kept: list[object] = []
+    for m in metas:
+        kind = type(m).__name__
+        if type(m).__module__ != "annotated_types":
+            kept.append(m)
+        elif kind in _BOUNDS:
+            key = _BOUNDS[kind][0]
+            kept.append(msgspec.Meta(**{key: getattr(m, key)}))
+        elif kind in _LENGTHS:
+            key = _LENGTHS[kind][0]
+            kept.append(msgspec.Meta(**{key: getattr(m, key)}))
+        elif kind == "Len":
+            kept.append(msgspec.Meta(min_length=m.min_length, max_length=m.max_length))  # type: ignore[attr-defined]
+        elif kind == "Interval":
+            bounds = {k: getattr(m, k) for k in ("gt", "ge", "lt", "le") if getattr(m, k) is not None}
+            kept.append(msgspec.Meta(**bounds))
+        else:
+            raise TypeError(f"annotated_types.{kind} is not supported on api parameters")
+    return typing.Annotated[(base, *kept)] if kept else base  # type: ignore[misc]
 
 
 def _meta(metas: tuple[object, ...], kind: type) -> typing.Any:
@@ -158,6 +195,13 @@ def plan_param(name: str, tp: object, default: object) -> Rich | None:
     ``iodesc``'s)."""
     base, metas = split_annotated(tp)
     rich: Rich | None = None
+    if is_numpy_type(typing.get_origin(base)):  # ndarray[shape, np.dtype[float16]]: its dtype, if given
+        dtype_args = typing.get_args(typing.get_args(base)[1]) if len(typing.get_args(base)) == 2 else ()
+        if dtype_args and isinstance(dtype_args[0], type) and not _meta(metas, DType):
+            metas = (*metas, DType(dtype_args[0].__name__))
+        base = typing.get_origin(base)
+        if not (_meta(metas, Shape) or _meta(metas, DType)):
+            metas = (*metas, DType(""))  # decoded as any array: the rich path all the same
     if is_image_type(base):
         rich = Rich(pathlib.Path, _image_reader(_meta(metas, ContentType)), {"type": "string", "format": "binary"})
     elif is_dataframe_type(base):
@@ -168,7 +212,7 @@ def plan_param(name: str, tp: object, default: object) -> Rich | None:
         convert = _tensor_reader(
             "torch" if is_tensor_type(base) else "numpy",
             shape.dimensions if shape else None,
-            dtype.dtype if dtype else None,
+            dtype.dtype if dtype and dtype.dtype else None,
         )
         rich = Rich(object, convert, _tensor_schema(shape.dimensions if shape else None))
     elif _meta(metas, ContentType) and _is_file(base):
