@@ -1,7 +1,7 @@
 """The pydantic side of api IO, imported only when a service uses pydantic: ``BaseModel`` parameters and
 outputs, ``Field(...)`` defaults, ``@api(input_spec=..., output_spec=...)`` and ``IODescriptor``.
 
-A pydantic parameter is decoded by msgspec as raw JSON and validated by a ``TypeAdapter`` in JSON mode,
+A pydantic parameter is decoded by msgspec as any JSON value and validated by a ``TypeAdapter``,
 built once per api; its errors become ``InputError``s located inside the parameter. ``IODescriptor`` is
 a ``BaseModel`` whose fields may also be numpy arrays, pandas DataFrames, torch tensors or PIL images
 (with ``validators`` metadata), read from and written to JSON as api parameters of those types are.
@@ -78,13 +78,16 @@ def inline_refs(schema: dict[str, object]) -> dict[str, object]:
 
 
 def pydantic_param(tp: object, default: object) -> Rich:
-    """The plan for a parameter typed with a pydantic model, or given a ``Field(...)`` default."""
+    """The plan for a parameter typed with a pydantic model, or given a ``Field(...)`` default.
+
+    Its value is decoded by msgspec as any JSON value and validated by pydantic in Python mode, so that a
+    form field (multipart bodies) takes the same path as a JSON body."""
     make_default: Callable[[], object] | None = None
     annotation = tp
     extra: dict[str, object] = {}
     if isinstance(default, FieldInfo) and _is_rich(tp):  # Field(...) on an array, tensor, frame or image
         made = _default_of(default)
-        rich = plan_param("field", tp, made() if made is not None else _empty())
+        rich = plan_param("field", tp, made() if made is not None else _empty(), always=True)
         if rich is not None:
             rich.schema = {**rich.schema, **_field_extra(default)}
             return rich
@@ -104,7 +107,7 @@ def pydantic_param(tp: object, default: object) -> Rich:
                 raise InputError("Field required", (), [{"loc": [], "msg": "Field required", "type": "missing"}])
             return make_default()
         try:
-            return adapter.validate_json(bytes(typing.cast(msgspec.Raw, raw)))
+            return adapter.validate_python(raw)
         except ValidationError as exc:
             raise input_error(exc) from None
 
@@ -115,7 +118,8 @@ def pydantic_param(tp: object, default: object) -> Rich:
             schema["default"] = adapter.dump_python(make_default(), mode="json")
         except Exception:  # a default that does not serialize is left out of the schema, not fatal
             pass
-    return Rich(msgspec.Raw, convert, schema, UNSET if make_default is not None else _empty())
+    # Decoded by msgspec as any JSON value (from a JSON body or a form field alike), then validated.
+    return Rich(object, convert, schema, UNSET if make_default is not None else _empty())
 
 
 def _field_extra(info: FieldInfo) -> dict[str, object]:

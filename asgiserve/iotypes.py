@@ -190,9 +190,9 @@ def _meta(metas: tuple[object, ...], kind: type) -> typing.Any:
     return next((m for m in metas if isinstance(m, kind)), None)
 
 
-def plan_param(name: str, tp: object, default: object) -> Rich | None:
+def plan_param(name: str, tp: object, default: object, always: bool = False) -> Rich | None:
     """The plan for a parameter msgspec cannot decode alone, or None (msgspec's own types; pydantic's are
-    ``iodesc``'s)."""
+    ``iodesc``'s); ``always``: a plan even for a plain numpy array."""
     base, metas = split_annotated(tp)
     rich: Rich | None = None
     if is_numpy_type(typing.get_origin(base)):  # ndarray[shape, np.dtype[float16]]: its dtype, if given
@@ -202,6 +202,8 @@ def plan_param(name: str, tp: object, default: object) -> Rich | None:
         base = typing.get_origin(base)
         if not (_meta(metas, Shape) or _meta(metas, DType)):
             metas = (*metas, DType(""))  # decoded as any array: the rich path all the same
+    if always and is_numpy_type(base) and not (_meta(metas, Shape) or _meta(metas, DType)):
+        metas = (*metas, DType(""))  # a plain array that needs a plan all the same (a Field default)
     if is_image_type(base):
         rich = Rich(pathlib.Path, _image_reader(_meta(metas, ContentType)), {"type": "string", "format": "binary"})
     elif is_dataframe_type(base):
