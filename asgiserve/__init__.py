@@ -24,8 +24,8 @@ from .errors import (
 from .service import api, get_current_service, mount_asgi_app, service
 
 if TYPE_CHECKING:
-    from .app import ServiceApp, asgi_app
     from . import validators
+    from .app import ServiceApp, asgi_app
     from .client import AsyncHTTPClient, SyncHTTPClient
     from .context import Context, Cookie
     from .iodesc import Field, IODescriptor
@@ -62,7 +62,9 @@ __all__ = [
 # asyncio, msgspec and orjson load on first use, so that declaring a service costs no more than its class.
 _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "asgi_app": "app"}
 # BentoML's SDK names: the request context, and (importing pydantic) Field and IODescriptor.
-_LAZY.update(Context="context", Cookie="context", Field="iodesc", IODescriptor="iodesc", validators="validators")
+_LAZY.update(
+    Context="context", Cookie="context", Field="iodesc", IODescriptor="iodesc", validators="validators"
+)
 
 
 def __getattr__(name: str) -> object:
@@ -76,6 +78,8 @@ def __getattr__(name: str) -> object:
         loaded = importlib.import_module(f".{module}", __name__)
     except ImportError as exc:
         if module == "iodesc" and exc.name == "pydantic":
-            raise ImportError(f"asgiserve.{name} needs pydantic, which is not installed: pip install pydantic") from exc
+            raise ImportError(
+                f"asgiserve.{name} needs pydantic, which is not installed: pip install pydantic"
+            ) from exc
         raise
     return loaded if module == name else getattr(loaded, name)

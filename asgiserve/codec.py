@@ -12,7 +12,6 @@ import copy
 import inspect
 import pathlib
 import re
-import types
 import typing
 from collections.abc import (
     AsyncGenerator,
@@ -33,15 +32,20 @@ from .iotypes import (
     InputError,
     OutputPlan,
     Rich,
+    bad_input,
+    is_bytes_type,
+    is_path_output,
+    is_path_type,
     msgspec_constraints,
     plan_output,
     plan_param,
+    schema_stand_in,
     split_annotated,
     uses_pydantic,
 )
 from .validators import ContentType
 
-__all__ = ["APICodec", "FileURL", "Output", "Upload", "validation_detail"]
+__all__ = ["APICodec", "FileURL", "Output", "validation_detail"]
 
 JSON_CT = b"application/json"
 TEXT_CT = b"text/plain; charset=utf-8"
@@ -61,7 +65,9 @@ class Output:
 
     __slots__ = ("content_type", "kind", "plan", "schema_type")
 
-    def __init__(self, kind: str, content_type: bytes, schema_type: object, plan: OutputPlan | None = None) -> None:
+    def __init__(
+        self, kind: str, content_type: bytes, schema_type: object, plan: OutputPlan | None = None
+    ) -> None:
         self.kind = kind
         self.content_type = content_type
         self.schema_type = schema_type
@@ -89,20 +95,6 @@ class FileURL(type(pathlib.Path())):  # type: ignore[misc]
         path = cls(url)
         path.url = url
         return path
-
-
-class Upload(type(pathlib.Path())):  # type: ignore[misc]
-    """An uploaded file saved for a ``Path`` parameter; ``content_type`` is what its form part declared."""
-
-    __slots__ = ("content_type",)
-    content_type: str | None
-
-    @classmethod
-    def of(cls, path: pathlib.Path, content_type: str | None) -> Upload:
-        """``path``, carrying the part's media type."""
-        up = cls(path)
-        up.content_type = content_type
-        return up
 
 
 def _dec_hook(tp: type, obj: object) -> object:
@@ -137,7 +129,7 @@ def _enc_hook(obj: object) -> object:
 
 def _schema_hook(tp: type) -> dict[str, object]:
     given: dict[str, object] | None = getattr(tp, "__asgiserve_schema__", None)
-    if given is not None:  # a stand-in for a rich parameter's type (see ``_schema_stand_in``)
+    if given is not None:  # a stand-in for a rich parameter's type (see ``schema_stand_in``)
         return given
     if tp is object:
         return {"description": "Any JSON value"}  # not {}: msgspec takes an empty schema for no answer
@@ -189,11 +181,6 @@ def _default_field(default: object) -> object:
     return default
 
 
-def _schema_stand_in(name: str, schema: dict[str, object]) -> type:
-    """A type that msgspec's schema hook documents as ``schema`` (the JSON Schema of a rich parameter)."""
-    return type(name, (), {"__asgiserve_schema__": schema})
-
-
 def _output_for(tp: object, media_type: str | None, output_spec: object = None) -> Output:
     plan: OutputPlan | None = None
     base, metas = split_annotated(tp)
@@ -211,7 +198,7 @@ def _output_for(tp: object, media_type: str | None, output_spec: object = None) 
             plan = model_output(tp)
     if plan is not None:
         return Output("custom", media_type.encode() if media_type else plan.content_type, tp, plan)
-    if metas and base in (str, bytes, bytearray, memoryview) or _is_path_output(base):
+    if (metas and base in (str, bytes, bytearray, memoryview)) or is_path_output(base):
         tp = base  # Annotated[Path, ContentType(...)] and the like: the type, with its media type
     if tp is inspect.Signature.empty or tp is Any:
         return Output("dynamic", JSON_CT, Any)
@@ -219,7 +206,7 @@ def _output_for(tp: object, media_type: str | None, output_spec: object = None) 
         return Output("text", media_type.encode() if media_type else TEXT_CT, str)
     if tp in (bytes, bytearray, memoryview):
         return Output("bytes", media_type.encode() if media_type else BYTES_CT, bytes)
-    if _is_path_output(tp):  # Path, or Optional[Path]: a file either way, never its server-side name
+    if is_path_output(tp):  # Path, or Optional[Path]: a file either way, never its server-side name
         return Output("file", media_type.encode() if media_type else BYTES_CT, pathlib.Path)
     return Output("json", JSON_CT, tp)
 
@@ -261,7 +248,7 @@ class APICodec:
 
             self.spec_input = SpecInput(input_spec)  # type: ignore[arg-type]
             fields.extend(self.spec_input.fields())
-            schema_fields.append(("_", _schema_stand_in("Spec", self.spec_input.schema), msgspec.UNSET))
+            schema_fields.append(("_", schema_stand_in("Spec", self.spec_input.schema), msgspec.UNSET))
             params = [p for p in params if p.kind is p.VAR_KEYWORD]  # the model's fields replace them
         # Parameters taking a file: Path types (uploaded, or downloaded from a URL) and bytes.
         self.file_params: dict[str, object] = {}
@@ -282,7 +269,7 @@ class APICodec:
                 rich = plan_param(p.name, tp, p.default)
             if rich is not None:
                 converters.append((p.name, rich.convert))
-                stand_in = _schema_stand_in(p.name, rich.schema)
+                stand_in = schema_stand_in(p.name, rich.schema)
                 tp = rich.field_type
                 if rich.default is p.empty:
                     fields.append((p.name, tp))
@@ -291,16 +278,16 @@ class APICodec:
                     fields.append((p.name, tp, rich.default))
                     schema_fields.append((p.name, stand_in, msgspec.UNSET))  # the schema gives the default
                 self.param_types[p.name] = tp
-                if _is_path_type(tp):
+                if is_path_type(tp):
                     self.file_params[p.name] = tp
                     self.path_params += (p.name,)
                 continue
             tp = msgspec_constraints(tp)
             self.param_types[p.name] = tp
-            if _is_path_type(tp):
+            if is_path_type(tp):
                 self.file_params[p.name] = tp
                 self.path_params += (p.name,)
-            elif _is_bytes_type(tp):
+            elif is_bytes_type(tp):
                 self.file_params[p.name] = tp
             if p.default is p.empty:
                 fields.append((p.name, tp))
@@ -323,7 +310,11 @@ class APICodec:
         self.positional = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
         # The api is called with the fields in order (else by name): decided once, read per call.
         self.spread = (
-            self.positional and not self.var_kw and not converters and not self.ctx_param and not self.spec_input
+            self.positional
+            and not self.var_kw
+            and not converters
+            and not self.ctx_param
+            and not self.spec_input
         )
         # The same for an api whose context parameter comes last: called with the fields, then the context.
         all_params = list(sig.parameters.values())[1:]
@@ -406,7 +397,7 @@ class APICodec:
             for name, convert in self.converters:
                 kwargs[name] = convert(kwargs[name])
         except InputError as exc:
-            raise _bad_input(name, exc) from None
+            raise bad_input(name, exc) from None
 
     def input_schema(self) -> dict[str, object]:
         """The JSON Schema of the api's input object (nested definitions under ``$defs``)."""
@@ -448,38 +439,5 @@ class APICodec:
         return out
 
 
-def _is_path_output(tp: object) -> bool:
-    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
-        return True
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    is_union = typing.get_origin(tp) in (typing.Union, types.UnionType)
-    return (
-        is_union and bool(args) and all(isinstance(a, type) and issubclass(a, pathlib.PurePath) for a in args)
-    )
-
-
-def _is_path_type(tp: object) -> bool:
-    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
-        return True
-    return any(_is_path_type(a) for a in typing.get_args(tp) if a is not type(None))
-
-
-def _is_bytes_type(tp: object) -> bool:
-    if tp in (bytes, bytearray):
-        return True
-    return any(_is_bytes_type(a) for a in typing.get_args(tp) if a is not type(None))
-
-
 def _required_flags(struct_type: type[msgspec.Struct]) -> list[bool]:
     return [f.required for f in msgspec.structs.fields(struct_type)]
-
-
-def _bad_input(name: str, exc: InputError) -> BadRequest:
-    """A rich parameter's ``InputError`` as msgspec words its errors: the message, then where."""
-    loc: list[str | int] = [name] if name else []
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in [*loc, *exc.loc])
-    errors = exc.errors or [{"loc": list(exc.loc), "msg": exc.message, "type": "value_error"}]
-    detail: list[object] = [
-        {**e, "loc": ["body", *loc, *typing.cast(list[object], e["loc"])]} for e in errors
-    ]
-    return BadRequest(f"{exc.message} - at `${where}`", detail=detail)

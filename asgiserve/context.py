@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .types import Headers, Scope
 
 __all__ = [
+    "URL",
     "WORKER_STATE",
     "Address",
     "Context",
@@ -28,7 +29,6 @@ __all__ = [
     "QueryParams",
     "RequestInfo",
     "ResponseContext",
-    "URL",
 ]
 
 # ``ctx.state``: one dict per worker process, shared by all apis (BentoML keeps one per service process).
@@ -133,7 +133,7 @@ class Metadata(Mapping[str, str]):
         """Add a value for ``key``, keeping its others."""
         self._items.append((_checked(key, value), value))
 
-    def setdefault(self, key: str, value: str) -> str:  # type: ignore[override]
+    def setdefault(self, key: str, value: str) -> str:
         """The value of ``key``, set to ``value`` first when absent."""
         if key not in self:
             self[key] = value
@@ -274,7 +274,9 @@ class RequestInfo:
     def headers(self) -> Metadata:
         """The request's header fields (case-insensitive)."""
         if self._headers is None:
-            self._headers = Metadata([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.scope["headers"]])
+            self._headers = Metadata(
+                [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.scope["headers"]]
+            )
         return self._headers
 
     @property

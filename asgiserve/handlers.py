@@ -22,8 +22,6 @@ import logging
 import pathlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
-from typing import cast
 
 import msgspec
 from msgspec.structs import asdict, astuple
@@ -31,6 +29,7 @@ from msgspec.structs import asdict, astuple
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, PLAIN_JSON, TEXT_CT, APICodec, encode_json, encode_plain_json
 from .context import Context
+from .ctxcalls import ContextCalls, Response
 from .errors import HTTPError, PayloadTooLarge, UnsupportedMediaType
 from .files import FileOut, open_file, send_file
 from .responses import error_body, send_answer
@@ -41,8 +40,6 @@ from .types import Answer, Headers, Receive, Scope, Send, Started
 
 __all__ = ["APIHandler", "ClientDisconnected", "Response", "read_body"]
 
-# What ``respond`` produces: an ``Answer``, or one whose body is a file to stream.
-Response = tuple[int, bytes, "bytes | FileOut", "Headers | None"]
 _INTERNAL: Answer = (500, JSON_CT, error_body("Internal Server Error"), None)
 
 logger = logging.getLogger("asgiserve")
@@ -80,20 +77,6 @@ async def read_body(receive: Receive, gate: Gate) -> bytes:
             return b"".join(parts)
 
 
-def direct_scope(route: str, headers: Headers, target: bytes, client: tuple[str, int] | None) -> Scope:
-    """The part of an ASGI scope a ``Context`` reads, for a call the server made directly."""
-    query = target.partition(b"?")[2]
-    return {
-        "type": "http",
-        "method": "POST",
-        "scheme": "http",
-        "path": route,
-        "query_string": query,
-        "headers": headers,
-        "client": client,
-    }
-
-
 def _content_type(headers: Headers) -> bytes | None:
     for name, value in headers:
         if name == b"content-type":
@@ -103,7 +86,7 @@ def _content_type(headers: Headers) -> bytes | None:
     return None
 
 
-class APIHandler:
+class APIHandler(ContextCalls):
     """Serves one api, directly (``start`` / ``finish``) or over ASGI (``await handler(scope, receive, send)``)."""
 
     def __init__(
@@ -180,14 +163,6 @@ class APIHandler:
             return await self.bound(*args, **kwargs)  # type: ignore[misc]
         return await self._in_thread(self.bound, *args, **kwargs)
 
-    async def _call_batch(self, batch: object, contexts: list[object]) -> object:
-        """Run a batch of calls to an api taking a ``Context``: it gets the first call's, and what it sets
-        on the response goes on every call's response."""
-        first = cast(Context, contexts[0])
-        for other in contexts[1:]:
-            cast(Context, other).response = first.response
-        return await self._call(batch, **{cast(str, self.codec.ctx_param): first})
-
     async def _in_thread(self, func: Callable[..., object], *args: object, **kwargs: object) -> object:
         """Run ``func`` in the service's thread pool; if the call is cancelled first, its slot stays taken."""
         cfut: Future[object] = self.executor.submit(func, *args, **kwargs)
@@ -220,56 +195,6 @@ class APIHandler:
             answer = self.failed(exc)
             gate.leave(self.route, task, t0, answer[0])
             return answer
-
-    def start_head(
-        self,
-        headers: Headers,
-        body: bytes,
-        task: object,
-        t0: float,
-        target: bytes,
-        client: tuple[str, int] | None,
-    ) -> Answer | Started:
-        """``start`` for an api taking a ``Context`` (``wants_head``): the same, with the request's context."""
-        gate = self.gate
-        refused = gate.admit(headers, self.route, task, t0)
-        if refused is not None:
-            return refused
-        ctx = Context(partial(direct_scope, self.route, headers, target, client))
-        try:
-            if len(body) > gate.max_body:
-                raise gate.too_large()
-            obj = self.decode(headers, body) if self.own else None
-            if obj is None:
-                return self._respond_whole(headers, body, ctx), False
-            if self._ctx_last:  # codec.call_args() without its dict: the context goes last
-                started = self.bound(*astuple(obj), ctx)
-            else:
-                started = self.bound(**self.codec.call_args(obj, ctx)[1])
-            self._contexts[task] = ctx  # for _finish_ctx
-            return started, True  # type: ignore[return-value]
-        except Exception as exc:
-            ctx.close()
-            answer = self.failed(exc)
-            gate.leave(self.route, task, t0, answer[0])
-            return answer
-
-    def _finish_ctx(
-        self, task: object, t0: float, own: bool, result: object, error: BaseException | None
-    ) -> Answer | None:
-        """``finish`` for an api taking a ``Context``: its own call's answer gets what it set on the response."""
-        ctx = self._contexts.pop(task, None) if own else None
-        if ctx is None:
-            return APIHandler.finish(self, task, t0, own, result, error)
-        try:
-            answer = APIHandler.finish(self, task, t0, own, result, error)
-            if answer is not None and answer[0] == 200 and ctx._response is not None:
-                status, ctype, extra = ctx.finish(200, answer[1], answer[3])
-                answer = (status, ctype, answer[2], extra)
-            return answer
-        finally:
-            if ctx._temp_dir is not None:
-                ctx.close()
 
     def finish(
         self, task: object, t0: float, own: bool, result: object, error: BaseException | None
@@ -430,23 +355,6 @@ class APIHandler:
         if isinstance(out, FileOut):
             return await send_file(send, out)
         return await send_answer(send, (status, ctype, out, extra))
-
-    async def _serve_with_context(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> int:
-        """``_serve`` for an api taking a ``Context``: what the api set on ``ctx.response`` goes on a
-        successful response; ``ctx.temp_dir`` is removed once the response is sent."""
-        ctx = Context(scope)
-        try:
-            if self.streams:
-                return await self._stream(scope["headers"], body, receive, send, ctx)
-            status, ctype, out, extra = await self.respond(scope["headers"], body, ctx)
-            if status == 200:
-                status, ctype, extra = ctx.finish(status, ctype, extra)
-            self.gate.response_started(asyncio.current_task())
-            if isinstance(out, FileOut):
-                return await send_file(send, FileOut(out.fh, out.size, ctype, extra or []), status)
-            return await send_answer(send, (status, ctype, out, extra))
-        finally:
-            ctx.close()
 
     async def _open_stream(
         self, headers: Headers, body: bytes, ctx: Context | None = None

@@ -22,6 +22,7 @@ from .iotypes import (
     InputError,
     OutputPlan,
     Rich,
+    annotate,
     is_dataframe_type,
     is_image_type,
     is_numpy_type,
@@ -31,14 +32,22 @@ from .iotypes import (
     split_annotated,
 )
 
-__all__ = ["Field", "IODescriptor", "SpecInput", "input_error", "model_output", "pydantic_param", "spec_output"]
+__all__ = [
+    "Field",
+    "IODescriptor",
+    "SpecInput",
+    "input_error",
+    "model_output",
+    "pydantic_param",
+    "spec_output",
+]
 
 _REQUIRED = object()
 
 
 def input_error(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> InputError:
     """A pydantic ``ValidationError`` as an ``InputError``: its first error in the message, all in ``errors``."""
-    errors = [
+    errors: list[dict[str, object]] = [
         {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
         for err in exc.errors(include_url=False, include_context=False, include_input=False)
     ]
@@ -94,17 +103,19 @@ def pydantic_param(tp: object, default: object) -> Rich:
     if isinstance(default, FieldInfo):
         make_default = _default_of(default)
         if default.metadata:  # the constraints (ge, max_length, ...): Field in Annotated keeps only those
-            annotation = typing.Annotated[(tp, *default.metadata)]  # type: ignore[misc]
+            annotation = annotate(tp, default.metadata)
         extra.update(_field_extra(default))
     elif default is not _empty():
         value = default
         make_default = lambda: value  # noqa: E731
-    adapter: TypeAdapter[object] = TypeAdapter(annotation)
+    adapter: TypeAdapter[object] = TypeAdapter(typing.cast(typing.Any, annotation))
 
     def convert(raw: object) -> object:
         if raw is UNSET:
             if make_default is None:
-                raise InputError("Field required", (), [{"loc": [], "msg": "Field required", "type": "missing"}])
+                raise InputError(
+                    "Field required", (), [{"loc": [], "msg": "Field required", "type": "missing"}]
+                )
             return make_default()
         try:
             return adapter.validate_python(raw)
@@ -142,14 +153,16 @@ def _empty() -> object:
 
 def model_output(tp: object) -> OutputPlan:
     """The encoder for an output typed with a pydantic model (or containing one)."""
-    adapter: TypeAdapter[object] = TypeAdapter(tp)
+    adapter: TypeAdapter[object] = TypeAdapter(typing.cast(typing.Any, tp))
 
     def encode(value: object) -> tuple[bytes, bytes]:
         if isinstance(value, BaseModel):
             return value.__pydantic_serializer__.to_json(value), b"application/json"
         return adapter.dump_json(value), b"application/json"
 
-    return OutputPlan("json", b"application/json", encode, inline_refs(adapter.json_schema(mode="serialization")))
+    return OutputPlan(
+        "json", b"application/json", encode, inline_refs(adapter.json_schema(mode="serialization"))
+    )
 
 
 class SpecInput:
@@ -170,7 +183,11 @@ class SpecInput:
 
     def validate(self, values: dict[str, object]) -> dict[str, object]:
         """The model's field values from the decoded fields, as keyword arguments."""
-        parts = [self.keys[k] + b":" + bytes(typing.cast(msgspec.Raw, v)) for k, v in values.items() if v is not UNSET]
+        parts = [
+            self.keys[k] + b":" + bytes(typing.cast(msgspec.Raw, v))
+            for k, v in values.items()
+            if v is not UNSET
+        ]
         try:
             model = self.model.model_validate_json(b"{" + b",".join(parts) + b"}")
         except ValidationError as exc:
@@ -187,7 +204,9 @@ def spec_output(model: type[BaseModel]) -> OutputPlan:
         obj = value if isinstance(value, model) else model.model_validate(value)
         return obj.model_dump_json().encode(), b"application/json"
 
-    return OutputPlan("json", b"application/json", encode, inline_refs(model.model_json_schema(mode="serialization")))
+    return OutputPlan(
+        "json", b"application/json", encode, inline_refs(model.model_json_schema(mode="serialization"))
+    )
 
 
 # -- IODescriptor ---------------------------------------------------------------------------------------
@@ -222,7 +241,9 @@ class _Rich:
             json_schema_input_schema=core_schema.any_schema(),
         )
 
-    def __get_pydantic_json_schema__(self, schema: object, handler: Callable[[object], object]) -> dict[str, object]:
+    def __get_pydantic_json_schema__(
+        self, schema: object, handler: Callable[[object], object]
+    ) -> dict[str, object]:
         return dict(self.plan.schema) if self.plan is not None else {}
 
 
@@ -248,10 +269,9 @@ class IODescriptor(BaseModel):
             hints = typing.get_type_hints(cls, include_extras=True)
         except Exception:  # unresolved forward references: pydantic reports them itself
             hints = {}
-        own = cls.__dict__.get("__annotations__", {})
+        own = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 (the dict itself: it is changed)
         for name in own:
             tp = hints.get(name)
             if tp is not None and _is_rich(tp):
                 own[name] = typing.Annotated[tp, _Rich(tp)]
         super().__init_subclass__(**kwargs)  # type: ignore[arg-type]
-

@@ -16,14 +16,31 @@ import io
 import mimetypes
 import pathlib
 import sys
+import types
 import typing
 from collections.abc import Callable
 
 import msgspec
 
+from .errors import BadRequest
 from .validators import ContentType, DataframeSchema, DType, Shape
 
-__all__ = ["InputError", "OutputPlan", "Rich", "need", "plan_output", "plan_param", "split_annotated"]
+__all__ = [
+    "InputError",
+    "OutputPlan",
+    "Rich",
+    "Upload",
+    "annotate",
+    "bad_input",
+    "is_bytes_type",
+    "is_path_output",
+    "is_path_type",
+    "need",
+    "plan_output",
+    "plan_param",
+    "schema_stand_in",
+    "split_annotated",
+]
 
 UNSET = msgspec.UNSET
 
@@ -45,7 +62,9 @@ encode_json = msgspec.json.Encoder(enc_hook=_enc_hook).encode
 class InputError(ValueError):
     """A value that does not fit its parameter: the message, and where (inside the parameter) it failed."""
 
-    def __init__(self, message: str, loc: tuple[str | int, ...] = (), errors: list[dict[str, object]] | None = None):
+    def __init__(
+        self, message: str, loc: tuple[str | int, ...] = (), errors: list[dict[str, object]] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.loc = loc
@@ -76,7 +95,11 @@ class OutputPlan:
     __slots__ = ("content_type", "encode", "kind", "schema")
 
     def __init__(
-        self, kind: str, content_type: bytes, encode: Callable[[object], tuple[bytes, bytes]], schema: dict[str, object]
+        self,
+        kind: str,
+        content_type: bytes,
+        encode: Callable[[object], tuple[bytes, bytes]],
+        schema: dict[str, object],
     ) -> None:
         self.kind = kind  # "json" or "binary": how the schema documents it
         self.content_type = content_type
@@ -183,7 +206,13 @@ def msgspec_constraints(tp: object) -> object:
             kept.append(msgspec.Meta(**bounds))
         else:
             raise TypeError(f"annotated_types.{kind} is not supported on api parameters")
-    return typing.Annotated[(base, *kept)] if kept else base  # type: ignore[misc]
+    return annotate(base, kept) if kept else base
+
+
+def annotate(base: object, metas: typing.Sequence[object]) -> object:
+    """``Annotated[base, *metas]``, built at run time."""
+    args = (base, *metas)
+    return typing.Annotated.__class_getitem__(args)  # type: ignore[attr-defined]
 
 
 def _meta(metas: tuple[object, ...], kind: type) -> typing.Any:
@@ -205,7 +234,9 @@ def plan_param(name: str, tp: object, default: object, always: bool = False) -> 
     if always and is_numpy_type(base) and not (_meta(metas, Shape) or _meta(metas, DType)):
         metas = (*metas, DType(""))  # a plain array that needs a plan all the same (a Field default)
     if is_image_type(base):
-        rich = Rich(pathlib.Path, _image_reader(_meta(metas, ContentType)), {"type": "string", "format": "binary"})
+        rich = Rich(
+            pathlib.Path, _image_reader(_meta(metas, ContentType)), {"type": "string", "format": "binary"}
+        )
     elif is_dataframe_type(base):
         schema = _meta(metas, DataframeSchema) or DataframeSchema()
         rich = Rich(object, _frame_reader(schema), _frame_schema(schema))
@@ -218,7 +249,11 @@ def plan_param(name: str, tp: object, default: object, always: bool = False) -> 
         )
         rich = Rich(object, convert, _tensor_schema(shape.dimensions if shape else None))
     elif _meta(metas, ContentType) and _is_file(base):
-        rich = Rich(tp, _content_checker(_meta(metas, ContentType).content_type), {"type": "string", "format": "binary"})
+        rich = Rich(
+            tp,
+            _content_checker(_meta(metas, ContentType).content_type),
+            {"type": "string", "format": "binary"},
+        )
     if rich is not None and default is not inspect.Parameter.empty:
         rich.default = default
     return rich
@@ -325,7 +360,9 @@ def plan_output(tp: object) -> OutputPlan | None:
         return OutputPlan("json", b"application/json", _frame_writer(schema), _frame_schema(schema))
     if is_tensor_type(base) or is_numpy_type(base):
         shape = _meta(metas, Shape)
-        return OutputPlan("json", b"application/json", _encode_tensor, _tensor_schema(shape.dimensions if shape else None))
+        return OutputPlan(
+            "json", b"application/json", _encode_tensor, _tensor_schema(shape.dimensions if shape else None)
+        )
     return None
 
 
@@ -349,3 +386,55 @@ def _encode_tensor(value: object) -> tuple[bytes, bytes]:
     if is_tensor_type(type(value)):
         value = value.detach().cpu().tolist()  # type: ignore[attr-defined]
     return encode_json(value), b"application/json"
+
+
+def schema_stand_in(name: str, schema: dict[str, object]) -> type:
+    """A type that msgspec's schema hook documents as ``schema`` (the JSON Schema of a rich parameter)."""
+    return type(name, (), {"__asgiserve_schema__": schema})
+
+
+def is_path_output(tp: object) -> bool:
+    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
+        return True
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    is_union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    return (
+        is_union and bool(args) and all(isinstance(a, type) and issubclass(a, pathlib.PurePath) for a in args)
+    )
+
+
+def is_path_type(tp: object) -> bool:
+    if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
+        return True
+    return any(is_path_type(a) for a in typing.get_args(tp) if a is not type(None))
+
+
+def is_bytes_type(tp: object) -> bool:
+    if tp in (bytes, bytearray):
+        return True
+    return any(is_bytes_type(a) for a in typing.get_args(tp) if a is not type(None))
+
+
+def bad_input(name: str, exc: InputError) -> BadRequest:
+    """A rich parameter's ``InputError`` as msgspec words its errors: the message, then where."""
+    loc: list[str | int] = [name] if name else []
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in [*loc, *exc.loc])
+    errors = exc.errors or [{"loc": list(exc.loc), "msg": exc.message, "type": "value_error"}]
+    detail: list[object] = [
+        {**e, "loc": ["body", *loc, *typing.cast(list[object], e["loc"])]} for e in errors
+    ]
+    return BadRequest(f"{exc.message} - at `${where}`", detail=detail)
+
+
+class Upload(type(pathlib.Path())):  # type: ignore[misc]
+    """An uploaded file saved for a ``Path`` parameter; ``content_type`` is what its form part declared."""
+
+    __slots__ = ("content_type",)
+    content_type: str | None
+
+    @classmethod
+    def of(cls, path: pathlib.Path, content_type: str | None) -> Upload:
+        """``path``, carrying the part's media type."""
+        up = cls(path)
+        up.content_type = content_type
+        return up

@@ -27,9 +27,10 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
-from .codec import APICodec, FileURL, Upload, _dec_hook, validation_detail
+from .codec import APICodec, FileURL, _dec_hook, validation_detail
 from .downloads import fetch_urls
 from .errors import BadRequest
+from .iotypes import Upload
 
 __all__ = ["Part", "decode_form", "parse_form"]
 

@@ -9,8 +9,8 @@ The direct-call contract lets asgiserve's own server answer a ``POST`` to an api
 - ``DirectApp.direct_handler(path)`` gives the handler for a path, or None (streams, files, mounts);
 - ``DirectHandler.start(headers, body, task, t0)`` admits and decodes the call: an ``Answer`` to send now
   (refused, bad input) or a ``Started`` call for the server to run as ``task``; a handler with
-  ``wants_head`` (an api taking a ``Context``) is started by ``start_head``, which also gets the target
-  and the peer's address;
+  ``wants_head`` (an api taking a ``Context``) is started by ``start_head``, which gets the request head
+  (headers and target) and the peer's address;
 - ``DirectHandler.finish(task, t0, own, result, error)`` turns how it ended into the ``Answer`` to send
   (None: cancelled by the server, not by the deadline: the connection is cut).
 """
@@ -28,6 +28,7 @@ __all__ = [
     "Headers",
     "Message",
     "Receive",
+    "RequestHead",
     "Scope",
     "Send",
     "Started",
@@ -53,6 +54,13 @@ Answer = tuple[int, bytes, bytes, "Headers | None"]
 Started = tuple[Coroutine[Any, Any, object], bool]
 
 
+class RequestHead(Protocol):
+    """What ``DirectHandler.start_head`` reads of a request: its header fields and its target."""
+
+    headers: Headers
+    target: bytes
+
+
 class DirectHandler(Protocol):
     """One api as a server may call it directly (see the module docstring)."""
 
@@ -64,13 +72,7 @@ class DirectHandler(Protocol):
         ...
 
     def start_head(
-        self,
-        headers: Headers,
-        body: bytes,
-        task: object,
-        t0: float,
-        target: bytes,
-        client: tuple[str, int] | None,
+        self, head: RequestHead, client: tuple[str, int] | None, body: bytes, task: object, t0: float
     ) -> Answer | Started:
         """``start`` for a handler that also reads the request target and the peer's address."""
         ...

@@ -58,11 +58,17 @@ def test_pydantic_model_nested_two_levels(server, runner):
 
 def test_field_defaults_constraints_and_schema(server, runner):
     assert post(server, "greet").text == "hello world"
-    assert post(server, "greet", json={"name": "bo", "times": 2, "tags": ["a", "b"]}).text == "hello bo hello bo a,b"
+    assert (
+        post(server, "greet", json={"name": "bo", "times": 2, "tags": ["a", "b"]}).text
+        == "hello bo hello bo a,b"
+    )
     r = post(server, "greet", json={"times": 9})
     assert r.status_code == 400 and r.json()["error"].endswith("- at `$.times`")
     assert "less than or equal to 3" in r.json()["error"]
-    assert post(server, "nullable").text == "None" and post(server, "nullable", json={"temperature": 0.5}).text == "0.5"
+    assert (
+        post(server, "nullable").text == "None"
+        and post(server, "nullable", json={"temperature": 0.5}).text == "0.5"
+    )
     routes = {r["name"]: r for r in httpx.get(server.url + "/schema.json").json()["routes"]}
     greet = routes["greet"]["input"]
     assert greet["properties"]["name"]["description"] == "Who to greet"
@@ -70,7 +76,10 @@ def test_field_defaults_constraints_and_schema(server, runner):
     assert greet["properties"]["times"]["maximum"] == 3
     team = routes["team_info"]["input"]
     assert team["required"] == ["team"]
-    assert team["properties"]["team"]["properties"]["lead"]["properties"]["address"]["required"] == ["city", "zip"]
+    assert team["properties"]["team"]["properties"]["lead"]["properties"]["address"]["required"] == [
+        "city",
+        "zip",
+    ]
     assert routes["summarize"]["input"]["required"] == ["name", "age", "address"]
     assert routes["make_person"]["output"]["properties"]["address"]["title"] == "Address"
     assert routes["tensor_double"]["input"]["properties"]["t"]["description"] == "A 2x2 float32 tensor"
@@ -126,7 +135,10 @@ def test_pil_images_in_and_out(server, runner):
     assert r.json() == {"size": [6, 3], "mode": "RGB", "format": "PNG", "scale": 2}
     # ContentType("image/*"): a text upload is refused, naming the field; so is a file that is no image.
     r = post(server, "image_info", files={"image": ("a.txt", b"hello", "text/plain")})
-    assert r.status_code == 400 and r.json()["error"] == "Invalid content type text/plain, expected image/* - at `$.image`"
+    assert (
+        r.status_code == 400
+        and r.json()["error"] == "Invalid content type text/plain, expected image/* - at `$.image`"
+    )
     r = post(server, "image_info", files={"image": ("a.png", b"not an image", "image/png")})
     assert r.status_code == 400 and "Expected an image file" in r.json()["error"]
     # Outputs: PNG unless the image has a format of its own.

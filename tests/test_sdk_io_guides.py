@@ -38,7 +38,10 @@ def test_standard_types_with_field_and_nullable(serve):
     r = post(s, "generate", json={})
     assert r.status_code == 400 and "prompt" in r.json()["error"]
     props = httpx.get(s.url + "/schema.json").json()["routes"][0]["input"]["properties"]
-    assert props["temperature"]["description"].startswith("A sampling temperature") and props["max_tokens"]["default"] == 1000
+    assert (
+        props["temperature"]["description"].startswith("A sampling temperature")
+        and props["max_tokens"]["default"] == 1000
+    )
     s = serve("NullableLanguageModel")
     assert post(s, "generate", json={"prompt": 3}).text == "3 None None"
     assert post(s, "generate", json={"prompt": 3, "temperature": 0.5}).text == "3 0.5 None"
@@ -78,7 +81,12 @@ def test_files_with_content_types(serve):
     r = post(s, "to_speech", json={"text": "hi"})
     assert r.status_code == 200 and r.content == b"hihi" and r.headers["content-type"] == "audio/mpeg"
     s = serve("AppendStringToFile")
-    r = post(s, "append_string_to_eof", files={"txt_file": ("t.txt", b"one", "text/plain")}, data={"input_string": "+two"})
+    r = post(
+        s,
+        "append_string_to_eof",
+        files={"txt_file": ("t.txt", b"one", "text/plain")},
+        data={"input_string": "+two"},
+    )
     assert r.status_code == 200 and r.text == "one+two" and r.headers["content-type"].startswith("text/plain")
 
 
@@ -94,7 +102,12 @@ def test_tensor_and_dataframe(serve):
 
 def test_images(serve):
     s = serve("ImageResize")
-    r = post(s, "generate", files={"image": ("x.png", image_bytes("PNG"), "image/png")}, data={"height": "3", "width": "2"})
+    r = post(
+        s,
+        "generate",
+        files={"image": ("x.png", image_bytes("PNG"), "image/png")},
+        data={"height": "3", "width": "2"},
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(r.content)).size == (3, 2)  # the guide passes (height, width) as PIL's size
     s = serve("MnistPredictor")

@@ -44,7 +44,9 @@ def test_a_missing_pydantic_is_a_clear_error():
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    assert out.stdout.strip() == "asgiserve.Field needs pydantic, which is not installed: pip install pydantic", out.stderr
+    assert (
+        out.stdout.strip() == "asgiserve.Field needs pydantic, which is not installed: pip install pydantic"
+    ), out.stderr
 
 
 def test_a_missing_library_for_a_rich_type_is_a_clear_error():
@@ -57,4 +59,6 @@ def test_a_missing_library_for_a_rich_type_is_a_clear_error():
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    assert out.stdout.strip() == "a PIL image parameter needs pillow, which is not installed: pip install pillow"
+    assert (
+        out.stdout.strip() == "a PIL image parameter needs pillow, which is not installed: pip install pillow"
+    )

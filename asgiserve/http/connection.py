@@ -328,11 +328,8 @@ class HTTPProtocol(asyncio.Protocol):
         if task is None or task.done():
             task = runner.start()
         c.t0 = t0 = monotonic()
-        handler = c.handler
-        if handler.wants_head:  # an api taking a Context also reads the target and the peer
-            started = handler.start_head(c.headers, body, task, t0, c.target, self.client)
-        else:
-            started = handler.start(c.headers, body, task, t0)
+        h, hs, peer = c.handler, c.headers, self.client  # an api taking a Context reads target and peer too
+        started = h.start_head(c, peer, body, task, t0) if h.wants_head else h.start(hs, body, task, t0)
         if len(started) == 4:
             self.send_answer(c, started)
             return

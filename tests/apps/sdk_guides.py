@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 from annotated_types import Ge, Gt, Lt, MaxLen, MultipleOf
-from PIL import Image as im
 from PIL import Image as PILImage
+from PIL import Image as im
 from PIL.Image import Image
 from pydantic import BaseModel, Field
 
@@ -48,7 +48,9 @@ class NullableLanguageModel:
     def generate(
         self,
         prompt: int = Field(description="The prompt text"),
-        temperature: Optional[float] = Field(default=None, description="A sampling temperature between 0 and 2"),
+        temperature: Optional[float] = Field(
+            default=None, description="A sampling temperature between 0 and 2"
+        ),
         max_tokens: Optional[float] = Field(default=None, description="max tokens to use"),
     ) -> Generator[str, None, None]:
         yield f"{prompt} {temperature} {max_tokens}"
@@ -138,7 +140,9 @@ class IrisTabular:
     @bentoml.api
     def classify(
         self,
-        input: Annotated[pd.DataFrame, DataframeSchema(orient="records", columns=["petal_length", "petal_width"])],
+        input: Annotated[
+            pd.DataFrame, DataframeSchema(orient="records", columns=["petal_length", "petal_width"])
+        ],
     ) -> int:
         return int((input["petal_length"] > input["petal_width"]).sum())
 

@@ -84,7 +84,9 @@ class IOSvc:
         return {"name": "only a name"}
 
     @bentoml.api
-    def limits(self, prompt: Annotated[str, MaxLen(5)], temperature: Annotated[float, Ge(0), Lt(2)] = 1.0) -> str:
+    def limits(
+        self, prompt: Annotated[str, MaxLen(5)], temperature: Annotated[float, Ge(0), Lt(2)] = 1.0
+    ) -> str:
         return f"{prompt}@{temperature}"
 
     @bentoml.api
@@ -129,7 +131,9 @@ class IOSvc:
     @bentoml.api
     def tensor_double(
         self,
-        t: Annotated[torch.Tensor, Shape((2, 2)), DType("float32")] = Field(description="A 2x2 float32 tensor"),
+        t: Annotated[torch.Tensor, Shape((2, 2)), DType("float32")] = Field(
+            description="A 2x2 float32 tensor"
+        ),
     ) -> torch.Tensor:
         assert t.dtype == torch.float32
         return t * 2
