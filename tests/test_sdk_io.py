@@ -141,6 +141,9 @@ def test_pil_images_in_and_out(server, runner):
     )
     r = post(server, "image_info", files={"image": ("a.png", b"not an image", "image/png")})
     assert r.status_code == 400 and "Expected an image file" in r.json()["error"]
+    truncated = png((64, 64))[:-40]  # a PNG whose head PIL reads, and whose pixels are cut short
+    r = post(server, "image_info", files={"image": ("t.png", truncated, "image/png")})
+    assert r.status_code == 400 and "Expected an image file" in r.json()["error"], r.text
     # Outputs: PNG unless the image has a format of its own.
     r = post(server, "image_resize", files={"image": ("a.png", png())}, data={"height": "2", "width": "5"})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"

@@ -57,15 +57,15 @@ class Predict:
         return Prediction(result=text.upper(), length=len(text))
 
     @asgiserve.api
-    async def predict_ctx(self, text: str, ctx: asgiserve.Context) -> Prediction:
-        """The predict api taking BentoML's request ``Context`` (served over ASGI, see README)."""
+    async def predict_ctx(self, text: str, ctx) -> Prediction:
+        """The predict api taking BentoML's request ``Context`` (unannotated, as BentoML allows: the app
+        still loads on a tree without Context, for ``instructions.py --root``)."""
         ctx.response.headers["x-length"] = str(len(text))
         return Prediction(result=text.upper(), length=len(text))
 
     @asgiserve.api
-    async def predict_asgi(self, text: str, ctx: asgiserve.Context) -> Prediction:
-        """The predict api over the same ASGI path, with a context it does not use: the baseline for
-        ``predict_ctx``."""
+    async def predict_ctx_unused(self, text: str, ctx) -> Prediction:
+        """The predict api taking a ``Context`` it does not use."""
         return Prediction(result=text.upper(), length=len(text))
 
     @asgiserve.api
