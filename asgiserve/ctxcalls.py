@@ -115,7 +115,10 @@ class ContextCalls:
         try:
             answer = finish(self, task, t0, own, result, error)
             if answer is not None and answer[0] == 200 and ctx._response is not None:
-                status, ctype, extra = ctx.finish(200, answer[1], answer[3])
+                try:
+                    status, ctype, extra = ctx.finish(200, answer[1], answer[3])
+                except (ValueError, TypeError) as exc:  # a status or cookie the server cannot send
+                    return self.failed(exc)
                 answer = (status, ctype, answer[2], extra)
             return answer
         finally:
@@ -138,7 +141,12 @@ class ContextCalls:
                 return await self._stream(scope["headers"], body, receive, send, ctx)
             status, ctype, out, extra = await self.respond(scope["headers"], body, ctx)
             if status == 200:
-                status, ctype, extra = ctx.finish(status, ctype, extra)
+                try:
+                    status, ctype, extra = ctx.finish(status, ctype, extra)
+                except (ValueError, TypeError) as exc:
+                    if isinstance(out, FileOut):
+                        out.fh.close()
+                    return await send_answer(send, self.failed(exc))
             self.gate.response_started(asyncio.current_task())
             if isinstance(out, FileOut):
                 return await send_file(send, FileOut(out.fh, out.size, ctype, extra or []), status)

@@ -267,7 +267,10 @@ class APIHandler(ContextCalls):
             if isinstance(out, FileOut):
                 out = await out.read_all()
             if ctx is not None and status == 200:
-                status, ctype, extra = ctx.finish(status, ctype, extra)
+                try:
+                    status, ctype, extra = ctx.finish(status, ctype, extra)
+                except (ValueError, TypeError) as exc:  # a status or cookie the server cannot send
+                    return self.failed(exc)
             return status, ctype, out, extra
         finally:
             if ctx is not None:

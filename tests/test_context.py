@@ -117,4 +117,10 @@ def test_status_content_type_errors_and_bad_headers(server, runner):
     # A header value with CR/LF cannot forge headers: the api fails when it sets it.
     r = httpx.post(server.url + "/bad_header")
     assert r.status_code == 500 and "x-evil" not in r.headers and "set-cookie" not in r.headers
+    # A status the server cannot send (not a final HTTP status) fails the call, on every path.
+    for api in ("bad_status", "bad_status_sync"):
+        for code in (99, 299, 700):
+            r = httpx.post(f"{server.url}/{api}", json={"code": code})
+            assert r.status_code == 500 and r.json() == {"error": "Internal Server Error"}, (api, code)
+        assert httpx.post(f"{server.url}/{api}", json={"code": 226}).status_code == 226
     assert httpx.post(server.url + "/echo", json={"text": "still serving"}).status_code == 201

@@ -103,6 +103,16 @@ class CtxSvc:
         return "never"
 
     @bentoml.api
+    async def bad_status(self, code: int, ctx) -> str:
+        ctx.response.status_code = code
+        return "status"
+
+    @bentoml.api
+    def bad_status_sync(self, code: int, ctx) -> str:
+        ctx.response.status_code = code
+        return "status"
+
+    @bentoml.api
     async def not_a_context(self, ctx: int) -> int:  # annotated with another type: a plain parameter
         return ctx + 1
 
