@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
@@ -30,6 +31,9 @@ __all__ = [
     "RequestInfo",
     "ResponseContext",
 ]
+
+# The statuses an api may answer with (the server writes the reason phrase of each).
+_FINAL = frozenset(int(s) for s in HTTPStatus if 200 <= s < 600)
 
 # ``ctx.state``: one dict per worker process, shared by all apis (BentoML keeps one per service process).
 WORKER_STATE: dict[str, object] = {}
@@ -365,10 +369,16 @@ class ResponseContext:
         self.cookies.append(Cookie(key, value, max_age, expires, path, domain, secure, httponly, samesite))
 
     def apply(self, status: int, ctype: bytes, extra: Headers | None) -> tuple[int, bytes, Headers | None]:
-        """The response's status, content type and extra headers once this context's settings are on it."""
+        """The response's status, content type and extra headers once this context's settings are on it;
+        ``ValueError`` for a status the server cannot send (the call then fails with a 500)."""
+        status = self.status_code
+        if status != 200 and status not in _FINAL:
+            raise ValueError(
+                f"ctx.response.status_code must be a final HTTP status (200-599), got {status!r}"
+            )
         items = self.metadata._items
         if not items and not self.cookies:
-            return self.status_code, ctype, extra
+            return status, ctype, extra
         out: Headers = list(extra) if extra else []
         for name, value in items:
             if name == "content-type":
@@ -377,7 +387,7 @@ class ResponseContext:
                 out.append((name.encode("latin-1"), value.encode("latin-1")))
         for cookie in self.cookies:
             out.append((b"set-cookie", cookie.header()))
-        return self.status_code, ctype, out
+        return status, ctype, out
 
 
 class Context:
