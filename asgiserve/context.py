@@ -328,11 +328,6 @@ class RequestInfo:
         client = self.scope.get("client")
         return Address(client[0], client[1]) if client else None
 
-    @property
-    def path_params(self) -> dict[str, str]:
-        """Always empty: api routes have no path parameters."""
-        return {}
-
 
 class ResponseContext:
     """``ctx.response``: status, headers and cookies for the response of this call."""
