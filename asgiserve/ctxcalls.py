@@ -148,6 +148,9 @@ class ContextCalls:
                         out.fh.close()
                     return await send_answer(send, self.failed(exc))
             self.gate.response_started(asyncio.current_task())
+            # Removed before the response goes out, as on the direct path: the body is at hand, and a file
+            # output written there is open already (its name may go, its bytes stay until it is closed).
+            ctx.close()
             if isinstance(out, FileOut):
                 return await send_file(send, FileOut(out.fh, out.size, ctype, extra or []), status)
             return await send_answer(send, (status, ctype, out, extra))

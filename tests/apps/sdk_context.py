@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncGenerator, Generator
 
 import asgiserve as bentoml
+from asgiserve.app import ServiceApp  # the ASGI app for uvicorn
 
 
 def _request(ctx: bentoml.Context) -> dict[str, object]:
@@ -117,4 +118,4 @@ class CtxSvc:
         return ctx + 1
 
 
-app = bentoml.asgi_app(CtxSvc)
+app = ServiceApp(CtxSvc)

@@ -19,6 +19,7 @@ from PIL.Image import Image
 from pydantic import BaseModel, Field
 
 import asgiserve as bentoml
+from asgiserve.app import ServiceApp  # the ASGI app for uvicorn
 from asgiserve.validators import ContentType, DataframeSchema, DType, Shape
 
 
@@ -220,4 +221,4 @@ class Summarization:
         return result[0]["summary_text"]
 
 
-summarization_app = bentoml.asgi_app(Summarization)
+summarization_app = ServiceApp(Summarization)

@@ -15,6 +15,7 @@ from PIL.Image import Image
 from pydantic import BaseModel, Field
 
 import asgiserve as bentoml
+from asgiserve.app import ServiceApp  # the ASGI app for uvicorn
 from asgiserve.validators import ContentType, DataframeSchema, DType, Shape
 
 
@@ -156,4 +157,4 @@ class IOSvc:
         self.tmp = tempfile.mkdtemp(prefix="sdk-io-")
 
 
-app = bentoml.asgi_app(IOSvc)
+app = ServiceApp(IOSvc)
