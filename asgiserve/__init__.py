@@ -28,10 +28,12 @@ from .server_context import get_worker_index as worker_index
 from .service import api, asgi_app, get_current_service, mount_asgi_app, service, task
 
 if TYPE_CHECKING:
-    from . import images, testing
+    from . import images, testing, validators
     from .app import ServiceApp, to_asgi
     from .client import AsyncHTTPClient, SyncHTTPClient, TaskStatus
+    from .context import Context, Cookie
     from .embed import Server, StartupError, serve
+    from .iodesc import Field, IODescriptor
 
 __version__ = "0.1.0"
 
@@ -39,7 +41,11 @@ __all__ = [
     "AsgiserveError",
     "AsyncHTTPClient",
     "BadRequest",
+    "Context",
+    "Cookie",
+    "Field",
     "HTTPError",
+    "IODescriptor",
     "InternalServerError",
     "InvalidArgument",
     "NotFound",
@@ -69,6 +75,7 @@ __all__ = [
     "task",
     "testing",
     "to_asgi",
+    "validators",
     "worker_index",
 ]
 
@@ -76,6 +83,10 @@ __all__ = [
 _LAZY = {"SyncHTTPClient": "client", "AsyncHTTPClient": "client", "ServiceApp": "app", "to_asgi": "app"}
 _LAZY.update(TaskStatus="client", ResultStatus="client")
 _LAZY.update(serve="embed", Server="embed", StartupError="embed", testing="testing", images="images")
+# BentoML's SDK names: the request context, and (importing pydantic) Field and IODescriptor.
+_LAZY.update(
+    Context="context", Cookie="context", Field="iodesc", IODescriptor="iodesc", validators="validators"
+)
 
 
 def __getattr__(name: str) -> object:
@@ -85,5 +96,12 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'asgiserve' has no attribute {name!r}")
     import importlib
 
-    loaded = importlib.import_module(f".{module}", __name__)
+    try:
+        loaded = importlib.import_module(f".{module}", __name__)
+    except ImportError as exc:
+        if module == "iodesc" and exc.name == "pydantic":
+            raise ImportError(
+                f"asgiserve.{name} needs pydantic, which is not installed: pip install pydantic"
+            ) from exc
+        raise
     return loaded if module == name else getattr(loaded, name)

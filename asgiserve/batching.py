@@ -36,8 +36,10 @@ class Batch(Protocol):
     def __getitem__(self, index: slice, /) -> object: ...
 
 
-# A queued call: items, their count, the caller's future, when it was first left out of a full batch (0.0: never).
-_Entry = tuple[Batch, int, "asyncio.Future[object]", float]
+# A queued call: items, their count, the caller's future, when it was first left out of a full batch (0.0: never),
+# and the caller's tag (its ``Context``, for an api that takes one).
+_Entry = tuple[Batch, int, "asyncio.Future[object]", float, object]
+_Taken = tuple[Batch, int, "asyncio.Future[object]", object]
 
 
 def _size(value: Batch, dim: int) -> int:
@@ -50,15 +52,17 @@ class Batcher:
 
     def __init__(
         self,
-        run: Callable[[Batch], Awaitable[object]],
+        run: Callable[..., Awaitable[object]],
         *,
         endpoint: str,
         metrics: Metrics,
         max_batch_size: int,
         max_latency_ms: float,
         batch_dim: int | tuple[int, int] = 0,
+        tagged: bool = False,
     ) -> None:
         self._run = run
+        self.tagged = tagged  # ``run`` also takes the list of the batch's tags
         self.endpoint = endpoint
         self.metrics = metrics
         self.max_batch_size = max_batch_size
@@ -70,13 +74,13 @@ class Batcher:
     def __repr__(self) -> str:
         return f"<Batcher {self.endpoint} queued={len(self._queue)} busy={self._busy}>"
 
-    async def submit(self, items: object) -> object:
+    async def submit(self, items: object, tag: object = None) -> object:
         """Run ``items`` (a list or array) as part of a batch and return this call's share of the output."""
         # The api's one parameter: a list or an array, as ``@api(batchable=True)`` requires.
         batch = cast(Batch, items)
         n = _size(batch, self.in_dim)
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._queue.append((batch, n, fut, 0.0))
+        self._queue.append((batch, n, fut, 0.0, tag))
         if not self._busy:
             self._busy = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -91,14 +95,14 @@ class Batcher:
         finally:
             self._busy = False
 
-    def _take(self) -> list[tuple[Batch, int, asyncio.Future[object]]]:
-        batch: list[tuple[Batch, int, asyncio.Future[object]]] = []
+    def _take(self) -> list[_Taken]:
+        batch: list[_Taken] = []
         total = 0
         now = monotonic()
         full = False
         kept: deque[_Entry] = deque()
         for entry in self._queue:
-            items, n, fut, left_out_at = entry
+            items, n, fut, left_out_at, tag = entry
             if fut.done():  # the caller went away (cancelled by its deadline or its client)
                 continue
             if left_out_at and now - left_out_at > self.max_latency:
@@ -108,29 +112,32 @@ class Batcher:
                 continue
             if full or (batch and total + n > self.max_batch_size):
                 full = True  # keep arrival order: nothing later jumps ahead of a call left out
-                kept.append(entry if left_out_at else (items, n, fut, now))
+                kept.append(entry if left_out_at else (items, n, fut, now, tag))
                 continue
-            batch.append((items, n, fut))
+            batch.append((items, n, fut, tag))
             total += n
         self._queue = kept
         return batch
 
-    async def _execute(self, batch: list[tuple[Batch, int, asyncio.Future[object]]]) -> None:
-        parts = [items for items, _, _ in batch]
-        sizes = [n for _, n, _ in batch]
+    async def _execute(self, batch: list[_Taken]) -> None:
+        parts = [items for items, _, _, _ in batch]
+        sizes = [n for _, n, _, _ in batch]
         self.metrics.observe_batch(self.endpoint, sum(sizes))
         try:
             merged = parts[0] if len(parts) == 1 else self._concat(parts)
-            output = await self._run(merged)
+            if self.tagged:
+                output = await self._run(merged, [tag for _, _, _, tag in batch])
+            else:
+                output = await self._run(merged)
             shares = [output] if len(parts) == 1 else self._split(cast(Batch, output), sizes)
         except BaseException as exc:
-            for _, _, fut in batch:
+            for _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, _, fut), share in zip(batch, shares):
+        for (_, _, fut, _), share in zip(batch, shares):
             if not fut.done():
                 fut.set_result(share)
 

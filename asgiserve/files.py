@@ -59,13 +59,13 @@ async def open_file(path: pathlib.Path, declared: bytes | None) -> FileOut:
     return FileOut(fh, size, ctype, [(b"content-disposition", disposition(path.name))])
 
 
-async def send_file(send: Send, fo: FileOut) -> int:
+async def send_file(send: Send, fo: FileOut, status: int = 200) -> int:
     """Stream a file output from disk in chunks (reads off the event loop); returns the status sent."""
     loop = asyncio.get_running_loop()
     fh, size = fo.fh, fo.size
     headers = [(b"content-type", fo.ctype), (b"content-length", b"%d" % size), *fo.extra]
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         if not size:
             await send({"type": "http.response.body", "body": b""})
         left = size
@@ -77,4 +77,4 @@ async def send_file(send: Send, fo: FileOut) -> int:
             await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
     finally:
         fh.close()
-    return 200
+    return status

@@ -28,6 +28,8 @@ from msgspec.structs import asdict, astuple
 
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, PLAIN_JSON, TEXT_CT, APICodec, encode_json, encode_plain_json
+from .context import Context
+from .ctxcalls import ContextCalls, Response
 from .errors import HTTPError, UnsupportedMediaType
 from .files import FileOut, open_file, send_file
 from .responses import error_body, send_answer
@@ -38,8 +40,6 @@ from .types import Answer, ChunkWriter, Headers, Receive, Scope, Send, Started
 
 __all__ = ["APIHandler", "ClientDisconnected", "Response", "read_body"]
 
-# What ``respond`` produces: an ``Answer``, or one whose body is a file to stream.
-Response = tuple[int, bytes, "bytes | FileOut", "Headers | None"]
 # A form read as it arrived (``multipart.receive_form``): the api's input and the cleanup of its files.
 Form = tuple[msgspec.Struct, Callable[[], None]]
 _INTERNAL: Answer = (500, JSON_CT, error_body("Internal Server Error"), None)
@@ -106,7 +106,7 @@ def _content_type(headers: Headers) -> bytes | None:
     return None
 
 
-class APIHandler:
+class APIHandler(ContextCalls):
     """Serves one api, directly (``start`` / ``finish``) or over ASGI (``await handler(scope, receive, send)``)."""
 
     def __init__(
@@ -126,7 +126,7 @@ class APIHandler:
         self.gate = gate
         self.executor = executor
         self.allow_private_urls = allow_private_urls
-        self.codec = codec = APICodec(func, spec.name, spec.media_type)
+        self.codec = codec = APICodec(func, spec.name, spec.media_type, spec.input_spec, spec.output_spec)
         self._decoder = codec.decoder
         self._spread = codec.spread
         self.is_async = asyncio.iscoroutinefunction(func)
@@ -139,12 +139,21 @@ class APIHandler:
         # Answered in one piece: directly callable. An api taking files is not, so that a form's uploads
         # can be read as they arrive (``_serve``) rather than buffered whole by the server first.
         self.whole = not self.streams and out.kind != "file" and not codec.file_params
-        # What a server may call directly: whole answers, and streams that take no files.
-        self.direct = self.whole or (self.streams and not codec.file_params)
+        # An api taking a ``Context``: decided here, once. Directly called, it is started by ``start_head``
+        # (the Context needs the target and the peer too) and finished by ``_finish_ctx``.
+        self.ctx = codec.ctx_param is not None
+        self.wants_head = self.ctx
+        self._ctx_last = codec.ctx_last
+        self._contexts: dict[object, Context] = {}  # by the task running each such call (one per connection)
+        if self.ctx:
+            self.finish = self._finish_ctx  # type: ignore[method-assign]
+        # What a server may call directly: whole answers, and streams that take no files (nor a Context,
+        # whose response is settled by its ASGI path).
+        self.direct = self.whole or (self.streams and not codec.file_params and not self.ctx)
         self.batcher: Batcher | None = None
         # True when ``start`` can hand out the api's own coroutine: its result only needs ``answer``.
         self.own = False
-        if spec.batchable and (len(codec.param_names) != 1 or self.streams):
+        if spec.batchable and (len(codec.param_names) != 1 or self.streams or codec.spec_input is not None):
             raise TypeError(
                 f"batchable api {spec.name!r} must take exactly one parameter (the batch) and not stream"
             )
@@ -164,16 +173,19 @@ class APIHandler:
             and not self.spec.batchable
             and not self.streams
             and not self.codec.path_params
+            and not self.codec.converters
+            and self.codec.spec_input is None
             and self._kind in ("json", "text", "bytes")
         )
         if self.spec.batchable:
             self.batcher = Batcher(
-                self._call,
+                self._call_batch if self.ctx else self._call,
                 endpoint=self.route,
                 metrics=self.gate.metrics,
                 max_batch_size=self.spec.max_batch_size,
                 max_latency_ms=self.spec.max_latency_ms,
                 batch_dim=self.spec.batch_dim,
+                tagged=self.ctx,
             )
 
     async def _call(self, *args: object, **kwargs: object) -> object:
@@ -304,13 +316,24 @@ class APIHandler:
         logger.error("api %s raised", self.spec.name, exc_info=exc)
         return _INTERNAL
 
-    async def _respond_whole(self, headers: Headers, body: bytes) -> Answer:
-        status, ctype, out, extra = await self.respond(headers, body)
-        if isinstance(out, FileOut):
-            out = await out.read_all()
-        return status, ctype, out, extra
+    async def _respond_whole(self, headers: Headers, body: bytes, ctx: Context | None = None) -> Answer:
+        try:
+            status, ctype, out, extra = await self.respond(headers, body, None, ctx)
+            if isinstance(out, FileOut):
+                out = await out.read_all()
+            if ctx is not None and status == 200:
+                try:
+                    status, ctype, extra = ctx.finish(status, ctype, extra)
+                except (ValueError, TypeError) as exc:  # a status or cookie the server cannot send
+                    return self.failed(exc)
+            return status, ctype, out, extra
+        finally:
+            if ctx is not None:
+                ctx.close()
 
-    async def respond(self, headers: Headers, body: bytes, form: Form | None = None) -> Response:
+    async def respond(
+        self, headers: Headers, body: bytes, form: Form | None = None, ctx: Context | None = None
+    ) -> Response:
         """Decode, call and encode one request (or call with a ``form`` read already); errors become JSON
         error answers.
 
@@ -326,9 +349,10 @@ class APIHandler:
                     obj, cleanup = await self._decode_files(decoded, headers, body)
                 else:
                     obj = decoded
-            args, kwargs = self.codec.call_args(obj)
+            args, kwargs = self.codec.call_args(obj, ctx)
             if self.batcher is not None:
-                result = await self.batcher.submit(args[0] if args else next(iter(kwargs.values())))
+                batch = args[0] if args else kwargs[self.codec.param_names[0]]
+                result = await self.batcher.submit(batch, ctx)
             else:
                 result = await self._call(*args, **kwargs)
             if isinstance(result, pathlib.PurePath) and self._kind in ("file", "dynamic"):
@@ -363,6 +387,10 @@ class APIHandler:
             return encode_json(result), JSON_CT
         if kind == "bytes" and isinstance(result, (bytes, bytearray, memoryview)):
             return bytes(result), self._ct
+        plan = self.codec.output.plan
+        if plan is not None:  # pydantic models, images, DataFrames, tensors
+            out, ctype = plan.encode(result)
+            return out, self._ct if self._ct != plan.content_type else ctype
         if isinstance(result, str):
             return result.encode(), TEXT_CT
         if isinstance(result, (bytes, bytearray, memoryview)):
@@ -394,6 +422,8 @@ class APIHandler:
             return 499
         except HTTPError as exc:  # over the body limit, or a malformed form
             return await send_answer(send, self.failed(exc))
+        if self.ctx:
+            return await self._serve_with_context(scope, body, form, receive, send)
         if self.streams:
             return await self._stream(headers, body, receive, send, form)
         status, ctype, out, extra = await self.respond(headers, body, form)
@@ -403,7 +433,7 @@ class APIHandler:
         return await send_answer(send, (status, ctype, out, extra))
 
     async def _open_stream(
-        self, headers: Headers, body: bytes, form: Form | None
+        self, headers: Headers, body: bytes, form: Form | None, ctx: Context | None = None
     ) -> tuple[object, Callable[[], None] | None]:
         """Decode and call a streaming api: its iterator, and the cleanup of its input files."""
         cleanup = None
@@ -416,7 +446,7 @@ class APIHandler:
             else:
                 obj = decoded
         try:
-            args, kwargs = self.codec.call_args(obj)
+            args, kwargs = self.codec.call_args(obj, ctx)
             if not self.codec.iterator_factory:
                 return self.bound(*args, **kwargs), cleanup
             made = await self._call(*args, **kwargs)
@@ -429,18 +459,31 @@ class APIHandler:
             raise
 
     async def _stream(
-        self, headers: Headers, body: bytes, receive: Receive, send: Send, form: Form | None
+        self,
+        headers: Headers,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        form: Form | None = None,
+        ctx: Context | None = None,
     ) -> int:
         cleanup = None
         items: Items | None = None
         try:
             try:
-                gen, cleanup = await self._open_stream(headers, body, form)
+                gen, cleanup = await self._open_stream(headers, body, form, ctx)
             except Exception as exc:
                 return await send_answer(send, self.failed(exc))
             items = Items(gen, self.codec.stream == "async", self.executor, self.gate)
             sent = await send_stream(
-                items, self._ct, self.codec.sse, self.gate, receive, send, self.spec.name
+                items,
+                self._ct,
+                self.codec.sse,
+                self.gate,
+                receive,
+                send,
+                self.spec.name,
+                ctx.response if ctx is not None else None,
             )
             return sent if sent is not None else await send_answer(send, _INTERNAL)
         finally:

@@ -31,6 +31,7 @@ import msgspec
 from .codec import APICodec, FileURL, _dec_hook, validation_detail
 from .downloads import fetch_urls
 from .errors import BadRequest
+from .iotypes import Upload
 
 __all__ = ["FormParser", "Part", "decode_form", "parse_form", "receive_form"]
 
@@ -296,7 +297,7 @@ def _upload_path(part: Part, folder: pathlib.Path, index: int) -> pathlib.Path:
 def _save(part: Part, folder: pathlib.Path, index: int) -> pathlib.Path:
     path = _upload_path(part, folder, index)
     path.write_bytes(part.data)
-    return path
+    return Upload.of(path, part.content_type)  # the part's media type, for ``validators.ContentType``
 
 
 class _Spool:
@@ -329,7 +330,7 @@ class _Spool:
         else:
             await asyncio.get_running_loop().run_in_executor(None, self._flush)
             self.file.close()
-        self.part.path = self.path
+        self.part.path = Upload.of(self.path, self.part.content_type)  # for ``validators.ContentType``
 
     def abandon(self) -> None:
         if self.file is not None:

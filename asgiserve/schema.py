@@ -92,7 +92,7 @@ def _request_content(h: Documented, ref: dict[str, Any]) -> dict[str, Any]:
 
 def openapi(name: str, doc: str | None, handlers: Sequence[Documented]) -> dict[str, Any]:
     """An OpenAPI 3.1 document for the apis and infra routes."""
-    types = [h.codec.input_type for h in handlers]
+    types = [h.codec.schema_type for h in handlers]
     outputs = [h.codec.output.schema_type for h in handlers if h.codec.output.kind == "json"]
     refs, components = msgspec.json.schema_components(
         types + outputs, schema_hook=_schema_hook, ref_template="#/components/schemas/{name}"
@@ -102,6 +102,8 @@ def openapi(name: str, doc: str | None, handlers: Sequence[Documented]) -> dict[
     paths: dict[str, Any] = {}
     out_refs = iter(refs[len(types) :])
     for h, in_ref in zip(handlers, refs):
+        if h.codec.spec_input is not None:  # an input_spec model: its own schema, inlined
+            in_ref = h.codec.input_schema()
         kind = h.codec.output.kind
         media = h.codec.output.content_type.decode().split(";")[0]
         if kind == "json":
@@ -110,6 +112,10 @@ def openapi(name: str, doc: str | None, handlers: Sequence[Documented]) -> dict[
             out_schema = {"type": "string"}
         elif kind in ("bytes", "file"):
             out_schema = {"type": "string", "format": "binary"}
+        elif kind == "custom":
+            out_schema = h.codec.output_schema()
+            out_schema.pop("is_stream")
+            out_schema.pop("media_type")
         else:
             out_schema = {}
         paths[h.route] = {

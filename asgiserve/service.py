@@ -59,6 +59,8 @@ class APISpec:
     max_latency_ms: int = 60_000
     media_type: str | None = None
     is_task: bool = False  # ``@task``: also served at ``{route}/submit``, ``/status``, ``/get``, ...
+    input_spec: type | None = None  # a pydantic model whose fields are the body's keys (BentoML's)
+    output_spec: type | None = None  # a pydantic model the result is validated and written as
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ def api(
     max_batch_size: int = 100,
     max_latency_ms: int = 60_000,
     media_type: str | None = None,
+    input_spec: type | None = None,
+    output_spec: type | None = None,
 ) -> Callable[[F], F]: ...
 def api(
     func: F | None = None,
@@ -127,6 +131,8 @@ def api(
     max_batch_size: int = 100,
     max_latency_ms: int = 60_000,
     media_type: str | None = None,
+    input_spec: type | None = None,
+    output_spec: type | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a method as an inference api served at ``POST {route}`` (default ``/{method name}``)."""
     if name is not None and (not isinstance(name, str) or not name.isidentifier()):
@@ -144,6 +150,9 @@ def api(
     check_positive("max_latency_ms", max_latency_ms, allow_float=True)
     if media_type is not None and (not isinstance(media_type, str) or "/" not in media_type):
         raise ValueError(f"media_type must look like 'type/subtype', got {media_type!r}")
+    for what, model in (("input_spec", input_spec), ("output_spec", output_spec)):
+        if model is not None and not inspect.isclass(model):
+            raise TypeError(f"{what} must be a pydantic model class, got {model!r}")
 
     def wrap(fn: F) -> F:
         if not callable(fn) or not hasattr(fn, "__name__"):
@@ -163,6 +172,8 @@ def api(
             max_batch_size=max_batch_size,
             max_latency_ms=max_latency_ms,
             media_type=media_type,
+            input_spec=input_spec,
+            output_spec=output_spec,
         )
         setattr(fn, _API_ATTR, spec)
         return fn

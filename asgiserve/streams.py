@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic
 
 from .codec import JSON_CT, encode_json
+from .context import ResponseContext
 from .responses import error_body
 from .traffic import Gate
 from .types import Answer, ChunkWriter, Receive, Send
@@ -98,9 +99,19 @@ def encode_item(item: object, sse: bool) -> bytes:
 
 
 async def send_stream(
-    items: Items, content_type: bytes, sse: bool, gate: Gate, receive: Receive, send: Send, name: str
+    items: Items,
+    content_type: bytes,
+    sse: bool,
+    gate: Gate,
+    receive: Receive,
+    send: Send,
+    name: str,
+    response: ResponseContext | None = None,
 ) -> int | None:
-    """Send every item as a chunk; returns 200, or None when the first item failed (nothing was sent)."""
+    """Send every item as a chunk; returns the status, or None when the first item failed (nothing was sent).
+
+    ``response`` (an api's ``ctx.response``) gives the status, headers and cookies, as the api set them up
+    to its first item."""
     try:
         first = await items.next()
         chunk = encode_item(first, sse) if first is not STOP else b""
@@ -117,11 +128,15 @@ async def send_stream(
                 disconnected.set()
                 return
 
+    status, extra = 200, None
+    if response is not None:
+        status, content_type, extra = response.apply(200, content_type, None)
     watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]}
-        )
+        headers = [(b"content-type", content_type)]
+        if extra:
+            headers.extend(extra)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         item = first
         while item is not STOP and not disconnected.is_set():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -132,7 +147,7 @@ async def send_stream(
             await send({"type": "http.response.body", "body": b""})
     finally:
         watcher.cancel()
-    return 200
+    return status
 
 
 class Writer:

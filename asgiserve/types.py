@@ -11,6 +11,8 @@ The direct-call contract lets asgiserve's own server answer a ``POST`` to an api
   (refused, bad input) or a ``Started`` call for the server to run as ``task``; a streaming api
   (``DirectHandler.streams``) is started with ``start_stream``, whose call writes its items to a
   ``ChunkWriter`` and ends with the answer's status (or a whole ``Answer`` when nothing was written);
+  a handler with ``wants_head`` (an api taking a ``Context``) is started by ``start_head``, which gets
+  the request head (headers and target) and the peer's address;
 - ``DirectHandler.finish(task, t0, own, result, error)`` turns how it ended into the ``Answer`` to send
   (None: cancelled by the server, not by the deadline: the connection is cut).
 """
@@ -29,6 +31,7 @@ __all__ = [
     "Headers",
     "Message",
     "Receive",
+    "RequestHead",
     "Scope",
     "Send",
     "Started",
@@ -74,11 +77,19 @@ class ChunkWriter(Protocol):
         ...
 
 
+class RequestHead(Protocol):
+    """What ``DirectHandler.start_head`` reads of a request: its header fields and its target."""
+
+    headers: Headers
+    target: bytes
+
+
 class DirectHandler(Protocol):
     """One api as a server may call it directly (see the module docstring)."""
 
     route: str
     streams: bool  # started with ``start_stream``, not ``start``
+    wants_head: bool  # True: the server calls ``start_head`` instead of ``start``
 
     def start(self, headers: Headers, body: bytes, task: object, t0: float) -> Answer | Started:
         """Admit and decode one call whose whole body is at hand."""
@@ -88,6 +99,11 @@ class DirectHandler(Protocol):
         self, headers: Headers, body: bytes, task: object, t0: float, out: ChunkWriter
     ) -> Answer | Started:
         """Admit one streaming call: its coroutine writes to ``out`` and returns how the response ends."""
+
+    def start_head(
+        self, head: RequestHead, client: tuple[str, int] | None, body: bytes, task: object, t0: float
+    ) -> Answer | Started:
+        """``start`` for a handler that also reads the request target and the peer's address."""
         ...
 
     def finish(

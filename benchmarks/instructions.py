@@ -320,7 +320,8 @@ def request_for(path: str) -> tuple[bytes, bytes, str]:
     """The request bytes for ``path``, the response body expected, and the service serving it."""
     import workload
 
-    method, target, body_name, expected_name = PATHS[path]
+    # Another predict api of the benchmark service (/predict_ctx, ...) takes and answers what /predict does.
+    method, target, body_name, expected_name = PATHS.get(path) or PATHS["/predict"]
     if expected_name == "STREAMED":
         expected = (workload.TOKEN * workload.TOKENS).encode()
     elif expected_name.isupper():
@@ -519,7 +520,10 @@ def main() -> int:
     """Count instructions for N and 2N requests under callgrind; print what one request costs."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--path", default="/predict", choices=sorted(PATHS), help="the request (default /predict)"
+        "--path",
+        default="/predict",
+        help=f"the request: one of {', '.join(sorted(PATHS))}, or another predict api of "
+        "apps/asgiserve_svc.py (/predict_ctx, ...)",
     )
     ap.add_argument(
         "--http",
@@ -543,6 +547,8 @@ def main() -> int:
         report = serve(args.path, args.http, args.loop, args.warmup, args.requests, args.access_log)
         print(json.dumps(report))
         return 0
+    if args.path not in PATHS and not args.path.startswith("/predict"):
+        ap.error(f"--path is one of {', '.join(sorted(PATHS))} or a predict api of apps/asgiserve_svc.py")
     n = args.requests
     for _ in range(args.repeat):
         t0 = time.monotonic()
@@ -567,9 +573,8 @@ def main() -> int:
         if args.json:
             print(json.dumps(result))
         else:
-            kind = f"{PATHS[args.path][0]} {args.path}" + (
-                " (direct api call)" if args.path == "/predict" else ""
-            )
+            method = PATHS.get(args.path, PATHS["/predict"])[0]
+            kind = f"{method} {args.path}" + (" (direct api call)" if args.path == "/predict" else "")
             print(
                 f"{per_call:,.1f} instructions per {kind} ({args.http}, {args.loop}; N={n}: "
                 f"{small:,} for N, {large:,} for 2N; {info['asgiserve']}; {result['seconds']} s)"

@@ -42,6 +42,7 @@ class Calls(asyncio.Protocol):
     runner: Runner | None
     out: list[bytes] | None
     spare: APICall | None
+    client: tuple[str, int] | None
 
     def response_complete(self, exchange: Exchange, keep_alive: bool) -> None:
         """``exchange`` sent its last byte (``connection.HTTPProtocol`` decides what comes next)."""
@@ -105,6 +106,8 @@ class Calls(asyncio.Protocol):
         handler = c.handler
         if handler.streams:
             started = handler.start_stream(c.headers, body, task, t0, c)
+        elif handler.wants_head:  # an api taking a Context reads the target and the peer too
+            started = handler.start_head(c, self.client, body, task, t0)
         else:
             started = handler.start(c.headers, body, task, t0)
         if len(started) == 4:

@@ -57,6 +57,18 @@ class Predict:
         return Prediction(result=text.upper(), length=len(text))
 
     @asgiserve.api
+    async def predict_ctx(self, text: str, ctx) -> Prediction:
+        """The predict api taking BentoML's request ``Context`` (unannotated, as BentoML allows: the app
+        still loads on a tree without Context, for ``instructions.py --root``)."""
+        ctx.response.headers["x-length"] = str(len(text))
+        return Prediction(result=text.upper(), length=len(text))
+
+    @asgiserve.api
+    async def predict_ctx_unused(self, text: str, ctx) -> Prediction:
+        """The predict api taking a ``Context`` it does not use."""
+        return Prediction(result=text.upper(), length=len(text))
+
+    @asgiserve.api
     def predict_sync(self, text: str) -> Prediction:
         """The same work as a sync api (runs in the service's thread pool)."""
         return Prediction(result=text.upper(), length=len(text))

@@ -1,0 +1,447 @@
+"""BentoML's request ``Context``: what an api that takes a ``ctx`` (or ``context``) parameter is given.
+
+``ctx.request`` reads the request (headers, cookies, query, url, method, client) lazily from the ASGI
+scope; ``ctx.response`` collects the status, headers and cookies that go on the response once the api has
+returned (or, for a stream, once its first item is out); ``ctx.state`` is one dict per worker process,
+shared by every api; ``ctx.temp_dir`` is a directory made on first use and removed after the response.
+
+Nothing here runs for an api that does not ask for a context: handlers decide that once, at build time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import parse_qsl, unquote
+
+if TYPE_CHECKING:
+    from .types import Headers, Scope
+
+__all__ = [
+    "URL",
+    "WORKER_STATE",
+    "Address",
+    "Context",
+    "Cookie",
+    "Metadata",
+    "QueryParams",
+    "RequestInfo",
+    "ResponseContext",
+]
+
+# The statuses an api may answer with (the server writes the reason phrase of each).
+_FINAL = frozenset(int(s) for s in HTTPStatus if 200 <= s < 600)
+
+# ``ctx.state``: one dict per worker process, shared by all apis (BentoML keeps one per service process).
+WORKER_STATE: dict[str, object] = {}
+
+
+@dataclass
+class Cookie:
+    """A cookie to set on the response, with BentoML's fields and defaults."""
+
+    key: str
+    value: str
+    max_age: int | None = None
+    expires: int | None = None
+    path: str = "/"
+    domain: str | None = None
+    secure: bool = False
+    httponly: bool = False
+    samesite: str = "lax"
+
+    def header(self) -> bytes:
+        """The ``Set-Cookie`` value (RFC 6265 section 4.1), as Starlette writes it."""
+        parts = [f"{self.key}={self.value}"]
+        if self.max_age is not None:
+            parts.append(f"Max-Age={self.max_age}")
+        if self.expires is not None:
+            from email.utils import formatdate
+
+            parts.append(f"expires={formatdate(self.expires, usegmt=True)}")
+        if self.path is not None:
+            parts.append(f"Path={self.path}")
+        if self.domain is not None:
+            parts.append(f"Domain={self.domain}")
+        if self.secure:
+            parts.append("Secure")
+        if self.httponly:
+            parts.append("HttpOnly")
+        if self.samesite:
+            if self.samesite.lower() not in ("strict", "lax", "none"):
+                raise ValueError(f"samesite must be 'strict', 'lax' or 'none', got {self.samesite!r}")
+            parts.append(f"SameSite={self.samesite}")
+        return "; ".join(parts).encode("latin-1")
+
+
+class Metadata(Mapping[str, str]):
+    """Header fields, looked up case-insensitively; mutable on the response (``append``, item set).
+
+    Names are kept lowercased (as ASGI gives request headers), so that a lookup lowercases only the key.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = items if items is not None else []
+
+    def __getitem__(self, key: str) -> str:
+        low = key.lower()
+        for name, value in self._items:
+            if name == low:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name for name, _ in self._items))
+
+    def __len__(self) -> int:
+        return len({name for name, _ in self._items})
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        low = key.lower()
+        return any(n == low for n, _ in self._items)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._items!r})"
+
+    def getlist(self, key: str) -> list[str]:
+        """Every value of ``key``, in order."""
+        low = key.lower()
+        return [v for n, v in self._items if n == low]
+
+    def raw(self) -> list[tuple[str, str]]:
+        """Every ``(name, value)`` pair, in order (names lowercased)."""
+        return self._items
+
+    def __setitem__(self, key: str, value: str) -> None:
+        """Set ``key`` to ``value``, dropping its other values."""
+        low = _NAMES.get(key)
+        if low is None or type(value) is not str or "\r" in value or "\n" in value or "\0" in value:
+            low = _checked(key, value)
+        items = self._items
+        if items:
+            self._items = items = [(n, v) for n, v in items if n != low]
+        items.append((low, value))
+
+    def __delitem__(self, key: str) -> None:
+        low = key.lower()
+        self._items = [(n, v) for n, v in self._items if n != low]
+
+    def append(self, key: str, value: str) -> None:
+        """Add a value for ``key``, keeping its others."""
+        self._items.append((_checked(key, value), value))
+
+    def setdefault(self, key: str, value: str) -> str:
+        """The value of ``key``, set to ``value`` first when absent."""
+        if key not in self:
+            self[key] = value
+        return self[key]
+
+    def update(self, other: Mapping[str, str]) -> None:
+        """Set every key of ``other``."""
+        for key, value in other.items():
+            self[key] = value
+
+    def __ior__(self, other: Mapping[str, str]) -> Metadata:
+        self.update(other)
+        return self
+
+    def __or__(self, other: Mapping[str, str]) -> Metadata:
+        out = self.mutablecopy()
+        out.update(other)
+        return out
+
+    def mutablecopy(self) -> Metadata:
+        """A copy of these fields."""
+        return Metadata(list(self._items))
+
+
+# A field name is a token (RFC 9110 section 5.1); a value holds no CR, LF or NUL (section 5.5), which would
+# let whoever chose it forge response headers.
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+_BAD_VALUE = re.compile(r"[\r\n\0]").search
+
+
+_NAMES: dict[str, str] = {}  # field names seen valid, lowercased: most apis set the same few
+
+
+def _checked(key: str, value: str) -> str:
+    """``key`` lowercased, once the field is known to be valid."""
+    if type(key) is not str or type(value) is not str:
+        raise TypeError(f"header names and values must be str, got {key!r}: {value!r}")
+    if _NAME(key) is None or _BAD_VALUE(value) is not None:
+        raise ValueError(f"invalid header field {key!r}: {value!r}")
+    low = key.lower()
+    if len(_NAMES) < 256:
+        _NAMES[key] = low
+    return low
+
+
+class QueryParams(Mapping[str, str]):
+    """The query string's parameters: ``params["k"]`` is the last value, ``getlist`` gives them all."""
+
+    __slots__ = ("_items", "_last")
+
+    def __init__(self, query: str) -> None:
+        self._items = parse_qsl(query, keep_blank_values=True)
+        self._last = dict(self._items)
+
+    def __getitem__(self, key: str) -> str:
+        return self._last[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._last)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def getlist(self, key: str) -> list[str]:
+        """Every value of ``key``, in order."""
+        return [v for k, v in self._items if k == key]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(key, value)`` pair, in order."""
+        return list(self._items)
+
+
+class Address(NamedTuple):
+    """The peer's address: ``host`` and ``port``."""
+
+    host: str
+    port: int
+
+
+class URL(str):
+    """The request's URL as a string, with its parts as attributes (``path``, ``query``, ...)."""
+
+    scheme: str
+    netloc: str
+    path: str
+    query: str
+
+    @classmethod
+    def of(cls, scope: Scope) -> URL:
+        """The URL of the request described by ``scope``."""
+        scheme = scope.get("scheme", "http")
+        host = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                host = value.decode("latin-1")
+                break
+        if not host and scope.get("server"):
+            server_host, port = scope["server"]
+            default = 443 if scheme in ("https", "wss") else 80
+            host = server_host if port == default else f"{server_host}:{port}"
+        root: str = scope.get("root_path", "")
+        path: str = scope["path"]
+        if root and not path.startswith(root):  # ASGI 3 paths carry the root path; older servers' do not
+            path = root + path
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = cls(f"{scheme}://{host}{path}" + (f"?{query}" if query else ""))
+        url.scheme, url.netloc, url.path, url.query = scheme, host, path, query
+        return url
+
+    @property
+    def hostname(self) -> str:
+        """The host without the port."""
+        host = self.netloc
+        if host.startswith("["):
+            return host[1 : host.find("]")]
+        return host.rsplit(":", 1)[0] if ":" in host else host
+
+    @property
+    def port(self) -> int | None:
+        """The port given in the URL, or None."""
+        host = self.netloc.rsplit("]", 1)[-1]
+        return int(host.rsplit(":", 1)[1]) if ":" in host else None
+
+
+class RequestInfo:
+    """``ctx.request``: the request an api is answering, read from its ASGI scope on first use."""
+
+    __slots__ = ("_cookies", "_headers", "_query", "_url", "scope")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self._headers: Metadata | None = None
+        self._cookies: dict[str, str] | None = None
+        self._query: QueryParams | None = None
+        self._url: URL | None = None
+
+    @property
+    def headers(self) -> Metadata:
+        """The request's header fields (case-insensitive)."""
+        if self._headers is None:
+            self._headers = Metadata(
+                [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.scope["headers"]]
+            )
+        return self._headers
+
+    @property
+    def metadata(self) -> Metadata:
+        """BentoML's other name for ``headers``."""
+        return self.headers
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The ``Cookie`` header's pairs."""
+        if self._cookies is None:
+            jar: dict[str, str] = {}
+            for header in self.headers.getlist("cookie"):
+                for chunk in header.split(";"):
+                    key, sep, value = chunk.partition("=")
+                    key, value = (key.strip(), value.strip()) if sep else ("", chunk.strip())
+                    if key or value:
+                        jar[key] = unquote(value.strip('"'))
+            self._cookies = jar
+        return self._cookies
+
+    @property
+    def query_params(self) -> QueryParams:
+        """The query string's parameters."""
+        if self._query is None:
+            self._query = QueryParams(self.scope.get("query_string", b"").decode("latin-1"))
+        return self._query
+
+    @property
+    def url(self) -> URL:
+        """The request's URL."""
+        if self._url is None:
+            self._url = URL.of(self.scope)
+        return self._url
+
+    @property
+    def method(self) -> str:
+        """The request method."""
+        method: str = self.scope["method"]
+        return method
+
+    @property
+    def client(self) -> Address | None:
+        """The peer's address, when the server knows it."""
+        client = self.scope.get("client")
+        return Address(client[0], client[1]) if client else None
+
+
+class ResponseContext:
+    """``ctx.response``: status, headers and cookies for the response of this call."""
+
+    __slots__ = ("cookies", "metadata", "status_code")
+
+    def __init__(self) -> None:
+        self.status_code = 200
+        self.metadata = Metadata()
+        self.cookies: list[Cookie] = []
+
+    @property
+    def headers(self) -> Metadata:
+        """The response's extra header fields (``append``, item set)."""
+        return self.metadata
+
+    @headers.setter
+    def headers(self, headers: Metadata | Mapping[str, str]) -> None:
+        self.metadata = headers if isinstance(headers, Metadata) else Metadata(list(headers.items()))
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str,
+        max_age: int | None = None,
+        expires: int | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str = "lax",
+    ) -> None:
+        """Add a ``Set-Cookie`` to the response."""
+        self.cookies.append(Cookie(key, value, max_age, expires, path, domain, secure, httponly, samesite))
+
+    def apply(self, status: int, ctype: bytes, extra: Headers | None) -> tuple[int, bytes, Headers | None]:
+        """The response's status, content type and extra headers once this context's settings are on it;
+        ``ValueError`` for a status the server cannot send (the call then fails with a 500)."""
+        status = self.status_code
+        if status != 200 and status not in _FINAL:
+            raise ValueError(
+                f"ctx.response.status_code must be a final HTTP status (200-599), got {status!r}"
+            )
+        items = self.metadata._items
+        if not items and not self.cookies:
+            return status, ctype, extra
+        out: Headers = list(extra) if extra else []
+        for name, value in items:
+            if name == "content-type":
+                ctype = value.encode("latin-1")
+            elif name != "content-length":  # the server frames the body itself
+                out.append((name.encode("latin-1"), value.encode("latin-1")))
+        for cookie in self.cookies:
+            out.append((b"set-cookie", cookie.header()))
+        return status, ctype, out
+
+
+class Context:
+    """What an api's ``ctx`` parameter is given: ``request``, ``response``, ``state`` and ``temp_dir``.
+
+    Each part is made on first use: an api that reads nothing of its context costs one small object.
+    """
+
+    __slots__ = ("_request", "_response", "_scope", "_temp_dir")
+
+    # ``ctx.state``: the worker's one dict.
+    state: dict[str, object] = WORKER_STATE
+
+    def __init__(self, scope: Scope | Callable[[], Scope]) -> None:
+        self._scope = scope  # or what makes it (a direct call has no scope of its own)
+        self._request: RequestInfo | None = None
+        self._response: ResponseContext | None = None
+        self._temp_dir: str | None = None
+
+    @property
+    def request(self) -> RequestInfo:
+        """The request being answered."""
+        if self._request is None:
+            scope = self._scope
+            self._request = RequestInfo(scope if isinstance(scope, dict) else scope())
+        return self._request
+
+    @property
+    def response(self) -> ResponseContext:
+        """What goes on the response: status, headers, cookies."""
+        if self._response is None:
+            self._response = ResponseContext()
+        return self._response
+
+    @response.setter
+    def response(self, response: ResponseContext) -> None:
+        self._response = response
+
+    def finish(self, status: int, ctype: bytes, extra: Headers | None) -> tuple[int, bytes, Headers | None]:
+        """The response's status, content type and extra headers with this context's settings on it, for a
+        successful call (``ResponseContext.apply``)."""
+        response = self._response
+        if response is None:
+            return status, ctype, extra
+        return response.apply(status, ctype, extra)
+
+    @property
+    def temp_dir(self) -> str:
+        """A directory of this request's own, removed once the response is sent."""
+        if self._temp_dir is None:
+            import tempfile
+
+            self._temp_dir = tempfile.mkdtemp(prefix="asgiserve-request-")
+        return self._temp_dir
+
+    def close(self) -> None:
+        """Remove ``temp_dir`` (when it was made)."""
+        if self._temp_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None

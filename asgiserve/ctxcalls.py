@@ -1,0 +1,171 @@
+"""The part of an api handler that serves apis taking BentoML's ``Context`` (``handlers.APIHandler`` mixes it in).
+
+Whether an api takes one is decided once, when its handler is built; an api that does not never runs any
+of this. A call the server makes directly is started by ``start_head``, which also gets the request target
+and the peer, and its api's own coroutine is finished by ``_finish_ctx``; over ASGI, ``_serve_with_context``
+does the same for whole answers, files and streams. What the api set on ``ctx.response`` goes on a
+successful response; ``ctx.temp_dir`` is removed once the response is made. A batch runs with the context
+of its first call, and what it sets goes on every call of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from msgspec.structs import astuple
+
+from .context import Context
+from .files import FileOut, send_file
+from .responses import send_answer
+from .types import Answer, Headers, Receive, RequestHead, Scope, Send, Started
+
+if TYPE_CHECKING:
+    import msgspec
+
+    from .codec import APICodec
+    from .traffic import Gate
+
+    # A form read as it arrived (``handlers.Form``).
+    Form = tuple[msgspec.Struct, Callable[[], None]]
+
+__all__ = ["ContextCalls", "Response", "direct_scope"]
+
+# What ``respond`` produces: an ``Answer``, or one whose body is a file to stream.
+Response = tuple[int, bytes, "bytes | FileOut", "Headers | None"]
+
+
+def direct_scope(route: str, headers: Headers, target: bytes, client: tuple[str, int] | None) -> Scope:
+    """The part of an ASGI scope a ``Context`` reads, for a call the server made directly."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "scheme": "http",
+        "path": route,
+        "query_string": target.partition(b"?")[2],
+        "headers": headers,
+        "client": client,
+    }
+
+
+class ContextCalls:
+    """``APIHandler``'s methods for an api taking a ``Context``."""
+
+    if TYPE_CHECKING:  # what APIHandler provides
+        gate: Gate
+        route: str
+        own: bool
+        streams: bool
+        codec: APICodec
+        bound: Callable[..., object]
+        _ctx_last: bool
+        _contexts: dict[object, Context]
+
+        def decode(self, headers: Headers, body: bytes) -> msgspec.Struct | None: ...
+        def failed(self, exc: Exception) -> Answer: ...
+        def finish(
+            self, task: object, t0: float, own: bool, result: object, error: BaseException | None
+        ) -> Answer | None: ...
+        async def _call(self, *args: object, **kwargs: object) -> object: ...
+        async def _respond_whole(
+            self, headers: Headers, body: bytes, ctx: Context | None = None
+        ) -> Answer: ...
+        async def respond(
+            self, headers: Headers, body: bytes, form: Form | None = None, ctx: Context | None = None
+        ) -> Response: ...
+        async def _stream(
+            self,
+            headers: Headers,
+            body: bytes,
+            receive: Receive,
+            send: Send,
+            form: Form | None = None,
+            ctx: Context | None = None,
+        ) -> int: ...
+
+    wants_head = False  # True for an api taking a Context: the server starts it with ``start_head``
+
+    def start_head(
+        self, head: RequestHead, client: tuple[str, int] | None, body: bytes, task: object, t0: float
+    ) -> Answer | Started:
+        """``start`` for an api taking a ``Context`` (``wants_head``): the same, with the request's context."""
+        headers, target = head.headers, head.target
+        gate = self.gate
+        refused = gate.admit(headers, self.route, task, t0)
+        if refused is not None:
+            return refused
+        ctx = Context(partial(direct_scope, self.route, headers, target, client))
+        try:
+            if len(body) > gate.max_body:
+                raise gate.too_large()
+            obj = self.decode(headers, body) if self.own else None
+            if obj is None:
+                return self._respond_whole(headers, body, ctx), False
+            if self._ctx_last:  # codec.call_args() without its dict: the context goes last
+                started = self.bound(*astuple(obj), ctx)
+            else:
+                started = self.bound(**self.codec.call_args(obj, ctx)[1])
+            self._contexts[task] = ctx  # for _finish_ctx
+            return started, True  # type: ignore[return-value]
+        except Exception as exc:
+            ctx.close()
+            answer = self.failed(exc)
+            gate.leave(self.route, task, t0, answer[0])
+            return answer
+
+    def _finish_ctx(
+        self, task: object, t0: float, own: bool, result: object, error: BaseException | None
+    ) -> Answer | None:
+        """``finish`` for an api taking a ``Context``: its own call's answer gets what it set on the response."""
+        finish = type(self).finish  # the class's: this method stands in for it on the instance
+        ctx = self._contexts.pop(task, None) if own else None
+        if ctx is None:
+            return finish(self, task, t0, own, result, error)
+        try:
+            answer = finish(self, task, t0, own, result, error)
+            if answer is not None and answer[0] == 200 and ctx._response is not None:
+                try:
+                    status, ctype, extra = ctx.finish(200, answer[1], answer[3])
+                except (ValueError, TypeError) as exc:  # a status or cookie the server cannot send
+                    return self.failed(exc)
+                answer = (status, ctype, answer[2], extra)
+            return answer
+        finally:
+            if ctx._temp_dir is not None:
+                ctx.close()
+
+    async def _call_batch(self, batch: object, contexts: list[object]) -> object:
+        """Run a batch of calls to an api taking a ``Context``: it gets the first call's, and what it sets
+        on the response goes on every call's response."""
+        first = cast(Context, contexts[0])
+        for other in contexts[1:]:
+            cast(Context, other).response = first.response
+        return await self._call(batch, **{cast(str, self.codec.ctx_param): first})
+
+    async def _serve_with_context(
+        self, scope: Scope, body: bytes, form: Form | None, receive: Receive, send: Send
+    ) -> int:
+        """``_serve`` for an api taking a ``Context``, over ASGI (``form``: a form read already)."""
+        ctx = Context(scope)
+        try:
+            if self.streams:
+                return await self._stream(scope["headers"], body, receive, send, form, ctx)
+            status, ctype, out, extra = await self.respond(scope["headers"], body, form, ctx)
+            if status == 200:
+                try:
+                    status, ctype, extra = ctx.finish(status, ctype, extra)
+                except (ValueError, TypeError) as exc:
+                    if isinstance(out, FileOut):
+                        out.fh.close()
+                    return await send_answer(send, self.failed(exc))
+            self.gate.response_started(asyncio.current_task())
+            # Removed before the response goes out, as on the direct path: the body is at hand, and a file
+            # output written there is open already (its name may go, its bytes stay until it is closed).
+            ctx.close()
+            if isinstance(out, FileOut):
+                return await send_file(send, FileOut(out.fh, out.size, ctype, extra or []), status)
+            return await send_answer(send, (status, ctype, out, extra))
+        finally:
+            ctx.close()
