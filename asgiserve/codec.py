@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from .errors import BadRequest
+from .errors import BadRequest, UnsupportedMediaType
 
 __all__ = ["APICodec", "FileURL", "Output", "validation_detail"]
 
@@ -300,6 +300,75 @@ class APICodec:
         out["media_type"] = self.output.content_type.decode().split(";")[0]
         return out
 
+    # -- binary bodies (msgpack, .npy): decoders built on first use, so JSON-only apis never pay ---------
+
+    def decode_binary(self, ctype: bytes, body: bytes) -> msgspec.Struct | None:
+        """The input decoded from a msgpack or .npy body (``ctype`` lower-cased), None for other types."""
+        media = ctype.split(b";", 1)[0].strip()
+        if media in MSGPACK_TYPES:
+            return self._decode_msgpack(body)
+        if media == NPY_CT:
+            return self._decode_npy(body)
+        return None
+
+    def _decode_msgpack(self, body: bytes) -> msgspec.Struct:
+        if not body:
+            return self.decode(body)  # the same missing-field error (or defaults) as an empty JSON body
+        decoder = self.__dict__.get("_msgpack_decoder")
+        if decoder is None:
+            from .tensors import ext_hook
+
+            decoder = msgspec.msgpack.Decoder(self.input_type, dec_hook=_dec_hook, ext_hook=ext_hook)
+            self.__dict__["_msgpack_decoder"] = decoder
+        try:
+            decoded: msgspec.Struct = decoder.decode(body)
+            return decoded
+        except msgspec.ValidationError as exc:
+            msg = str(exc)
+            raise BadRequest(msg, detail=validation_detail(msg)) from None
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise BadRequest(f"Invalid msgpack body: {exc}") from None
+
+    def array_param(self) -> str | None:
+        """The name of the api's single parameter when it is a numpy array (the api takes .npy bodies)."""
+        names = self.param_names
+        if len(names) == 1 and not self.var_kw and _is_numpy_array_type(self.param_types[names[0]]):
+            return names[0]
+        return None
+
+    def _decode_npy(self, body: bytes) -> msgspec.Struct:
+        name = self.array_param()
+        if name is None:
+            raise UnsupportedMediaType(
+                f"api {self.name!r} does not take application/x-npy bodies"
+                " (only an api whose single parameter is a numpy array does)"
+            )
+        from .tensors import decode_npy
+
+        try:
+            return self.input_type(**{name: decode_npy(body)})
+        except ValueError as exc:
+            raise BadRequest(f"Invalid .npy body: {exc}") from None
+
+    def request_media_types(self) -> list[str]:
+        """The request body media types the api accepts."""
+        out = ["application/json", *(t.decode() for t in MSGPACK_TYPES)]
+        if self.file_params:
+            out.append("multipart/form-data")
+        if self.array_param() is not None:
+            out.append(NPY_CT.decode())
+        return out
+
+    def response_media_types(self) -> list[str]:
+        """The media types the api can answer in (chosen by the request's ``Accept``; JSON by default)."""
+        first = self.output.content_type.decode().split(";")[0]
+        if self.stream != "none" or self.output.kind not in ("json", "dynamic"):
+            return [first]
+        out = [first, *(t.decode() for t in MSGPACK_TYPES)]
+        if self.output.kind == "dynamic" or _is_numpy_array_type(self.output.schema_type):
+            out.append(NPY_CT.decode())
+        return out
+
 
 def _is_path_output(tp: object) -> bool:
     if isinstance(tp, type) and issubclass(tp, pathlib.PurePath):
@@ -325,3 +394,52 @@ def _is_bytes_type(tp: object) -> bool:
 
 def _required_flags(struct_type: type[msgspec.Struct]) -> list[bool]:
     return [f.required for f in msgspec.structs.fields(struct_type)]
+
+
+# -- binary media types and content negotiation ----------------------------------------------------------
+
+MSGPACK_CT = b"application/msgpack"
+MSGPACK_TYPES = (MSGPACK_CT, b"application/vnd.msgpack", b"application/x-msgpack")
+NPY_CT = b"application/x-npy"
+_JSON_ANSWERS = (b"application/json", b"*/*", b"application/*")
+
+
+def negotiate(accept: bytes, array: bool) -> bytes | None:
+    """The binary media type ``accept`` prefers for a result (.npy only for an ``array``), None for JSON.
+
+    The highest q-value wins, the first listed among equals; ``*/*`` and ``application/*`` count as JSON,
+    and types the api cannot produce are ignored (JSON then, never a 406).
+    """
+    best: bytes | None = None
+    best_q = 0.0
+    for part in accept.lower().split(b","):
+        media, _, params = part.partition(b";")
+        media = media.strip()
+        if media in MSGPACK_TYPES or (array and media == NPY_CT):
+            choice: bytes | None = media
+        elif media in _JSON_ANSWERS:
+            choice = None
+        else:
+            continue
+        q = 1.0
+        for param in params.split(b";"):
+            key, _, value = param.partition(b"=")
+            if key.strip() == b"q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > best_q:
+            best, best_q = choice, q
+    return best
+
+
+def encode_as(media: bytes, value: object) -> bytes:
+    """``value`` in the binary media type ``media`` that ``negotiate`` chose."""
+    if media == NPY_CT:
+        from .tensors import encode_npy
+
+        return encode_npy(value)  # type: ignore[arg-type]
+    from .tensors import encode_msgpack
+
+    return encode_msgpack(value)

@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import msgspec
 from msgspec.structs import asdict, astuple
 
+from . import codec as media_types
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, PLAIN_JSON, TEXT_CT, APICodec, encode_json, encode_plain_json
 from .errors import HTTPError, PayloadTooLarge, UnsupportedMediaType
@@ -33,6 +34,7 @@ from .files import FileOut, open_file, send_file
 from .responses import error_body, send_answer
 from .service import APISpec
 from .streams import Items, Writer, send_stream
+from .tensors import is_array
 from .traffic import Gate
 from .types import Answer, ChunkWriter, Headers, Receive, Scope, Send, Started
 
@@ -75,6 +77,15 @@ async def read_body(receive: Receive, gate: Gate) -> bytes:
         parts.append(chunk)
         if not msg.get("more_body"):
             return b"".join(parts)
+
+
+def _binary_accept(headers: Headers) -> bytes | None:
+    """The Accept header when it names a binary media type (msgpack, .npy), else None: JSON answers."""
+    for name, value in headers:
+        if name == b"accept":
+            low = value.lower()
+            return bytes(low) if b"msgpack" in low or b"npy" in low else None
+    return None
 
 
 def _content_type(headers: Headers) -> bytes | None:
@@ -179,7 +190,7 @@ class APIHandler:
         try:
             if len(body) > gate.max_body:
                 raise gate.too_large()
-            obj = self.decode(headers, body) if self.own else None
+            obj = self._own_decode(headers, body) if self.own else None
             if obj is None:  # not an own call, or a form: respond() decodes it
                 return self._respond_whole(headers, body), False
             if self._spread:  # codec.call_args() without its two containers: the hot path
@@ -245,8 +256,12 @@ class APIHandler:
             if not (low.startswith(_JSON_LIKE) or low.endswith(b"+json")):
                 if low.startswith(b"multipart/form-data"):
                     return None
+                binary = self.codec.decode_binary(low, body)
+                if binary is not None:
+                    return binary
                 raise UnsupportedMediaType(
                     f"Unsupported content type {ctype.decode('latin-1')!r}: send application/json"
+                    + " or application/msgpack"
                     + (" or multipart/form-data" if self.codec.file_params else "")
                 )
             if len(_JSON_TYPES) < 64:
@@ -258,6 +273,23 @@ class APIHandler:
             except msgspec.MsgspecError:
                 pass  # codec.decode() words the error
         return self.codec.decode(body)
+
+    def _own_decode(self, headers: Headers, body: bytes) -> msgspec.Struct | None:
+        """``decode`` for ``start``; None also when the Accept header asks for a binary answer, which
+        ``respond`` negotiates (one pass over the headers: JSON requests pay nothing more)."""
+        ctype = None
+        for name, value in headers:
+            if name == b"content-type":
+                ctype = value
+            elif name == b"accept" and (b"msgpack" in value.lower() or b"npy" in value.lower()):
+                return None
+        if body and (ctype is None or ctype in _JSON_TYPES):
+            try:
+                decoded: msgspec.Struct = self._decoder.decode(body)
+                return decoded
+            except msgspec.MsgspecError:
+                pass  # codec.decode() words the error
+        return self.decode(headers, body)
 
     def answer(self, result: object) -> Answer:
         """The 200 answer for an api's result; a result that cannot be encoded is a 500 (and logged)."""
@@ -272,6 +304,19 @@ class APIHandler:
             logger.exception("api %s returned a result that cannot be encoded", self.spec.name)
             return _INTERNAL
         return 200, ctype, out, None
+
+    def answer_negotiated(self, result: object, accept: bytes) -> Answer:
+        """``answer``, in the binary media type the ``Accept`` header prefers when the output can take one."""
+        if self._kind not in ("json", "dynamic") or isinstance(result, (str, bytes, bytearray, memoryview)):
+            return self.answer(result)
+        media = media_types.negotiate(accept, is_array(result))
+        if media is None:
+            return self.answer(result)
+        try:
+            return 200, media, media_types.encode_as(media, result), None
+        except Exception:
+            logger.exception("api %s returned a result that cannot be encoded", self.spec.name)
+            return _INTERNAL
 
     def failed(self, exc: Exception) -> Answer:
         """The answer for a call that raised ``exc``: its own status for an ``HTTPError``, else a logged 500."""
@@ -306,7 +351,8 @@ class APIHandler:
                 declared = self._ct if self._kind == "file" and self._ct != BYTES_CT else None
                 fo = await open_file(pathlib.Path(result), declared)
                 return 200, fo.ctype, fo, fo.extra
-            return self.answer(result)
+            accept = _binary_accept(headers)
+            return self.answer(result) if accept is None else self.answer_negotiated(result, accept)
         except Exception as exc:
             return self.failed(exc)
         finally:

@@ -31,8 +31,9 @@ class SyncHTTPClient(SyncClient):
         server_ready_timeout: float | None = None,
         max_connections: int = 32,
         verify: Verify = True,
+        codec: str = "json",
     ) -> None:
-        super().__init__(url, token, timeout, server_ready_timeout, verify)
+        super().__init__(url, token, timeout, server_ready_timeout, verify, codec)
         self.pool = ConnectionPool(self._hostname, self._port, **self._pool_options(max_connections))
         try:
             self._setup()
@@ -57,8 +58,9 @@ class AsyncHTTPClient(AsyncClient):
         server_ready_timeout: float | None = None,
         max_connections: int = 100,
         verify: Verify = True,
+        codec: str = "json",
     ) -> None:
-        super().__init__(url, token, timeout, server_ready_timeout, verify)
+        super().__init__(url, token, timeout, server_ready_timeout, verify, codec)
         self.pool = AsyncConnectionPool(self._hostname, self._port, **self._pool_options(max_connections))
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[object]]:
