@@ -28,6 +28,7 @@ import msgspec
 import orjson
 
 from .errors import BadRequest, UnsupportedMediaType
+from .tensors import MSGPACK_TYPES, NPY_CT
 
 __all__ = ["APICodec", "FileURL", "Output", "validation_detail"]
 
@@ -394,52 +395,3 @@ def _is_bytes_type(tp: object) -> bool:
 
 def _required_flags(struct_type: type[msgspec.Struct]) -> list[bool]:
     return [f.required for f in msgspec.structs.fields(struct_type)]
-
-
-# -- binary media types and content negotiation ----------------------------------------------------------
-
-MSGPACK_CT = b"application/msgpack"
-MSGPACK_TYPES = (MSGPACK_CT, b"application/vnd.msgpack", b"application/x-msgpack")
-NPY_CT = b"application/x-npy"
-_JSON_ANSWERS = (b"application/json", b"*/*", b"application/*")
-
-
-def negotiate(accept: bytes, array: bool) -> bytes | None:
-    """The binary media type ``accept`` prefers for a result (.npy only for an ``array``), None for JSON.
-
-    The highest q-value wins, the first listed among equals; ``*/*`` and ``application/*`` count as JSON,
-    and types the api cannot produce are ignored (JSON then, never a 406).
-    """
-    best: bytes | None = None
-    best_q = 0.0
-    for part in accept.lower().split(b","):
-        media, _, params = part.partition(b";")
-        media = media.strip()
-        if media in MSGPACK_TYPES or (array and media == NPY_CT):
-            choice: bytes | None = media
-        elif media in _JSON_ANSWERS:
-            choice = None
-        else:
-            continue
-        q = 1.0
-        for param in params.split(b";"):
-            key, _, value = param.partition(b"=")
-            if key.strip() == b"q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if q > best_q:
-            best, best_q = choice, q
-    return best
-
-
-def encode_as(media: bytes, value: object) -> bytes:
-    """``value`` in the binary media type ``media`` that ``negotiate`` chose."""
-    if media == NPY_CT:
-        from .tensors import encode_npy
-
-        return encode_npy(value)  # type: ignore[arg-type]
-    from .tensors import encode_msgpack
-
-    return encode_msgpack(value)

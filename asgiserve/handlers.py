@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import msgspec
 from msgspec.structs import asdict, astuple
 
-from . import codec as media_types
+from . import tensors as media_types
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, PLAIN_JSON, TEXT_CT, APICodec, encode_json, encode_plain_json
 from .errors import HTTPError, PayloadTooLarge, UnsupportedMediaType
@@ -34,7 +34,6 @@ from .files import FileOut, open_file, send_file
 from .responses import error_body, send_answer
 from .service import APISpec
 from .streams import Items, Writer, send_stream
-from .tensors import is_array
 from .traffic import Gate
 from .types import Answer, ChunkWriter, Headers, Receive, Scope, Send, Started
 
@@ -77,15 +76,6 @@ async def read_body(receive: Receive, gate: Gate) -> bytes:
         parts.append(chunk)
         if not msg.get("more_body"):
             return b"".join(parts)
-
-
-def _binary_accept(headers: Headers) -> bytes | None:
-    """The Accept header when it names a binary media type (msgpack, .npy), else None: JSON answers."""
-    for name, value in headers:
-        if name == b"accept":
-            low = value.lower()
-            return bytes(low) if b"msgpack" in low or b"npy" in low else None
-    return None
 
 
 def _content_type(headers: Headers) -> bytes | None:
@@ -309,7 +299,7 @@ class APIHandler:
         """``answer``, in the binary media type the ``Accept`` header prefers when the output can take one."""
         if self._kind not in ("json", "dynamic") or isinstance(result, (str, bytes, bytearray, memoryview)):
             return self.answer(result)
-        media = media_types.negotiate(accept, is_array(result))
+        media = media_types.negotiate(accept, media_types.is_array(result))
         if media is None:
             return self.answer(result)
         try:
@@ -351,7 +341,7 @@ class APIHandler:
                 declared = self._ct if self._kind == "file" and self._ct != BYTES_CT else None
                 fo = await open_file(pathlib.Path(result), declared)
                 return 200, fo.ctype, fo, fo.extra
-            accept = _binary_accept(headers)
+            accept = media_types.binary_accept(headers)
             return self.answer(result) if accept is None else self.answer_negotiated(result, accept)
         except Exception as exc:
             return self.failed(exc)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import ast
 import struct
 import typing
+from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
@@ -25,14 +27,27 @@ if typing.TYPE_CHECKING:
     import numpy
 
 __all__ = [
+    "DATATYPES",
+    "MSGPACK_CT",
+    "MSGPACK_TYPES",
     "NDARRAY_EXT",
+    "NPY_CT",
+    "TensorError",
     "array_ext",
+    "binary_accept",
     "decode_msgpack",
     "decode_npy",
+    "encode_as",
     "encode_msgpack",
     "encode_npy",
     "ext_hook",
+    "flatten",
     "is_array",
+    "negotiate",
+    "object_array",
+    "tensor_from_binary",
+    "tensor_from_json",
+    "tensor_out",
 ]
 
 NDARRAY_EXT = 1
@@ -171,3 +186,206 @@ encode_msgpack = _msgpack_encoder.encode
 _msgpack_decoder = msgspec.msgpack.Decoder(ext_hook=ext_hook)
 decode_msgpack = _msgpack_decoder.decode
 """The Python value of a msgpack body (arrays as read-only numpy views of it)."""
+
+
+# -- binary media types and content negotiation ----------------------------------------------------------
+
+MSGPACK_CT = b"application/msgpack"
+MSGPACK_TYPES = (MSGPACK_CT, b"application/vnd.msgpack", b"application/x-msgpack")
+NPY_CT = b"application/x-npy"
+_JSON_ANSWERS = (b"application/json", b"*/*", b"application/*")
+
+
+def binary_accept(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The Accept header when it names a binary media type (msgpack, .npy), else None: JSON answers."""
+    for name, value in headers:
+        if name == b"accept":
+            low = value.lower()
+            return bytes(low) if b"msgpack" in low or b"npy" in low else None
+    return None
+
+
+def negotiate(accept: bytes, array: bool) -> bytes | None:
+    """The binary media type ``accept`` prefers for a result (.npy only for an ``array``), None for JSON.
+
+    The highest q-value wins, the first listed among equals; ``*/*`` and ``application/*`` count as JSON,
+    and types the api cannot produce are ignored (JSON then, never a 406).
+    """
+    best: bytes | None = None
+    best_q = 0.0
+    for part in accept.lower().split(b","):
+        media, _, params = part.partition(b";")
+        media = media.strip()
+        if media in MSGPACK_TYPES or (array and media == NPY_CT):
+            choice: bytes | None = media
+        elif media in _JSON_ANSWERS:
+            choice = None
+        else:
+            continue
+        q = 1.0
+        for param in params.split(b";"):
+            key, _, value = param.partition(b"=")
+            if key.strip() == b"q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > best_q:
+            best, best_q = choice, q
+    return best
+
+
+def encode_as(media: bytes, value: object) -> bytes:
+    """``value`` in the binary media type ``media`` that ``negotiate`` chose."""
+    if media == NPY_CT:
+        return encode_npy(value)  # type: ignore[arg-type]
+    return encode_msgpack(value)
+
+
+# -- Open Inference Protocol tensors (oip.py): JSON and binary tensor data to arrays and back ----------------
+
+# Protocol datatype -> numpy dtype string (little-endian); BYTES is a list of byte strings.
+DATATYPES = {
+    "BOOL": "|b1",
+    "INT8": "|i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "|u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+    "BYTES": "",
+}
+_BY_KIND = {(kind, size): name for name, s in DATATYPES.items() if s for kind, size in [(s[1], int(s[2]))]}
+
+
+class TensorError(ValueError):
+    """A tensor that does not hold together (shape and data disagree, unknown datatype, ...): a 400."""
+
+
+def _elements(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def flatten(data: object) -> list[object]:
+    if not isinstance(data, list):
+        return [data]
+    out: list[object] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -> object:
+    import numpy
+
+    flat = flatten(data)
+    if len(flat) != _elements(shape):
+        raise TensorError(
+            f"input {name!r}: shape {shape} holds {_elements(shape)} elements, data has {len(flat)}"
+        )
+    if datatype == "BYTES":
+        if not all(isinstance(v, (str, bytes)) for v in flat):
+            raise TensorError(f"input {name!r}: BYTES data must be strings")
+        return object_array(flat, shape)
+    if datatype == "BOOL":
+        if not all(isinstance(v, bool) for v in flat):
+            raise TensorError(f"input {name!r}: BOOL data must be true or false")
+    elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+        raise TensorError(f"input {name!r}: {datatype} data must be numbers")
+    try:
+        return numpy.array(flat, dtype=DATATYPES[datatype]).reshape(shape)
+    except (OverflowError, ValueError) as exc:
+        raise TensorError(f"input {name!r}: {exc}") from None
+
+
+def object_array(items: list[object], shape: list[int]) -> Any:
+    import numpy
+
+    arr = numpy.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr.reshape(shape)
+
+
+def tensor_from_binary(name: str, datatype: str, shape: list[int], raw: memoryview) -> object:
+    import numpy
+
+    count = _elements(shape)
+    if datatype == "BYTES":
+        items: list[object] = []
+        pos = 0
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise TensorError(f"input {name!r}: truncated BYTES element length")
+            n = int.from_bytes(raw[pos : pos + 4], "little")
+            if pos + 4 + n > len(raw):
+                raise TensorError(f"input {name!r}: a BYTES element runs past its binary data")
+            items.append(bytes(raw[pos + 4 : pos + 4 + n]))
+            pos += 4 + n
+        if len(items) != count:
+            raise TensorError(f"input {name!r}: shape {shape} holds {count} elements, data has {len(items)}")
+        return object_array(items, shape)
+    dtype = numpy.dtype(DATATYPES[datatype])
+    if len(raw) != count * dtype.itemsize:
+        raise TensorError(
+            f"input {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
+            f"binary data has {len(raw)}"
+        )
+    return numpy.frombuffer(raw, dtype=dtype, count=count).reshape(shape)  # a view, no copy
+
+
+def tensor_out(name: str, value: object, binary: bool) -> tuple[dict[str, object], bytes | None]:
+    """An output tensor (and its binary data when ``binary``) from an api's result."""
+    import numpy
+
+    if isinstance(value, (str, bytes)):
+        arr: Any = object_array([value], [1])
+    elif is_array(value):
+        arr = value
+    else:
+        try:
+            arr = numpy.asarray(value)
+        except ValueError as exc:
+            raise TensorError(f"output {name!r} is not a rectangular tensor: {exc}") from None
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+    shape = list(arr.shape)
+    if arr.dtype.kind in "OSU":
+        datatype = "BYTES"
+        items = [v if isinstance(v, bytes) else str(v).encode() for v in arr.reshape(-1)]
+        if binary:
+            raw = b"".join(len(v).to_bytes(4, "little") + v for v in items)
+            return {
+                "name": name,
+                "datatype": datatype,
+                "shape": shape,
+                "parameters": {"binary_data_size": len(raw)},
+            }, raw
+        data: list[object] = [v.decode("utf-8", "replace") for v in items]
+        return {"name": name, "datatype": datatype, "shape": shape, "data": data}, None
+    datatype = _BY_KIND.get((arr.dtype.kind, arr.dtype.itemsize), "")
+    if not datatype:
+        raise TensorError(f"output {name!r} has dtype {arr.dtype}, which no tensor datatype holds")
+    if binary:
+        raw = numpy.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        return {
+            "name": name,
+            "datatype": datatype,
+            "shape": shape,
+            "parameters": {"binary_data_size": len(raw)},
+        }, raw
+    return {"name": name, "datatype": datatype, "shape": shape, "data": arr.reshape(-1).tolist()}, None
