@@ -29,6 +29,7 @@ from .hooks import Hooks, probe, run_deployment
 from .limits import DEFAULT_LIMITS
 from .metrics import Metrics
 from .mount import MountedApps, merge_openapi
+from .oip import OpenInference
 from .options import join_paths
 from .responses import error_body, send_body, send_error
 from .routing import Handler, Mount, Router
@@ -134,6 +135,9 @@ class ServiceApp:
         for mount in mounts:
             mount.handler = self._mount_caller(mount)
         self.mounted = MountedApps(cls, mounts)
+        if OpenInference.enabled(spec.config):  # the Open Inference Protocol at /v2, past the exact routes
+            oip = OpenInference(self.name, self.handlers, readyz)
+            router.add_mount("/v2", oip, "open-inference").handler = oip
         self.routes = router.routes
 
         mounted = [(m.prefix or "/", m.name, mount_docs(m.prefix or "/", m.app)) for m in mounts]

@@ -43,6 +43,7 @@ _HELP = {
     "api_token": "require 'Authorization: Bearer TOKEN' on a service's apis (probes and /metrics stay open)",
     "allow_private_urls": "let file inputs given as URLs reach private, loopback and link-local addresses",
     "app_dir": "directory put first on sys.path before importing the target",
+    "open_inference": "also serve the Open Inference Protocol (KServe v2 REST) at /v2 for every api",
     "root_path": "ASGI root_path for apps served behind a path prefix",
     "max_header_size": "largest request head in bytes (431 above)",
     "max_headers": "most header fields per request (431 above)",
@@ -236,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     config = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
     setup_logging(config.log_level, config.log_format)
+    if config.open_inference:  # read where the app is built, in this process and the workers
+        os.environ["ASGISERVE_OPEN_INFERENCE"] = "1"
     given = sys.argv[1:] if argv is None else argv
     if args.reload:
         return _reload(config, args.reload_dir or [], given)

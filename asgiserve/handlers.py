@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import msgspec
 from msgspec.structs import asdict, astuple
 
+from . import tensors as media_types
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, PLAIN_JSON, TEXT_CT, APICodec, encode_json, encode_plain_json
 from .context import Context
@@ -215,7 +216,7 @@ class APIHandler(ContextCalls):
         try:
             if len(body) > gate.max_body:
                 raise gate.too_large()
-            obj = self.decode(headers, body) if self.own else None
+            obj = self._own_decode(headers, body) if self.own else None
             if obj is None:  # not an own call, or a form: respond() decodes it
                 return self._respond_whole(headers, body), False
             if self._spread:  # codec.call_args() without its two containers: the hot path
@@ -281,8 +282,12 @@ class APIHandler(ContextCalls):
             if not (low.startswith(_JSON_LIKE) or low.endswith(b"+json")):
                 if low.startswith(b"multipart/form-data"):
                     return None
+                binary = self.codec.decode_binary(low, body)
+                if binary is not None:
+                    return binary
                 raise UnsupportedMediaType(
                     f"Unsupported content type {ctype.decode('latin-1')!r}: send application/json"
+                    + " or application/msgpack"
                     + (" or multipart/form-data" if self.codec.file_params else "")
                 )
             if len(_JSON_TYPES) < 64:
@@ -294,6 +299,23 @@ class APIHandler(ContextCalls):
             except msgspec.MsgspecError:
                 pass  # codec.decode() words the error
         return self.codec.decode(body)
+
+    def _own_decode(self, headers: Headers, body: bytes) -> msgspec.Struct | None:
+        """``decode`` for ``start``; None also when the Accept header asks for a binary answer, which
+        ``respond`` negotiates (one pass over the headers: JSON requests pay nothing more)."""
+        ctype = None
+        for name, value in headers:
+            if name == b"content-type":
+                ctype = value
+            elif name == b"accept" and (b"msgpack" in value.lower() or b"npy" in value.lower()):
+                return None
+        if body and (ctype is None or ctype in _JSON_TYPES):
+            try:
+                decoded: msgspec.Struct = self._decoder.decode(body)
+                return decoded
+            except msgspec.MsgspecError:
+                pass  # codec.decode() words the error
+        return self.decode(headers, body)
 
     def answer(self, result: object) -> Answer:
         """The 200 answer for an api's result; a result that cannot be encoded is a 500 (and logged)."""
@@ -308,6 +330,22 @@ class APIHandler(ContextCalls):
             logger.exception("api %s returned a result that cannot be encoded", self.spec.name)
             return _INTERNAL
         return 200, ctype, out, None
+
+    def answer_negotiated(self, result: object, accept: bytes) -> Answer:
+        """``answer``, in the binary media type the ``Accept`` header prefers when the output can take one."""
+        array = media_types.is_array(result)
+        # A numpy output is a "custom" one (its JSON form is the nested lists): binary forms fit it too.
+        kinds_ok = self._kind in ("json", "dynamic") or (self._kind == "custom" and array)
+        if not kinds_ok or isinstance(result, (str, bytes, bytearray, memoryview)):
+            return self.answer(result)
+        media = media_types.negotiate(accept, array)
+        if media is None:
+            return self.answer(result)
+        try:
+            return 200, media, media_types.encode_as(media, result), None
+        except Exception:
+            logger.exception("api %s returned a result that cannot be encoded", self.spec.name)
+            return _INTERNAL
 
     def failed(self, exc: Exception) -> Answer:
         """The answer for a call that raised ``exc``: its own status for an ``HTTPError``, else a logged 500."""
@@ -360,7 +398,8 @@ class APIHandler(ContextCalls):
                 declared = self._ct if self._kind == "file" and self._ct != BYTES_CT else None
                 fo = await open_file(pathlib.Path(result), declared)
                 return 200, fo.ctype, fo, fo.extra
-            return self.answer(result)
+            accept = media_types.binary_accept(headers)
+            return self.answer(result) if accept is None else self.answer_negotiated(result, accept)
         except Exception as exc:
             return self.failed(exc)
         finally:

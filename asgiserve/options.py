@@ -30,14 +30,14 @@ _CONFIG_KEYS = frozenset(
     {
         "traffic", "extra_ports", "backlog", "max_runner_connections", "runner_connection", "resources",
         "workers", "replicate_process", "threads", "metrics", "logging", "ssl", "http", "grpc",
-        "runner_probe", "tracing", "monitoring", "endpoints",
+        "runner_probe", "tracing", "monitoring", "endpoints", "open_inference",
     }
 )  # fmt: skip
 _SERVICE_KEYS = _BENTOML_KEYWORDS | _CONFIG_KEYS
 # What asgiserve acts on; ``ssl`` is read by the server's TLS settings.
 _ACTED_ON = frozenset(
     {"name", "description", "path_prefix", "envs", "traffic", "threads", "workers", "resources", "http",
-     "endpoints", "ssl"}
+     "endpoints", "ssl", "open_inference"}
 )  # fmt: skip
 _TRAFFIC_KEYS = frozenset({"timeout", "max_concurrency", "concurrency", "external_queue"})
 _HTTP_KEYS = frozenset({"host", "port", "proxy_port", "cors", "response"})
@@ -109,6 +109,7 @@ if TYPE_CHECKING:
         runner_probe: Mapping[str, object]
         tracing: Mapping[str, object]
         monitoring: Mapping[str, object]
+        open_inference: bool
 
 
 def check_positive(what: str, value: object, *, allow_float: bool = False) -> None:

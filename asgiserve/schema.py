@@ -60,6 +60,7 @@ def service_schema(
                 else h.codec.output_schema(),
                 "doc": (h.func.__doc__ or "").strip() or None,
                 "is_task": h.spec.is_task,
+                **_media_types(h),
             }
         )
         paths[h.route] = {"methods": ["POST"], "api": h.spec.name}
@@ -87,7 +88,27 @@ def _request_content(h: Documented, ref: dict[str, Any]) -> dict[str, Any]:
     content = {"application/json": {"schema": ref}}
     if h.codec.file_params:  # files upload as form parts named after the parameters
         content["multipart/form-data"] = {"schema": ref}
+    content.update(_binary_content(h.codec.request_media_types(), ref))
     return content
+
+
+def _media_types(h: Documented) -> dict[str, list[str]]:
+    """The request and response media types of an api, as ``/schema.json`` lists them."""
+    return {
+        "request_media_types": h.codec.request_media_types(),
+        "response_media_types": h.codec.response_media_types(),
+    }
+
+
+def _binary_content(media_types: list[str], schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI content entries for the binary media types (msgpack holds the JSON schema's values)."""
+    out: dict[str, Any] = {}
+    for media in media_types:
+        if "msgpack" in media:
+            out[media] = {"schema": schema}
+        elif media == "application/x-npy":
+            out[media] = {"schema": {"type": "string", "format": "binary"}}
+    return out
 
 
 def openapi(name: str, doc: str | None, handlers: Sequence[Documented]) -> dict[str, Any]:
@@ -124,7 +145,13 @@ def openapi(name: str, doc: str | None, handlers: Sequence[Documented]) -> dict[
                 "summary": (h.func.__doc__ or h.spec.name).strip().splitlines()[0],
                 "requestBody": {"required": False, "content": _request_content(h, in_ref)},
                 "responses": {
-                    "200": {"description": "Success", "content": {media: {"schema": out_schema}}},
+                    "200": {
+                        "description": "Success",
+                        "content": {
+                            media: {"schema": out_schema},
+                            **_binary_content(h.codec.response_media_types(), out_schema),
+                        },
+                    },
                     "400": {"description": "Invalid input", **err},
                     "429": {"description": "Over max_concurrency", **err},
                     "500": {"description": "The api raised", **err},

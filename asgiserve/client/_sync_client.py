@@ -47,8 +47,12 @@ class SyncClient(ClientBase):
         timeout: float,
         server_ready_timeout: float | None,
         verify: Verify = True,
+        codec: str = "json",
     ) -> None:
         super().__init__(url, token, timeout, server_ready_timeout, verify)
+        if codec not in ("json", "msgpack"):
+            raise ValueError(f"codec must be 'json' or 'msgpack', got {codec!r}")
+        self.codec = codec
         self._ready = False
         self._unready = ""  # why the last readiness check failed, for the error that ends the wait
         self._setup_lock = threading.Lock()
@@ -72,6 +76,9 @@ class SyncClient(ClientBase):
             r = self.request("GET", "/schema.json")
             r.raise_for_status()
             self._set_schema(r.json(), self._method)
+            if self.codec == "msgpack":
+                for ep in self.endpoints.values():
+                    ep.use_msgpack()
             self._ready = True
 
     def close(self) -> None:

@@ -32,8 +32,9 @@ class SyncHTTPClient(SyncClient):
         max_connections: int = 32,
         verify: Verify = True,
         retries: int = 0,
+        codec: str = "json",
     ) -> None:
-        super().__init__(url, token, timeout, server_ready_timeout, verify)
+        super().__init__(url, token, timeout, server_ready_timeout, verify, codec)
         # ``retries``: the caller's calls may run twice, so one that failed on the network before any
         # response byte is sent again up to that many times (by default only what cannot run twice is).
         self.pool = ConnectionPool(
@@ -63,8 +64,9 @@ class AsyncHTTPClient(AsyncClient):
         max_connections: int = 100,
         verify: Verify = True,
         retries: int = 0,
+        codec: str = "json",
     ) -> None:
-        super().__init__(url, token, timeout, server_ready_timeout, verify)
+        super().__init__(url, token, timeout, server_ready_timeout, verify, codec)
         self.pool = AsyncConnectionPool(
             self._hostname, self._port, **self._pool_options(max_connections), retries=retries
         )

@@ -48,6 +48,25 @@ _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":", b"\n", b"\r\n")
 _JSON_NAME = re.compile(r"^application/(?:[\w.+-]+\+)?json\b")
 
 
+def _msgpack_encode() -> Callable[[object], bytes]:
+    from ..tensors import encode_msgpack
+
+    return encode_msgpack
+
+
+def _is_binary(ctype: str) -> bool:
+    return ctype.startswith(("application/msgpack", "application/vnd.msgpack", "application/x-msgpack")) or (
+        ctype.startswith("application/x-npy")
+    )
+
+
+def _decode_binary(ctype: str, body: bytes) -> object:
+    """A msgpack or .npy answer's value (arrays as numpy arrays, read-only views of ``body``)."""
+    from ..tensors import decode_msgpack, decode_npy
+
+    return decode_npy(body) if ctype.startswith("application/x-npy") else decode_msgpack(body)
+
+
 class TaskStatus(enum.Enum):
     """The status of a submitted task, as ``R/status`` reports it (BentoML's ``ResultStatus``)."""
 
@@ -163,8 +182,20 @@ class Endpoint:
                     isinstance(v, (pathlib.PurePath, bytes, bytearray)) for v in value
                 ):
                     return self._multipart(values, submit)
+        if self.msgpack_prefix and not submit:
+            body = _msgpack_encode()(values)
+            return b"%s%d\r\n\r\n%s" % (self.msgpack_prefix, len(body), body)
         body = _json_encode(values)
         return b"%s%d\r\n\r\n%s" % (self.submit_prefix if submit else self.json_prefix, len(body), body)
+
+    msgpack_prefix = b""  # set by ``use_msgpack``: the head of a msgpack call
+
+    def use_msgpack(self) -> None:
+        """Send this api's calls as msgpack and ask for msgpack answers (numpy arrays travel as raw bytes)."""
+        self.msgpack_prefix = (
+            self.head
+            + b"Content-Type: application/msgpack\r\nAccept: application/msgpack\r\nContent-Length: "
+        )
 
     def task_path(self, action: str, task_id: str) -> str:
         """The path of a task request: ``{route}/{action}?task_id=...``."""
@@ -285,6 +316,8 @@ def decode_response(ep: Endpoint | None, resp: Response, body: bytes, tmpdir: Ca
     ctype = resp.headers.get("content-type", "")
     if ctype.startswith("application/json"):
         return _json_decode(body)
+    if _is_binary(ctype):
+        return _decode_binary(ctype, body)
     if (ep is not None and ep.file_output) or "content-disposition" in resp.headers:
         return save_file(resp.headers, body, tmpdir())
     if ctype.startswith("text/"):

@@ -43,6 +43,7 @@ class Config:
     ssl_ca_certs: str | None = None
     ssl_ciphers: str | None = None
     allow_private_urls: bool = False
+    open_inference: bool = False  # the Open Inference Protocol at /v2 (``ASGISERVE_OPEN_INFERENCE``)
     app_dir: str = "."
     root_path: str = ""
     max_header_size: int = _L.max_header_size
