@@ -7,7 +7,8 @@ parent stop all workers and exit with the startup failure status instead of rest
 A worker that dies soon after it started is restarted after a growing delay (0.1 s, doubling up to 10 s),
 so a crash that repeats does not spin; one that lived 10 s or more is restarted at once and resets it.
 Each worker holds a slot, ``0 .. N-1`` (``server_context.worker_index``, ``ASGISERVE_WORKER_INDEX``); a
-replacement takes the slot of the worker it replaces.
+replacement takes the slot of the worker it replaces. Their metrics add up through a directory of
+snapshots (``shared_metrics.py``) that the parent creates and removes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .. import server_context
+from . import shared_metrics
 from .config import Config
 from .server import STARTUP_FAILED, run_server
 
@@ -51,6 +53,7 @@ class Supervisor:
         self.slots: dict[int, int] = {}  # pid -> worker index
         self.quick_deaths = 0  # workers in a row that died before _STABLE
         self.restarts: list[tuple[float, int]] = []  # (monotonic time, slot) of each replacement to start
+        self.metrics_dir = shared_metrics.create_dir()
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
@@ -68,7 +71,11 @@ class Supervisor:
                 server_context.set_worker(slot)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                code = run_server(self.config, self.app, self.sock, worker=True)
+                shared = shared_metrics.attach(self.app, self.metrics_dir, slot)
+                tick = shared.write if shared is not None else None
+                code = run_server(self.config, self.app, self.sock, worker=True, every_second=tick)
+                if shared is not None:
+                    shared.write()  # the counts since the last tick
             except BaseException:
                 logger.exception("worker %d crashed", os.getpid())
             finally:
@@ -93,7 +100,9 @@ class Supervisor:
         logger.warning(
             "Worker %d exited with status %d after %.1f s: restarting in %.1f s", pid, code, lived, delay
         )
-        self.restarts.append((now + delay, self.slots.pop(pid, 0)))
+        slot = self.slots.pop(pid, 0)
+        shared_metrics.retire(self.metrics_dir, slot, pid)  # before a replacement writes that slot's file
+        self.restarts.append((now + delay, slot))
 
     def run(self) -> int:
         """Start the workers, keep them running until a signal, stop them; return the exit status."""
@@ -134,6 +143,7 @@ class Supervisor:
         while self.pids:
             self._reap(block=True)
         self.sock.close()
+        shared_metrics.remove_dir(self.metrics_dir)
         return status
 
     def _reap(self, block: bool = False) -> list[tuple[int, int]]:
