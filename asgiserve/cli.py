@@ -50,6 +50,18 @@ _HELP.update(
 )
 
 
+def _scale_help() -> dict[str, str]:
+    """The help of the flags for several workers, devices and sockets."""
+    return {
+        "devices": "GPUs for the workers, as 0,1,...: each worker gets one, round-robin (CUDA_VISIBLE_DEVICES)",
+        "workers_per_device": "workers per device of --devices (all visible GPUs when --devices is not given)",
+        "reuse_port": "one listening socket per worker (SO_REUSEPORT, Linux): the kernel spreads connections",
+    }
+
+
+_HELP.update(_scale_help())
+
+
 def _env(name: str) -> str | None:
     return os.environ.get("ASGISERVE_" + name.upper())
 
@@ -113,20 +125,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .server.server import bind_socket, run_server
     from .server.workers import Supervisor
 
+    planned = _plan_devices(config, app, default_workers)
+    if planned is None:
+        return 3
+    workers, devices = planned
     try:
         sock = bind_socket(config)
     except OSError as exc:
         log.error("Could not bind %s:%d: %s", config.host, config.port, exc)
         return 1
-    workers = config.workers or default_workers
     if workers <= 1:
+        if devices:
+            os.environ["CUDA_VISIBLE_DEVICES"] = devices[0]
         try:
             code = run_server(config, app, sock)
         finally:
             sock.close()
         _exit_past_stuck_threads(code)
         return code
-    return Supervisor(config, app, sock, workers).run()
+    return Supervisor(config, app, sock, workers, devices=devices).run()
+
+
+def _plan_devices(config: Config, app: object, default_workers: int) -> tuple[int, list[str] | None] | None:
+    """The worker count and each worker's CUDA_VISIBLE_DEVICES; None (logged) when the GPUs are not there."""
+    from .devices import DeviceError, assign
+
+    spec = getattr(app, "spec", None)
+    resources = getattr(spec, "resources", None) or {}
+    raw = getattr(spec, "config", None) or {}
+    # --devices / --workers-per-device decide the count when --workers was not given.
+    open_count = not config.workers and (config.devices is not None or config.workers_per_device > 0)
+    try:
+        return assign(
+            resources,
+            0 if open_count else config.workers or default_workers,
+            devices=config.devices,
+            per_device=config.workers_per_device,
+            cpu_count_workers=raw.get("workers") == "cpu_count",
+        )
+    except DeviceError as exc:
+        name = getattr(spec, "name", config.target)
+        logging.getLogger("asgiserve").error("Cannot start %s: %s", name, exc)
+        return None
 
 
 def _service_defaults(config: Config, app: object, argv: Sequence[str]) -> None:

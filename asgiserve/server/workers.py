@@ -42,7 +42,14 @@ _MAX_DELAY = 10.0
 class Supervisor:
     """The parent process of ``--workers N``."""
 
-    def __init__(self, config: Config, app: ASGIApp, sock: socket.socket, workers: int) -> None:
+    def __init__(
+        self,
+        config: Config,
+        app: ASGIApp,
+        sock: socket.socket,
+        workers: int,
+        devices: list[str] | None = None,
+    ) -> None:
         self.config = config
         self.app = app
         self.sock = sock
@@ -54,6 +61,7 @@ class Supervisor:
         self.quick_deaths = 0  # workers in a row that died before _STABLE
         self.restarts: list[tuple[float, int]] = []  # (monotonic time, slot) of each replacement to start
         self.metrics_dir = shared_metrics.create_dir()
+        self.devices = devices  # CUDA_VISIBLE_DEVICES by slot (``devices.assign``), None: left as it is
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
@@ -69,6 +77,8 @@ class Supervisor:
             code = 1
             try:
                 server_context.set_worker(slot)
+                if self.devices is not None:  # before the service's __init__ (lifespan) can touch CUDA
+                    os.environ["CUDA_VISIBLE_DEVICES"] = self.devices[slot]
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 shared = shared_metrics.attach(self.app, self.metrics_dir, slot)
