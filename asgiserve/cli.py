@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:
             log.exception("Deployment of %r failed: %s", config.target, exc)
             return 3
-    from .server.server import bind_socket, run_server
+    from .server.server import run_server
     from .server.workers import Supervisor
 
     planned = _plan_devices(config, app, default_workers)
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     workers, devices = planned
     try:
-        sock = bind_socket(config)
+        sock = _listening_socket(config, workers)
     except OSError as exc:
         log.error("Could not bind %s:%d: %s", config.host, config.port, exc)
         return 1
@@ -144,6 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _exit_past_stuck_threads(code)
         return code
     return Supervisor(config, app, sock, workers, devices=devices).run()
+
+
+def _listening_socket(config: Config, workers: int) -> socket.socket:
+    """The shared listening socket; under ``--reuse-port`` with several workers, the port only held."""
+    from .server import reuseport
+    from .server.server import bind_socket
+
+    if config.reuse_port and workers > 1:
+        return reuseport.hold(config)
+    return bind_socket(config)
 
 
 def _plan_devices(config: Config, app: object, default_workers: int) -> tuple[int, list[str] | None] | None:

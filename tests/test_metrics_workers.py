@@ -69,7 +69,9 @@ def test_a_killed_worker_keeps_its_counts(tmp_path: Path) -> None:
         time.sleep(_LAG)
         victim = next(iter(answered & first))
         os.kill(victim, signal.SIGKILL)
-        assert wait_for(lambda: len(children(server.proc.pid)) == 3 and victim not in children(server.proc.pid))
+        assert wait_for(
+            lambda: len(children(server.proc.pid)) == 3 and victim not in children(server.proc.pid)
+        )
         after = _send(server.url, 300)
         time.sleep(_LAG)
         for _ in range(4):
@@ -119,5 +121,7 @@ def test_snapshots_and_retired_counts_add_up(tmp_path: Path) -> None:
     shared_metrics.retire(str(tmp_path), 1, os.getpid())
     assert (tmp_path / "slot-1.json").exists()
     shared_metrics.retire(str(tmp_path), 1, os.getpid() + 1)
-    again = {s.name: s.value for f in text_string_to_metric_families(live.render().decode()) for s in f.samples}
+    again = {
+        s.name: s.value for f in text_string_to_metric_families(live.render().decode()) for s in f.samples
+    }
     assert again["asgiserve_request_total"] == 111

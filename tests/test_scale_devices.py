@@ -51,7 +51,9 @@ def test_devices_round_robin_and_a_restart_keeps_the_slots_device(tmp_path: Path
         assert {i: w["devices"] for i, w in seen.items()} == {0: "GPU-b", 1: "GPU-d", 2: "GPU-b", 3: "GPU-d"}
         victim = int(str(seen[1]["pid"]))
         os.kill(victim, signal.SIGKILL)
-        assert wait_for(lambda: len(children(server.proc.pid)) == 4 and victim not in children(server.proc.pid))
+        assert wait_for(
+            lambda: len(children(server.proc.pid)) == 4 and victim not in children(server.proc.pid)
+        )
         deadline = time.monotonic() + 15
         again: dict[str, object] = {}
         while time.monotonic() < deadline and again.get("pid") in (None, victim):
@@ -82,7 +84,9 @@ def test_devices_naming_an_absent_gpu_fail_startup(tmp_path: Path) -> None:
         assert server.proc.wait(20) == 3
     finally:
         server.stop()
-    assert "--devices names GPU 5, but this machine has 2 visible (CUDA_VISIBLE_DEVICES=0,1)" in server.output()
+    assert (
+        "--devices names GPU 5, but this machine has 2 visible (CUDA_VISIBLE_DEVICES=0,1)" in server.output()
+    )
 
 
 def test_assign_rules() -> None:

@@ -8,7 +8,8 @@ A worker that dies soon after it started is restarted after a growing delay (0.1
 so a crash that repeats does not spin; one that lived 10 s or more is restarted at once and resets it.
 Each worker holds a slot, ``0 .. N-1`` (``server_context.worker_index``, ``ASGISERVE_WORKER_INDEX``); a
 replacement takes the slot of the worker it replaces. Their metrics add up through a directory of
-snapshots (``shared_metrics.py``) that the parent creates and removes.
+snapshots (``shared_metrics.py``) that the parent creates and removes. Under ``--reuse-port`` the parent
+only holds the port and each worker listens on a socket of its own (``reuseport.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .. import server_context
-from . import shared_metrics
+from . import reuseport, shared_metrics
 from .config import Config
 from .server import STARTUP_FAILED, run_server
 
@@ -83,7 +84,8 @@ class Supervisor:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 shared = shared_metrics.attach(self.app, self.metrics_dir, slot)
                 tick = shared.write if shared is not None else None
-                code = run_server(self.config, self.app, self.sock, worker=True, every_second=tick)
+                sock = self._worker_socket()
+                code = run_server(self.config, self.app, sock, worker=True, every_second=tick)
                 if shared is not None:
                     shared.write()  # the counts since the last tick
             except BaseException:
@@ -96,6 +98,14 @@ class Supervisor:
         self.born[pid] = time.monotonic()
         self.slots[pid] = slot
         logger.info("Started worker %d (index %d)", pid, slot)
+
+    def _worker_socket(self) -> socket.socket:
+        """The shared listening socket, or under ``--reuse-port`` this worker's own."""
+        if not reuseport.is_held(self.sock):
+            return self.sock
+        own = reuseport.listen(self.config, self.sock)
+        self.sock.close()  # the parent keeps the port held
+        return own
 
     def replace(self, pid: int, code: int) -> None:
         """Schedule a replacement for the worker ``pid`` that exited with ``code``, backing off on quick deaths."""

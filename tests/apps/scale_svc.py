@@ -25,3 +25,17 @@ class OneGpuEach:
     @asgiserve.api
     async def whoami(self) -> dict[str, object]:
         return {"pid": os.getpid(), "index": self.index, "devices": self.devices}
+
+
+@asgiserve.service(workers=2)
+class Slow:
+    @asgiserve.api
+    async def pid(self) -> int:
+        return os.getpid()
+
+    @asgiserve.api
+    async def slow(self, seconds: float) -> int:
+        import asyncio
+
+        await asyncio.sleep(seconds)
+        return os.getpid()
