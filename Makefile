@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: serve test lint bench bench-quick clean
+.PHONY: serve test deploy-check lint bench bench-quick clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ serve: $(VENV)/.base
 test: $(VENV)/.test
 	command -v openssl >/dev/null && command -v curl >/dev/null || (apt-get update -q && apt-get install -y -q openssl curl)
 	$(PY) -m pytest -q
+
+# The Kubernetes manifests against the Kubernetes schemas, the Dockerfile linted (make test runs both
+# through tests/test_scale_deploy.py, with a broken copy of each that must fail).
+deploy-check: $(VENV)/.test
+	$(VENV)/bin/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
+	$(VENV)/bin/hadolint deploy/Dockerfile
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check asgiserve tests examples benchmarks

@@ -10,7 +10,8 @@ Two ways, as the two servers users come from do it:
   a service asking for ``gpu: G`` with ``G > 1`` gets ``G`` consecutive devices per worker.
 
 Device numbers are positions in what this process sees: the entries of ``CUDA_VISIBLE_DEVICES`` when it is
-set (so a launcher's restriction holds, ids or UUIDs alike), else the ``/dev/nvidiaN`` devices. A worker
+set (so a launcher's restriction holds, ids or UUIDs alike), else ``0 .. n-1`` for the ``n`` devices
+``/dev/nvidiaN``. A worker
 that would need a GPU that is not there is refused before anything forks, with a ``DeviceError`` saying so.
 """
 
@@ -43,7 +44,8 @@ def visible_gpus(environ: Mapping[str, str] = os.environ, dev: str = "/dev") -> 
         names = os.listdir(dev)
     except OSError:
         return []
-    return [str(n) for n in sorted(int(m[6:]) for m in names if re.fullmatch(r"nvidia\d+", m))]
+    # A container runtime mounts a node's GPU 3 as /dev/nvidia3, yet CUDA numbers what it sees from 0.
+    return [str(i) for i in range(sum(1 for m in names if re.fullmatch(r"nvidia\d+", m)))]
 
 
 def parse_devices(text: str) -> list[int]:

@@ -100,6 +100,14 @@ def test_assign_rules() -> None:
     assert assign({}, 3, devices="2", visible=four) == (3, ["2", "2", "2"])  # --workers given wins
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,-1,3"}) == ["2"]  # CUDA stops at an invalid entry
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+
+
+def test_devices_under_dev_count_from_zero(tmp_path: Path) -> None:
+    # A container given the node's GPUs 3 and 6 sees /dev/nvidia3 and /dev/nvidia6; CUDA calls them 0 and 1.
+    for name in ("nvidia3", "nvidia6", "nvidiactl", "nvidia-uvm", "null"):
+        (tmp_path / name).touch()
+    assert visible_gpus({}, dev=str(tmp_path)) == ["0", "1"]
+    assert visible_gpus({}, dev=str(tmp_path / "absent")) == []
     for resources, kw, message in [
         ({"gpu": 3}, {}, "asks for 3 GPU(s), but this machine has 2 visible"),
         ({"gpu": 1.5}, {}, "a fraction of a GPU"),
