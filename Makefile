@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: serve test deploy-check lint bench bench-quick clean
+.PHONY: serve test test-ray deploy-check lint bench bench-quick clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,17 @@ deploy-check: $(VENV)/.test
 	$(VENV)/bin/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
 	$(VENV)/bin/hadolint deploy/Dockerfile
 
+# Ray Serve is large: its test runs in a virtualenv of its own, not in `make test`.
+.venv-ray/.ok: pyproject.toml
+	test -x .venv-ray/bin/python || $(PYTHON) -m venv .venv-ray
+	.venv-ray/bin/python -m pip install -q -e '.[test]' 'ray[serve]'
+	touch $@
+
+test-ray: .venv-ray/.ok
+	.venv-ray/bin/python -m pytest -q tests_ray -o filterwarnings=ignore::DeprecationWarning
+
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check asgiserve tests examples benchmarks
+	$(VENV)/bin/ruff check asgiserve tests tests_ray examples benchmarks
 	$(VENV)/bin/ruff format --check asgiserve
 	$(VENV)/bin/mypy
 	$(PY) tests/unasync.py --check
