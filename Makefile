@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: serve test test-ray deploy-check lint bench bench-quick clean
+.PHONY: serve test test-ray deploy-check lint bench bench-scale bench-quick clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ lint: $(VENV)/.test
 	$(VENV)/bin/ruff format --check asgiserve
 	$(VENV)/bin/mypy
 	$(PY) tests/unasync.py --check
+
+# Requests/s by worker count (shared socket, --reuse-port, uvicorn --workers): the counts this machine's
+# CPUs fit; benchmarks/README.md says how to add the Ray Serve rows.
+bench-scale: $(VENV)/.bench
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(PY) benchmarks/scale.py
 
 bench: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import start
@@ -43,8 +44,9 @@ def _totals(url: str) -> dict[str, float]:
     return sums
 
 
-def test_three_workers_add_up(tmp_path: Path) -> None:
-    server = start("asgiserve", TARGET, tmp_path, "--workers", "3", "--no-access-log")
+@pytest.mark.parametrize("sockets", [[], ["--reuse-port"]], ids=["shared-socket", "reuse-port"])
+def test_three_workers_add_up(tmp_path: Path, sockets: list[str]) -> None:
+    server = start("asgiserve", TARGET, tmp_path, "--workers", "3", "--no-access-log", *sockets)
     try:
         assert wait_for(lambda: len(children(server.proc.pid)) == 3)
         pids = _send(server.url, 3000)
