@@ -159,7 +159,7 @@ def _listening_socket(config: Config, workers: int) -> socket.socket:
 
 def _plan_devices(config: Config, app: object, default_workers: int) -> tuple[int, list[str] | None] | None:
     """The worker count and each worker's CUDA_VISIBLE_DEVICES; None (logged) when the GPUs are not there."""
-    from .devices import DeviceError, assign
+    from .devices import DeviceError, DeviceShortage, assign
 
     spec = getattr(app, "spec", None)
     resources = getattr(spec, "resources", None) or {}
@@ -174,6 +174,9 @@ def _plan_devices(config: Config, app: object, default_workers: int) -> tuple[in
             per_device=config.workers_per_device,
             cpu_count_workers=raw.get("workers") == "cpu_count",
         )
+    except DeviceShortage as exc:
+        logging.getLogger("asgiserve").warning("%s: %s", getattr(spec, "name", config.target), exc)
+        return config.workers or default_workers, None
     except DeviceError as exc:
         name = getattr(spec, "name", config.target)
         logging.getLogger("asgiserve").error("Cannot start %s: %s", name, exc)

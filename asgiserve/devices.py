@@ -11,8 +11,9 @@ Two ways, as the two servers users come from do it:
 
 Device numbers are positions in what this process sees: the entries of ``CUDA_VISIBLE_DEVICES`` when it is
 set (so a launcher's restriction holds, ids or UUIDs alike), else ``0 .. n-1`` for the ``n`` devices
-``/dev/nvidiaN``. A worker
-that would need a GPU that is not there is refused before anything forks, with a ``DeviceError`` saying so.
+``/dev/nvidiaN``. ``--devices`` or ``--workers-per-device`` naming GPUs that are not there are refused
+before anything forks, with a ``DeviceError`` saying so. ``resources`` asking for more GPUs than are visible is BentoML's case of a
+service developed on a laptop: a ``DeviceShortage`` that the server logs as a warning before it starts.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
-__all__ = ["DeviceError", "assign", "parse_devices", "visible_gpus"]
+__all__ = ["DeviceError", "DeviceShortage", "assign", "parse_devices", "visible_gpus"]
 
 ENV = "CUDA_VISIBLE_DEVICES"
 
 
 class DeviceError(ValueError):
     """The devices asked for cannot be given."""
+
+
+class DeviceShortage(DeviceError):
+    """``resources`` asks for more GPUs than are visible: BentoML warns and starts anyway, and so do we."""
 
 
 def visible_gpus(environ: Mapping[str, str] = os.environ, dev: str = "/dev") -> list[str]:
@@ -60,9 +65,13 @@ def parse_devices(text: str) -> list[int]:
 
 
 def _gpu_count(resources: Mapping[str, object]) -> float:
-    gpu = resources.get("gpu", 0)
-    if isinstance(gpu, bool) or not isinstance(gpu, (int, float)) or gpu < 0:
-        raise DeviceError(f'resources={{"gpu": ...}} takes a number of GPUs, not {gpu!r}')
+    raw = resources.get("gpu", 0)
+    try:  # BentoML's own guides write "1" as often as 1
+        gpu = float(raw) if isinstance(raw, (int, float, str)) and not isinstance(raw, bool) else -1.0
+    except ValueError:
+        gpu = -1.0
+    if gpu < 0:
+        raise DeviceError(f'resources={{"gpu": ...}} takes a number of GPUs, not {raw!r}')
     if gpu > 1 and gpu != int(gpu):
         raise DeviceError(f"a fraction of a GPU is given below one GPU only, not {gpu!r}")
     return float(gpu)
@@ -96,7 +105,8 @@ def assign(
             return workers or 1, None
         want = max(1, int(gpu))
         if len(seen) < want:
-            raise _missing(f"the service asks for {gpu:g} GPU(s)", seen)
+            short = _missing(f"the service asks for {gpu:g} GPU(s)", seen)
+            raise DeviceShortage(f"{short}: its workers start with {ENV} as it is, as BentoML's do")
         return workers or 1, [",".join(seen[:want])] * (workers or 1)
     chosen = parse_devices(devices) if devices is not None else list(range(len(seen)))
     if not chosen:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from asgiserve.devices import DeviceError, assign, visible_gpus
+from asgiserve.devices import DeviceError, DeviceShortage, assign, visible_gpus
 from tests.conftest import start
 from tests.test_lifecycle import children, wait_for
 
@@ -67,13 +67,30 @@ def test_a_missing_gpu_fails_startup_clearly(tmp_path: Path) -> None:
     if visible_gpus({}):
         pytest.skip("this machine has GPUs: the refusal is tested on one without")
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    server = start("asgiserve", TARGET, tmp_path, ready=False, env=env)
+    server = start("asgiserve", TARGET, tmp_path, "--workers-per-device", "1", ready=False, env=env)
     try:
         assert server.proc.wait(20) == 3
     finally:
         server.stop()
-    assert "Cannot start OneGpuEach: the service asks for 1 GPU(s), but this machine has none visible" in (
+    assert "Cannot start OneGpuEach: --workers-per-device needs a GPU, but this machine has none visible" in (
         server.output()
+    )
+
+
+def test_resources_alone_warn_and_start_as_bentoml_does(tmp_path: Path) -> None:
+    # A service written with resources={"gpu": 1} runs on a laptop without one under BentoML: here too.
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    if visible_gpus(env):
+        pytest.skip("this machine has GPUs: the shortage is tested on one without")
+    server = start("asgiserve", TARGET, tmp_path, env=env)
+    try:
+        seen = _by_index(server.url, 2)
+        assert sorted(seen) == [0, 1] and {w["devices"] for w in seen.values()} == {None}
+    finally:
+        assert server.stop() == 0
+    assert (
+        "OneGpuEach: the service asks for 1 GPU(s), but this machine has none visible: its workers start"
+        in (server.output())
     )
 
 
@@ -94,6 +111,7 @@ def test_assign_rules() -> None:
     assert assign({}, 3, visible=four) == (3, None)  # no GPU asked: the variable is left alone
     assert assign({"gpu": 2}, 3, visible=four) == (3, ["0,1"] * 3)
     assert assign({"gpu": 0.5}, 2, visible=four) == (2, ["0", "0"])
+    assert assign({"gpu": "1"}, 1, visible=four) == (1, ["0"])  # as BentoML's guides write it
     assert assign({"gpu": 1}, 4, cpu_count_workers=True, visible=four) == (4, None)
     assert assign({}, 0, per_device=2, visible=["0", "1"]) == (4, ["0", "1", "0", "1"])
     assert assign({"gpu": 2}, 0, devices="0,1,2,3", visible=four) == (4, ["0,1", "2,3", "0,1", "2,3"])
@@ -108,8 +126,11 @@ def test_devices_under_dev_count_from_zero(tmp_path: Path) -> None:
         (tmp_path / name).touch()
     assert visible_gpus({}, dev=str(tmp_path)) == ["0", "1"]
     assert visible_gpus({}, dev=str(tmp_path / "absent")) == []
+    with pytest.raises(DeviceShortage):  # the one case the server starts anyway
+        assign({"gpu": 1}, 2, visible=[])
     for resources, kw, message in [
-        ({"gpu": 3}, {}, "asks for 3 GPU(s), but this machine has 2 visible"),
+        ({"gpu": 3}, {}, "asks for 3 GPU(s), but this machine has 2 visible (CUDA_VISIBLE_DEVICES=0,1): its"),
+        ({}, {"per_device": 1, "visible": []}, "--workers-per-device needs a GPU, but this machine has none"),
         ({"gpu": 1.5}, {}, "a fraction of a GPU"),
         ({"gpu": "one"}, {}, "takes a number of GPUs"),
         ({}, {"devices": "0,x"}, "device numbers separated by commas"),
@@ -117,4 +138,4 @@ def test_devices_under_dev_count_from_zero(tmp_path: Path) -> None:
         ({"gpu": 3}, {"devices": "0,1"}, "asks for 3 GPUs per worker, but --devices lists 2"),
     ]:
         with pytest.raises(DeviceError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            assign(resources, 2, visible=["0", "1"], **kw)  # type: ignore[arg-type]
+            assign(resources, 2, **{"visible": ["0", "1"], **kw})  # type: ignore[arg-type]
