@@ -26,6 +26,9 @@ class OnRay:
             yield f"t{i} "
             await asyncio.sleep(0.3)
 
+    def __is_ready__(self) -> bool:
+        return not Path(os.environ["RAY_TEST_MARKS"], "not-ready").exists()
+
     @asgiserve.on_shutdown
     def leave_a_mark(self) -> None:
         Path(os.environ["RAY_TEST_MARKS"], f"shutdown-{self.started_in}").touch()

@@ -73,6 +73,20 @@ def test_a_stream_arrives_as_it_is_made(marks: tuple[str, Path]) -> None:
     assert len(arrivals) >= 3 and arrivals[-1][0] - arrivals[0][0] > 0.6  # not one body at the end
 
 
+def test_serves_health_check_is_the_services_readiness(marks: tuple[str, Path]) -> None:
+    url, folder = marks
+    handle = serve.get_deployment_handle("OnRay", app_name="onray")
+    assert handle.check_health.remote().result(timeout_s=30) is None
+    (folder / "not-ready").touch()
+    try:
+        with pytest.raises(Exception, match="OnRay is not ready: /readyz answered 503"):
+            handle.check_health.remote().result(timeout_s=30)
+        assert httpx.get(url + "/readyz", timeout=30).status_code == 503
+    finally:
+        (folder / "not-ready").unlink()
+    assert httpx.get(url + "/readyz", timeout=30).status_code == 200
+
+
 def test_shutdown_hooks_run_on_delete(marks: tuple[str, Path]) -> None:
     url, folder = marks
     pids = {httpx.post(url + "/pid", timeout=30).json() for _ in range(40)}
