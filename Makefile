@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: serve test lint bench bench-quick docs-screenshot browser clean
+.PHONY: serve test test-ray deploy-check lint bench bench-scale bench-quick docs-screenshot browser clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,11 +36,32 @@ test: $(VENV)/.test browser
 docs-screenshot: $(VENV)/.test browser
 	PYTHONPATH=.$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PY) tests/docs_screenshot.py docs/docs-page.png
 
+# The Kubernetes manifests against the Kubernetes schemas, the Dockerfile linted (make test runs both
+# through tests/test_scale_deploy.py, with a broken copy of each that must fail).
+deploy-check: $(VENV)/.test
+	$(VENV)/bin/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
+	$(VENV)/bin/hadolint deploy/Dockerfile
+
+# Ray Serve is large: its test runs in a virtualenv of its own, not in `make test`.
+.venv-ray/.ok: pyproject.toml
+	test -x .venv-ray/bin/python || $(PYTHON) -m venv .venv-ray
+	.venv-ray/bin/python -m pip install -q -e '.[test]' 'ray[serve]'
+	touch $@
+
+test-ray: .venv-ray/.ok
+	.venv-ray/bin/python -m pytest -q tests_ray -o filterwarnings=ignore::DeprecationWarning
+
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check asgiserve tests examples benchmarks
+	$(VENV)/bin/ruff check asgiserve tests tests_ray examples benchmarks
 	$(VENV)/bin/ruff format --check asgiserve
 	$(VENV)/bin/mypy
 	$(PY) tests/unasync.py --check
+
+# Requests/s by worker count (shared socket, --reuse-port, uvicorn --workers): the counts this machine's
+# CPUs fit; benchmarks/README.md says how to add the Ray Serve rows.
+bench-scale: $(VENV)/.bench
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(PY) benchmarks/scale.py
 
 bench: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

@@ -80,6 +80,18 @@ def _variable(dest: str) -> str:
     return "ASGISERVE_" + dest.upper()
 
 
+def _scale_help() -> dict[str, str]:
+    """The help of the flags for several workers, devices and sockets."""
+    return {
+        "devices": "GPUs for the workers, as 0,1,...: each worker gets one, round-robin (CUDA_VISIBLE_DEVICES)",
+        "workers_per_device": "workers per device of --devices (all visible GPUs when --devices is not given)",
+        "reuse_port": "one listening socket per worker (SO_REUSEPORT, Linux): the kernel spreads connections",
+    }
+
+
+_HELP.update(_scale_help())
+
+
 def _env(name: str) -> str | None:
     return os.environ.get(_variable(name))
 
@@ -215,12 +227,10 @@ def _load(config: Config) -> tuple[Any, int] | None:
     return None
 
 
-def _bind(config: Config) -> socket.socket | None:
-    """The listening socket, or one line saying why it cannot be bound (None)."""
-    from .server.server import bind_socket
-
+def _bind(config: Config, workers: int = 1) -> socket.socket | None:
+    """The listening socket (``_listening_socket``), or one line saying why it cannot be bound (None)."""
     try:
-        return bind_socket(config)
+        return _listening_socket(config, workers)
     except OSError as exc:
         why = exc.strerror or str(exc)
         if exc.errno == errno.EADDRINUSE:
@@ -249,21 +259,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = _prepare(config, app, given)
     if failed is not None:
         return failed
-    sock = _bind(config)
+    planned = _plan_devices(config, app, default_workers)
+    if planned is None:
+        return 3
+    workers, devices = planned
+    sock = _bind(config, workers)
     if sock is None:
         return LOAD_FAILED
     from .server.server import run_server
     from .server.workers import Supervisor
 
-    workers = config.workers or default_workers
     if workers <= 1:
+        if devices:
+            os.environ["CUDA_VISIBLE_DEVICES"] = devices[0]
         try:
             code = run_server(config, app, sock)
         finally:
             sock.close()
         _exit_past_stuck_threads(code)
         return code
-    return Supervisor(config, app, sock, workers).run()
+    return Supervisor(config, app, sock, workers, devices=devices).run()
+
+
+def _listening_socket(config: Config, workers: int) -> socket.socket:
+    """The shared listening socket; under ``--reuse-port`` with several workers, the port only held."""
+    from .server import reuseport
+    from .server.server import bind_socket
+
+    if config.reuse_port and workers > 1:
+        return reuseport.hold(config)
+    return bind_socket(config)
+
+
+def _plan_devices(config: Config, app: object, default_workers: int) -> tuple[int, list[str] | None] | None:
+    """The worker count and each worker's CUDA_VISIBLE_DEVICES; None (logged) when the GPUs are not there."""
+    from .devices import DeviceError, DeviceShortage, assign
+
+    spec = getattr(app, "spec", None)
+    resources = getattr(spec, "resources", None) or {}
+    raw = getattr(spec, "config", None) or {}
+    # --devices / --workers-per-device decide the count when --workers was not given.
+    open_count = not config.workers and (config.devices is not None or config.workers_per_device > 0)
+    try:
+        return assign(
+            resources,
+            0 if open_count else config.workers or default_workers,
+            devices=config.devices,
+            per_device=config.workers_per_device,
+            cpu_count_workers=raw.get("workers") == "cpu_count",
+        )
+    except DeviceShortage as exc:
+        logging.getLogger("asgiserve").warning("%s: %s", getattr(spec, "name", config.target), exc)
+        return config.workers or default_workers, None
+    except DeviceError as exc:
+        name = getattr(spec, "name", config.target)
+        logging.getLogger("asgiserve").error("Cannot start %s: %s", name, exc)
+        return None
 
 
 def _service_defaults(config: Config, app: object, argv: Sequence[str]) -> None:

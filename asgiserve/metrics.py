@@ -2,13 +2,21 @@
 
 Recording is on the hot path, so it is a dict lookup, a bisect and three additions; cumulative
 histogram buckets and the text are only computed when ``/metrics`` is scraped.
+
+Under ``--workers N`` each worker's counts are its own; ``snapshot`` copies them into a ``Snapshot`` and
+``absorb`` adds one in, so that the worker answering a scrape renders its live counts plus the others'
+last snapshots (``peers``, set by ``server/shared_metrics.py``). Recording does not change for that.
 """
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
+from collections.abc import Callable
 
-__all__ = ["Metrics"]
+import msgspec
+
+__all__ = ["Metrics", "Snapshot"]
 
 DEFAULT_BUCKETS = (
     0.0005,
@@ -33,6 +41,25 @@ DEFAULT_BUCKETS = (
 TASK_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
+class Snapshot(msgspec.Struct):
+    """One worker's counts at one moment, as written to its file (counters, histogram rows, gauges)."""
+
+    pid: int = 0
+    slot: int = 0
+    series: list[tuple[str, int, list[float]]] = []
+    batch: list[tuple[str, int, int]] = []
+    in_progress: dict[str, int] = {}
+    submitted: dict[str, int] = {}
+    running: dict[str, int] = {}
+    runs: list[tuple[str, str, list[float]]] = []
+
+
+def _add_rows(into: list[float], row: list[float]) -> None:
+    if len(into) == len(row):  # another bucket layout cannot be added bucket by bucket
+        for i, v in enumerate(row):
+            into[i] += v
+
+
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -54,6 +81,39 @@ class Metrics:
         self.tasks_running: dict[str, int] = {}
         self.tasks_pending = 0  # in the whole store, as last counted by this worker
         self._task_runs: dict[tuple[str, str], list[float]] = {}  # (name, status) -> histogram row
+        # A prefork worker's view of the other workers' counts: their last snapshots (and the retired ones).
+        self.peers: Callable[[], list[Snapshot]] | None = None
+
+    def snapshot(self) -> Snapshot:
+        """A copy of this process's counts."""
+        return Snapshot(
+            pid=os.getpid(),
+            series=[(e, s, list(row)) for (e, s), row in list(self._series.items())],
+            batch=[(e, t, c) for e, (t, c) in list(self._batch.items())],
+            in_progress=dict(self.in_progress),
+            submitted=dict(self.tasks_submitted),
+            running=dict(self.tasks_running),
+            runs=[(n, s, list(row)) for (n, s), row in list(self._task_runs.items())],
+        )
+
+    def absorb(self, snap: Snapshot, gauges: bool = True) -> None:
+        """Add ``snap``'s counters and histograms into these (and its gauges, unless ``gauges`` is False)."""
+        width = len(self.buckets) + 3
+        for endpoint, status, row in snap.series:
+            _add_rows(self._series.setdefault((endpoint, status), [0.0] * width), row)
+        for endpoint, total, count in snap.batch:
+            mine = self._batch.setdefault(endpoint, [0, 0])
+            mine[0] += total
+            mine[1] += count
+        for name, n in snap.submitted.items():
+            self.tasks_submitted[name] = self.tasks_submitted.get(name, 0) + n
+        for name, outcome, run_row in snap.runs:
+            _add_rows(self._task_runs.setdefault((name, outcome), [0.0] * (len(TASK_BUCKETS) + 3)), run_row)
+        if gauges:
+            for endpoint, n in snap.in_progress.items():
+                self.in_progress[endpoint] = self.in_progress.get(endpoint, 0) + n
+            for name, n in snap.running.items():
+                self.tasks_running[name] = self.tasks_running.get(name, 0) + n
 
     def task_submitted(self, name: str) -> None:
         """Count one task submitted (or resubmitted by a retry)."""
@@ -87,7 +147,18 @@ class Metrics:
         row[1] += 1
 
     def render(self) -> bytes:
-        """The metrics in Prometheus text format."""
+        """The metrics in Prometheus text format: of every worker when there are several."""
+        if self.peers is None:
+            return self._render()
+        total = Metrics(self.service, self.buckets)
+        total.task_names = self.task_names
+        total.tasks_pending = self.tasks_pending  # already the whole store's
+        total.absorb(self.snapshot())
+        for snap in self.peers():
+            total.absorb(snap)
+        return total._render()
+
+    def _render(self) -> bytes:
         svc = _label(self.service)
         lines = [
             "# HELP asgiserve_request_total Requests answered, by endpoint and status.",
@@ -142,7 +213,7 @@ class Metrics:
             lab = f'service="{svc}",task="{_label(name)}"'
             lines.append(f"asgiserve_task_submitted_total{{{lab}}} {self.tasks_submitted.get(name, 0)}")
         lines += [
-            "# HELP asgiserve_task_running Tasks this worker runs now, by task.",
+            "# HELP asgiserve_task_running Tasks running now (in every worker), by task.",
             "# TYPE asgiserve_task_running gauge",
         ]
         for name in self.task_names:

@@ -57,6 +57,10 @@ class Config:
     max_connections: int = _L.max_connections
     graceful_timeout: float = 30.0
     backlog: int = 2048
+    # Scaling out (``devices.py``, ``workers.py``): GPUs per worker, and one listening socket per worker.
+    devices: str | None = None  # "0,1": positions in the visible GPUs, LitServe's round-robin
+    workers_per_device: int = 0
+    reuse_port: bool = False
 
     def limits(self) -> Limits:
         """The limits every connection checks."""

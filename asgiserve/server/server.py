@@ -83,6 +83,7 @@ class Server:
         self.lifespan: Lifespan | None = None
         self.failure: str | None = None  # why lifespan startup failed
         self.on_started: Callable[[], None] | None = None  # called once the listener accepts
+        self.every_second: Callable[[], None] | None = None  # called on the tick, once a second
         self._tick_handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop holding our signal handlers
         self.access: AccessLog | None = None
@@ -112,6 +113,8 @@ class Server:
             self._second = second
             state.defaults = b"server: asgiserve\r\ndate: %s\r\n" % formatdate(usegmt=True).encode()
             state.head_end = state.defaults + b"\r\n"
+            if self.every_second is not None:
+                self.every_second()
             if self.parent is not None and os.getppid() != self.parent:
                 logger.warning("Supervisor %d is gone: draining", self.parent)
                 self.parent = None
@@ -296,11 +299,19 @@ def _served(app: object) -> str:
     return f"; apis {', '.join(apis) or 'none'}; mounts {', '.join(mounts) or 'none'}"
 
 
-def run_server(config: Config, app: ASGIApp, sock: socket.socket, *, worker: bool = False) -> int:
+def run_server(
+    config: Config,
+    app: ASGIApp,
+    sock: socket.socket,
+    *,
+    worker: bool = False,
+    every_second: Callable[[], None] | None = None,
+) -> int:
     """Run one server process on its own event loop (uvloop when available).
 
     A prefork ``worker`` drains on SIGTERM only: a Ctrl-C reaches the whole process group, and the parent
     turns it into one SIGTERM per worker, which must not count as a second, forcing signal.
+    ``every_second`` runs on the tick (a worker's metrics snapshot).
     """
     if not worker:
         server_context.set_worker(0)
@@ -309,7 +320,9 @@ def run_server(config: Config, app: ASGIApp, sock: socket.socket, *, worker: boo
     signals = (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT)
     try:
         parent = os.getppid() if worker else None
-        return loop.run_until_complete(Server(config, app, signals, parent).serve(sock))
+        server = Server(config, app, signals, parent)
+        server.every_second = every_second
+        return loop.run_until_complete(server.serve(sock))
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

@@ -7,7 +7,9 @@ parent stop all workers and exit with the startup failure status instead of rest
 A worker that dies soon after it started is restarted after a growing delay (0.1 s, doubling up to 10 s),
 so a crash that repeats does not spin; one that lived 10 s or more is restarted at once and resets it.
 Each worker holds a slot, ``0 .. N-1`` (``server_context.worker_index``, ``ASGISERVE_WORKER_INDEX``); a
-replacement takes the slot of the worker it replaces.
+replacement takes the slot of the worker it replaces. Their metrics add up through a directory of
+snapshots (``shared_metrics.py``) that the parent creates and removes. Under ``--reuse-port`` the parent
+only holds the port and each worker listens on a socket of its own (``reuseport.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .. import server_context
+from . import reuseport, shared_metrics
 from .config import Config
 from .server import STARTUP_FAILED, run_server
 
@@ -40,7 +43,14 @@ _MAX_DELAY = 10.0
 class Supervisor:
     """The parent process of ``--workers N``."""
 
-    def __init__(self, config: Config, app: ASGIApp, sock: socket.socket, workers: int) -> None:
+    def __init__(
+        self,
+        config: Config,
+        app: ASGIApp,
+        sock: socket.socket,
+        workers: int,
+        devices: list[str] | None = None,
+    ) -> None:
         self.config = config
         self.app = app
         self.sock = sock
@@ -51,6 +61,8 @@ class Supervisor:
         self.slots: dict[int, int] = {}  # pid -> worker index
         self.quick_deaths = 0  # workers in a row that died before _STABLE
         self.restarts: list[tuple[float, int]] = []  # (monotonic time, slot) of each replacement to start
+        self.metrics_dir = shared_metrics.create_dir()
+        self.devices = devices  # CUDA_VISIBLE_DEVICES by slot (``devices.assign``), None: left as it is
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
@@ -66,9 +78,16 @@ class Supervisor:
             code = 1
             try:
                 server_context.set_worker(slot)
+                if self.devices is not None:  # before the service's __init__ (lifespan) can touch CUDA
+                    os.environ["CUDA_VISIBLE_DEVICES"] = self.devices[slot]
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                code = run_server(self.config, self.app, self.sock, worker=True)
+                shared = shared_metrics.attach(self.app, self.metrics_dir, slot)
+                tick = shared.write if shared is not None else None
+                sock = self._worker_socket()
+                code = run_server(self.config, self.app, sock, worker=True, every_second=tick)
+                if shared is not None:
+                    shared.write()  # the counts since the last tick
             except BaseException:
                 logger.exception("worker %d crashed", os.getpid())
             finally:
@@ -79,6 +98,14 @@ class Supervisor:
         self.born[pid] = time.monotonic()
         self.slots[pid] = slot
         logger.info("Started worker %d (index %d)", pid, slot)
+
+    def _worker_socket(self) -> socket.socket:
+        """The shared listening socket, or under ``--reuse-port`` this worker's own."""
+        if not reuseport.is_held(self.sock):
+            return self.sock
+        own = reuseport.listen(self.config, self.sock)
+        self.sock.close()  # the parent keeps the port held
+        return own
 
     def replace(self, pid: int, code: int) -> None:
         """Schedule a replacement for the worker ``pid`` that exited with ``code``, backing off on quick deaths."""
@@ -93,7 +120,9 @@ class Supervisor:
         logger.warning(
             "Worker %d exited with status %d after %.1f s: restarting in %.1f s", pid, code, lived, delay
         )
-        self.restarts.append((now + delay, self.slots.pop(pid, 0)))
+        slot = self.slots.pop(pid, 0)
+        shared_metrics.retire(self.metrics_dir, slot, pid)  # before a replacement writes that slot's file
+        self.restarts.append((now + delay, slot))
 
     def run(self) -> int:
         """Start the workers, keep them running until a signal, stop them; return the exit status."""
@@ -138,6 +167,7 @@ class Supervisor:
             _kill(pid, signal.SIGKILL)
         while self.pids:
             self._reap(block=True)
+        shared_metrics.remove_dir(self.metrics_dir)
         return status
 
     def _reap(self, block: bool = False) -> list[tuple[int, int]]:
