@@ -33,7 +33,7 @@ from .oip import OpenInference
 from .options import join_paths
 from .responses import error_body, send_body, send_error
 from .routing import Handler, Mount, Router
-from .schema import INFRA_PATHS, DocsPage, mount_docs, openapi, service_schema
+from .schema import DocsPage, mount_docs, moved_infra, openapi, service_schema
 from .service import _set_current, get_apis, get_mounts, get_spec
 from .traffic import Gate
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -147,7 +147,7 @@ class ServiceApp:
             self.schema["description"] = description.strip()
         doc = openapi(self.name, description, self.handlers)
         if prefix or (spec.livez, spec.readyz) != ("/livez", "/readyz"):
-            doc["paths"] = _moved_infra(doc["paths"], prefix, spec.livez, spec.readyz)
+            doc["paths"] = moved_infra(doc["paths"], prefix, spec.livez, spec.readyz)
         self.openapi = merge_openapi(doc, mounts)
         self._schema_bytes = msgspec.json.encode(self.schema)
         self._docs_bytes = msgspec.json.encode(self.openapi)
@@ -395,20 +395,6 @@ class WrappedServiceApp(ServiceApp):
     def direct_handler(self, path: str) -> APIHandler | None:
         """None: every request goes through the layers."""
         return None
-
-
-def _moved_infra(paths: dict[str, object], prefix: str, livez: str, readyz: str) -> dict[str, object]:
-    """OpenAPI ``paths`` with the infra routes at their prefixed or configured places."""
-    moved = {"/livez": livez, "/readyz": readyz}
-    out: dict[str, object] = {}
-    for path, item in paths.items():
-        if path in INFRA_PATHS and path != "/schema.json":
-            out[join_paths(prefix, path)] = item
-            if path in moved and moved[path] != join_paths(prefix, path):
-                out[moved[path]] = item
-        else:
-            out[path] = item
-    return out
 
 
 # -- tasks and dependencies: loaded only for a service that has them --------------------------------

@@ -26,8 +26,9 @@ from typing import Any
 import msgspec
 import orjson
 
+from .binarycodec import BinaryBodies, _is_numpy_array_type
 from .context import Context
-from .errors import BadRequest, UnsupportedMediaType
+from .errors import BadRequest
 from .iotypes import (
     InputError,
     OutputPlan,
@@ -43,7 +44,6 @@ from .iotypes import (
     split_annotated,
     uses_pydantic,
 )
-from .tensors import MSGPACK_TYPES, NPY_CT
 from .validators import ContentType
 
 __all__ = ["APICodec", "FileURL", "Output", "validation_detail"]
@@ -73,10 +73,6 @@ class Output:
         self.content_type = content_type
         self.schema_type = schema_type
         self.plan = plan
-
-
-def _is_numpy_array_type(tp: object) -> bool:
-    return getattr(tp, "__module__", "") == "numpy" and getattr(tp, "__name__", "") == "ndarray"
 
 
 class FileURL(type(pathlib.Path())):  # type: ignore[misc]
@@ -212,8 +208,13 @@ def _output_for(tp: object, media_type: str | None, output_spec: object = None) 
     return Output("json", JSON_CT, tp)
 
 
-class APICodec:
+class APICodec(BinaryBodies):
     """Decoder, encoder and schemas for one api, built from its signature once."""
+
+    output: Output
+    # For ``BinaryBodies``, which cannot import this module.
+    dec_hook = staticmethod(_dec_hook)
+    detail_of = staticmethod(validation_detail)
 
     def __init__(
         self,
@@ -437,76 +438,6 @@ class APICodec:
                 out = {}
         out["is_stream"] = self.stream != "none"
         out["media_type"] = self.output.content_type.decode().split(";")[0]
-        return out
-
-    # -- binary bodies (msgpack, .npy): decoders built on first use, so JSON-only apis never pay ---------
-
-    def decode_binary(self, ctype: bytes, body: bytes) -> msgspec.Struct | None:
-        """The input decoded from a msgpack or .npy body (``ctype`` lower-cased), None for other types."""
-        media = ctype.split(b";", 1)[0].strip()
-        if media in MSGPACK_TYPES:
-            return self._decode_msgpack(body)
-        if media == NPY_CT:
-            return self._decode_npy(body)
-        return None
-
-    def _decode_msgpack(self, body: bytes) -> msgspec.Struct:
-        if not body:
-            return self.decode(body)  # the same missing-field error (or defaults) as an empty JSON body
-        decoder = self.__dict__.get("_msgpack_decoder")
-        if decoder is None:
-            from .tensors import ext_hook
-
-            decoder = msgspec.msgpack.Decoder(self.input_type, dec_hook=_dec_hook, ext_hook=ext_hook)
-            self.__dict__["_msgpack_decoder"] = decoder
-        try:
-            decoded: msgspec.Struct = decoder.decode(body)
-            return decoded
-        except msgspec.ValidationError as exc:
-            msg = str(exc)
-            raise BadRequest(msg, detail=validation_detail(msg)) from None
-        except (msgspec.DecodeError, ValueError) as exc:
-            raise BadRequest(f"Invalid msgpack body: {exc}") from None
-
-    def array_param(self) -> str | None:
-        """The name of the api's single parameter when it is a numpy array (the api takes .npy bodies)."""
-        names = self.param_names
-        if len(names) == 1 and not self.var_kw and _is_numpy_array_type(self.param_types[names[0]]):
-            return names[0]
-        return None
-
-    def _decode_npy(self, body: bytes) -> msgspec.Struct:
-        name = self.array_param()
-        if name is None:
-            raise UnsupportedMediaType(
-                f"api {self.name!r} does not take application/x-npy bodies"
-                " (only an api whose single parameter is a numpy array does)"
-            )
-        from .tensors import decode_npy
-
-        try:
-            return self.input_type(**{name: decode_npy(body)})
-        except ValueError as exc:
-            raise BadRequest(f"Invalid .npy body: {exc}") from None
-
-    def request_media_types(self) -> list[str]:
-        """The request body media types the api accepts."""
-        out = ["application/json", *(t.decode() for t in MSGPACK_TYPES)]
-        if self.file_params:
-            out.append("multipart/form-data")
-        if self.array_param() is not None:
-            out.append(NPY_CT.decode())
-        return out
-
-    def response_media_types(self) -> list[str]:
-        """The media types the api can answer in (chosen by the request's ``Accept``; JSON by default)."""
-        first = self.output.content_type.decode().split(";")[0]
-        array_out = _is_numpy_array_type(self.output.schema_type)  # a "custom" output, written as JSON lists
-        if self.stream != "none" or (self.output.kind not in ("json", "dynamic") and not array_out):
-            return [first]
-        out = [first, *(t.decode() for t in MSGPACK_TYPES)]
-        if self.output.kind == "dynamic" or array_out:
-            out.append(NPY_CT.decode())
         return out
 
 

@@ -4,8 +4,8 @@ One core, two entries:
 - direct (asgiserve's own server, ``types.DirectHandler``): ``start`` admits and decodes a call whose whole
   body is at hand and hands back the coroutine to run; ``finish`` turns its result or error into the answer
   and gives back the slot;
-- ASGI (any server): ``__call__`` reads the body and runs the same decode, call and encode (``respond``)
-  under ``Gate.guard``; streams and file outputs go out piece by piece from here.
+- ASGI (any server): ``__call__`` (``asgicalls.ASGICalls``) reads the body and runs the same decode, call
+  and encode (``respond``) under ``Gate.guard``; streams and file outputs go out piece by piece there.
 
 Rules kept here:
 - a sync api runs in the service's thread pool; when the deadline answers 504 first, the slot stays taken
@@ -20,24 +20,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import msgspec
 from msgspec.structs import asdict, astuple
 
 from . import tensors as media_types
+from .asgicalls import ASGICalls, ClientDisconnected, content_type_of, read_body
 from .batching import Batcher
 from .codec import BYTES_CT, JSON_CT, PLAIN_JSON, TEXT_CT, APICodec, encode_json, encode_plain_json
 from .context import Context
 from .ctxcalls import ContextCalls, Response
 from .errors import HTTPError, UnsupportedMediaType
-from .files import FileOut, open_file, send_file
-from .responses import error_body, send_answer
+from .files import FileOut, open_file
+from .responses import error_body
 from .service import APISpec
-from .streams import Items, Writer, send_stream
+from .streams import Writer
 from .traffic import Gate
-from .types import Answer, ChunkWriter, Headers, Receive, Scope, Send, Started
+from .types import Answer, ChunkWriter, Headers, Started
 
 __all__ = ["APIHandler", "ClientDisconnected", "Response", "read_body"]
 
@@ -50,64 +51,7 @@ _JSON_LIKE = (b"application/json", b"text/plain", b"application/x-www-form-urlen
 _JSON_TYPES: set[bytes] = set()  # content types seen and accepted as JSON, so most requests skip the checks
 
 
-class ClientDisconnected(Exception):
-    """The client went away before the request body was complete."""
-
-
-async def body_chunks(receive: Receive, gate: Gate) -> AsyncIterator[bytes]:
-    """The request body piece by piece as it arrives, within the gate's body limit."""
-    limit = gate.max_body
-    size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk: bytes = msg.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise gate.too_large()
-        if chunk:
-            yield chunk
-        if not msg.get("more_body"):
-            return
-
-
-async def read_body(receive: Receive, gate: Gate) -> bytes:
-    """The whole request body (one ``receive`` call in the common case), within the gate's body limit."""
-    limit = gate.max_body
-    msg = await receive()
-    if msg["type"] == "http.disconnect":
-        raise ClientDisconnected
-    body: bytes = msg.get("body", b"")
-    if not msg.get("more_body"):
-        if len(body) > limit:
-            raise gate.too_large()
-        return body
-    parts = [body]
-    size = len(body)
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise gate.too_large()
-        parts.append(chunk)
-        if not msg.get("more_body"):
-            return b"".join(parts)
-
-
-def _content_type(headers: Headers) -> bytes | None:
-    for name, value in headers:
-        if name == b"content-type":
-            return (
-                value if type(value) is bytes else bytes(value)
-            )  # not lowercased: boundaries are case-sensitive
-    return None
-
-
-class APIHandler(ContextCalls):
+class APIHandler(ContextCalls, ASGICalls):
     """Serves one api, directly (``start`` / ``finish``) or over ASGI (``await handler(scope, receive, send)``)."""
 
     def __init__(
@@ -413,7 +357,9 @@ class APIHandler(ContextCalls):
         if obj is None:
             from .multipart import decode_form
 
-            return await decode_form(self.codec, body, _content_type(headers) or b"", self.allow_private_urls)
+            return await decode_form(
+                self.codec, body, content_type_of(headers) or b"", self.allow_private_urls
+            )
         from .downloads import fetch_into_temp
 
         return await fetch_into_temp(self.codec, obj, self.allow_private_urls)
@@ -435,41 +381,6 @@ class APIHandler(ContextCalls):
         if isinstance(result, (bytes, bytearray, memoryview)):
             return bytes(result), BYTES_CT
         return encode_json(result), JSON_CT
-
-    # -- ASGI ------------------------------------------------------------------------------------------
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Handle one POST to this api over ASGI, under the gate's rules."""
-        await self.gate.guard(self.route, scope["headers"], send, self._serve, scope, receive, send)
-
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> int:
-        """Read, decode, call, answer (admitted already); returns the status sent."""
-        headers = scope["headers"]
-        form = None
-        body = b""
-        try:
-            ctype = _content_type(headers) if self.codec.file_params else None
-            if ctype is not None and ctype.lower().startswith(b"multipart/form-data"):
-                from .multipart import receive_form
-
-                form = await receive_form(
-                    self.codec, body_chunks(receive, self.gate), ctype, self.allow_private_urls
-                )
-            else:
-                body = await read_body(receive, self.gate)
-        except ClientDisconnected:
-            return 499
-        except HTTPError as exc:  # over the body limit, or a malformed form
-            return await send_answer(send, self.failed(exc))
-        if self.ctx:
-            return await self._serve_with_context(scope, body, form, receive, send)
-        if self.streams:
-            return await self._stream(headers, body, receive, send, form)
-        status, ctype, out, extra = await self.respond(headers, body, form)
-        self.gate.response_started(asyncio.current_task())
-        if isinstance(out, FileOut):
-            return await send_file(send, out)
-        return await send_answer(send, (status, ctype, out, extra))
 
     async def _open_stream(
         self, headers: Headers, body: bytes, form: Form | None, ctx: Context | None = None
@@ -496,37 +407,3 @@ class APIHandler(ContextCalls):
             if cleanup is not None:
                 cleanup()
             raise
-
-    async def _stream(
-        self,
-        headers: Headers,
-        body: bytes,
-        receive: Receive,
-        send: Send,
-        form: Form | None = None,
-        ctx: Context | None = None,
-    ) -> int:
-        cleanup = None
-        items: Items | None = None
-        try:
-            try:
-                gen, cleanup = await self._open_stream(headers, body, form, ctx)
-            except Exception as exc:
-                return await send_answer(send, self.failed(exc))
-            items = Items(gen, self.codec.stream == "async", self.executor, self.gate)
-            sent = await send_stream(
-                items,
-                self._ct,
-                self.codec.sse,
-                self.gate,
-                receive,
-                send,
-                self.spec.name,
-                ctx.response if ctx is not None else None,
-            )
-            return sent if sent is not None else await send_answer(send, _INTERNAL)
-        finally:
-            if items is not None:
-                await items.close()
-            if cleanup is not None:
-                cleanup()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .codec import _is_numpy_array_type
+from .binarycodec import _is_numpy_array_type
 from .responses import error_body, send_body
 from .tensors import (
     DATATYPES,

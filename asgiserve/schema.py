@@ -12,9 +12,10 @@ from typing import Any, Protocol
 import msgspec
 
 from .codec import APICodec, _schema_hook
+from .options import join_paths
 from .service import APISpec
 
-__all__ = ["INFRA_PATHS", "DocsPage", "Documented", "mount_docs", "openapi", "service_schema"]
+__all__ = ["INFRA_PATHS", "DocsPage", "Documented", "mount_docs", "moved_infra", "openapi", "service_schema"]
 
 
 class Documented(Protocol):
@@ -196,3 +197,17 @@ def mount_docs(prefix: str, app: object) -> str | None:
     """The docs page of a mounted app, when it has one (FastAPI's ``docs_url``)."""
     url = getattr(app, "docs_url", None)
     return prefix.rstrip("/") + url if isinstance(url, str) and url.startswith("/") else None
+
+
+def moved_infra(paths: dict[str, object], prefix: str, livez: str, readyz: str) -> dict[str, object]:
+    """OpenAPI ``paths`` with the infra routes at their prefixed or configured places."""
+    moved = {"/livez": livez, "/readyz": readyz}
+    out: dict[str, object] = {}
+    for path, item in paths.items():
+        if path in INFRA_PATHS and path != "/schema.json":
+            out[join_paths(prefix, path)] = item
+            if path in moved and moved[path] != join_paths(prefix, path):
+                out[moved[path]] = item
+        else:
+            out[path] = item
+    return out
