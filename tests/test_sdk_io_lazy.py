@@ -16,7 +16,7 @@ def test_a_plain_service_imports_none_of_them():
     out = run(
         "import sys, asgiserve\n"
         "import tests.apps.calls as m\n"
-        "app = asgiserve.asgi_app(m.Calls)\n"
+        "app = asgiserve.to_asgi(m.Calls)\n"
         "import asgiserve.validators, asgiserve.context\n"
         "print([n for n in ('pydantic', 'PIL', 'pandas', 'torch', 'numpy') if n in sys.modules])\n"
     )
@@ -27,7 +27,7 @@ def test_pydantic_loads_with_a_service_that_uses_it_and_msgspec_decodes_the_rest
     out = run(
         "import sys, asgiserve\n"
         "import tests.apps.sdk_io as m\n"
-        "app = asgiserve.asgi_app(m.IOSvc)\n"
+        "app = asgiserve.to_asgi(m.IOSvc)\n"
         "h = {x.spec.name: x for x in app.handlers}\n"
         "print('pydantic' in sys.modules, h['limits'].codec.converters, len(h['team_info'].codec.converters))\n"
     )

@@ -40,7 +40,10 @@ from .wire import (
     request_framing,
 )
 
-__all__ = ["HTTPProtocol", "Phase", "ServerState", "split_target"]
+__all__ = ["DRAIN_GRACE", "HTTPProtocol", "Phase", "ServerState", "split_target"]
+
+DRAIN_GRACE = 0.2  # seconds a connection accepted at the drain, nothing read yet, has to begin its head
+# (its request is normally in the socket already, read on the next pass; the tick closes it after)
 
 
 class HTTPProtocol(Calls):
@@ -60,6 +63,7 @@ class HTTPProtocol(Calls):
         self.parsing: Exchange | None = None  # the request whose body is arriving
         self.pipeline: deque[Exchange] = deque()
         self.deadline = 0.0  # monotonic time after which the tick closes us; 0 for none
+        self.began = False  # a request began here (a drain closes an idle connection only then)
         self.since = self.last_read = 0.0  # when a body began (plus body_timeout), when a piece last came
         # Each request runs in a copy of this, never of the request before it (pipelining starts the next
         # one from inside the previous one's task).
@@ -128,6 +132,7 @@ class HTTPProtocol(Calls):
 
     def begin_head(self) -> None:
         """The first bytes of a new request arrived: the header deadline starts."""
+        self.began = True
         if self.phase < CLOSING:
             self.phase = HEAD
             if self.current is None:
@@ -327,8 +332,13 @@ class HTTPProtocol(Calls):
         self.close()
 
     def shutdown(self) -> None:
-        """The server is draining: close now when idle, else after the current response."""
+        """The server is draining: close now when idle, else after the current response. A connection
+        accepted just before, whose first request may not have been read yet, gets ``DRAIN_GRACE`` for it
+        (closed then by the tick) rather than a close that would leave that request unanswered."""
         if self.ws is not None:
             self.ws.going_away()
         elif self.current is None:
-            self.close()
+            if self.began:
+                self.close()
+            else:
+                self.deadline = self.server.now + DRAIN_GRACE

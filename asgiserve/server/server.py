@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, cast
 from .. import server_context
 from ..http.access import AccessLog, logged_class
 from ..http.auto import new_event_loop, protocol_class
-from ..http.connection import ServerState
+from ..http.connection import DRAIN_GRACE, ServerState
 from ..http.state import Live
 from .config import Config
 from .lifespan import Lifespan, LifespanFailure
@@ -43,7 +43,6 @@ STARTUP_FAILED = 3
 _TICK = 0.5
 # Makes a connection of a socket taken from the accept queue: (transport, protocol), as asyncio's do.
 Accept = Callable[[socket.socket], Awaitable[tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]]
-_QUEUED_GRACE = 1.0  # seconds a connection taken from the accept queue at the drain has to begin its head
 
 
 def bind_socket(config: Config) -> socket.socket:
@@ -251,7 +250,7 @@ class Server:
             if live not in late:
                 live.shutdown()
         for live in late:  # one that sends nothing soon is closed by the tick; its head gets the usual time
-            live.deadline = state.now + _QUEUED_GRACE
+            live.deadline = state.now + DRAIN_GRACE
         began = loop.time()
         deadline = began + self.config.graceful_timeout
         while state.connections and loop.time() < deadline and not self.forced:
