@@ -71,7 +71,9 @@ requests = st.builds(
 )
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The same examples every run (derandomize): the suite must not turn red on an input nobody changed code
+# for. Explore beyond them by running this with derandomize off and more examples.
+@settings(max_examples=1000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(requests)
 def test_both_parsers_give_the_same_verdict(data):
     assert verdict("httptools", data) == verdict("h11", data), data

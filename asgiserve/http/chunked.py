@@ -15,7 +15,8 @@ __all__ = ["ChunkedDecoder"]
 
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(;[^\r\n]*)?")
 _TRAILER_BEGUN = re.compile(rb"(?:" + TCHAR + rb"+(?::" + VALUE_BYTE + rb"*\r?)?|\r)?")
-_SIZE_BEGUN = re.compile(rb"[0-9A-Fa-f]{0,16}(?:;[^\r\n]*)?\r?")  # a size line as far as it has come
+# A size line as far as it has come: an extension only after at least one digit, as llhttp reads it.
+_SIZE_BEGUN = re.compile(rb"(?:[0-9A-Fa-f]{1,16}(?:;[^\r\n]*)?\r?)?")
 
 
 class ChunkedDecoder:

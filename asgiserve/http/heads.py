@@ -144,6 +144,10 @@ def has_bad_eol(data: bytes | bytearray) -> bool:
 
 # Every prefix of a method llhttp knows, each followed by the space that ends it once it is whole.
 _METHOD_PREFIXES = frozenset(m[:i] for m in METHODS for i in range(len(m) + 1)) | {m + b" " for m in METHODS}
+# llhttp also reads RTSP's methods as far as their names go (it refuses them for HTTP at the version).
+_RTSP = (b"ANNOUNCE", b"DESCRIBE", b"FLUSH", b"GET_PARAMETER", b"PAUSE", b"PLAY", b"RECORD", b"REDIRECT")
+_RTSP += (b"SETUP", b"SET_PARAMETER", b"TEARDOWN")
+_METHOD_PREFIXES |= frozenset(m[:i] for m in _RTSP for i in range(len(m) + 1))
 
 
 # A request line as far as it has come, as llhttp reads it byte by byte: the method, spaces, a target
@@ -160,6 +164,7 @@ _LINE = re.compile(rb"(?:[A-Z]+ +" + _TARGET + rb"|CONNECT +[\x21-\x7e]+)(?: +HT
 
 
 _EMPTY_CL = re.compile(rb"\r\n(?i:content-length):[ \t]*\r\n")
+_TE_LINE = re.compile(rb"\r\n(?i:transfer-encoding):" + VALUE_BYTE + rb"*(?=\r\n)")  # well-formed bytes
 _DIGITS_BEGUN = re.compile(rb"[ \t]*[0-9]*[ \t]*\r?")
 _FIELD_BEGUN = re.compile(rb"(?:" + TCHAR + rb"+(?::[ \t]*" + VALUE_BYTE + rb"*\r?)?|\r)?")
 
@@ -174,7 +179,8 @@ def check_fields_so_far(head: bytes) -> None:
         try:
             check_raw_head(whole)
         except ProtocolError:
-            if _EMPTY_CL.search(whole) is None:  # llhttp refuses an empty one once the head is whole
+            # llhttp refuses an empty Content-Length, and judges Transfer-Encoding, once the head is whole.
+            if _EMPTY_CL.search(whole) is None and not _fine_without_te(whole):
                 raise
         fields = head[first:last].lower()
         if b"\ncontent-length:" in fields and b"\ntransfer-encoding:" in fields:
@@ -187,6 +193,18 @@ def check_fields_so_far(head: bytes) -> None:
         head, last + 17
     ):
         raise ProtocolError("Malformed or repeated Content-Length")  # llhttp reads its digits as they come
+
+
+def _fine_without_te(whole: bytes) -> bool:
+    """Whether ``whole`` (a head made of the field lines so far) passes once its Transfer-Encoding lines
+    are left out: then only their values failed, which llhttp judges when the head is complete."""
+    if _TE_LINE.search(whole) is None:
+        return False
+    try:
+        check_raw_head(_TE_LINE.sub(b"", whole))
+    except ProtocolError:
+        return False
+    return True
 
 
 def lf_line_as_crlf(head: bytes) -> bytes:
