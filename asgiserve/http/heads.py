@@ -145,7 +145,9 @@ def has_bad_eol(data: bytes | bytearray) -> bool:
 # Every prefix of a method llhttp knows, each followed by the space that ends it once it is whole.
 _METHOD_PREFIXES = frozenset(m[:i] for m in METHODS for i in range(len(m) + 1)) | {m + b" " for m in METHODS}
 # llhttp also reads RTSP's methods as far as their names go (it refuses them for HTTP at the version).
-_RTSP = b"ANNOUNCE DESCRIBE FLUSH GET_PARAMETER PAUSE PLAY RECORD REDIRECT SETUP SET_PARAMETER TEARDOWN".split()
+_RTSP = (
+    b"ANNOUNCE DESCRIBE FLUSH GET_PARAMETER PAUSE PLAY RECORD REDIRECT SETUP SET_PARAMETER TEARDOWN".split()
+)
 _METHOD_PREFIXES |= frozenset(m[:i] for m in _RTSP for i in range(len(m) + 1))
 
 
