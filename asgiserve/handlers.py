@@ -323,14 +323,7 @@ class APIHandler(ContextCalls, ASGICalls):
         """
         cleanup: Callable[[], None] | None = None
         try:
-            if form is not None:
-                obj, cleanup = form
-            else:
-                decoded = self.decode(headers, body)
-                if decoded is None or self.codec.path_params:
-                    obj, cleanup = await self._decode_files(decoded, headers, body)
-                else:
-                    obj = decoded
+            obj, cleanup = await self._input(headers, body, form)
             args, kwargs = self.codec.call_args(obj, ctx)
             if self.batcher is not None:
                 batch = args[0] if args else kwargs[self.codec.param_names[0]]
@@ -349,6 +342,18 @@ class APIHandler(ContextCalls, ASGICalls):
         finally:
             if cleanup is not None:
                 cleanup()
+
+    async def _input(
+        self, headers: Headers, body: bytes, form: Form | None
+    ) -> tuple[msgspec.Struct, Callable[[], None] | None]:
+        """The api's decoded input (from a ``form`` read already, else the body), and the cleanup of its
+        files, if any."""
+        if form is not None:
+            return form
+        decoded = self.decode(headers, body)
+        if decoded is None or self.codec.path_params:
+            return await self._decode_files(decoded, headers, body)
+        return decoded, None
 
     async def _decode_files(
         self, obj: msgspec.Struct | None, headers: Headers, body: bytes
@@ -386,15 +391,7 @@ class APIHandler(ContextCalls, ASGICalls):
         self, headers: Headers, body: bytes, form: Form | None, ctx: Context | None = None
     ) -> tuple[object, Callable[[], None] | None]:
         """Decode and call a streaming api: its iterator, and the cleanup of its input files."""
-        cleanup = None
-        if form is not None:
-            obj, cleanup = form
-        else:
-            decoded = self.decode(headers, body)
-            if decoded is None or self.codec.path_params:
-                obj, cleanup = await self._decode_files(decoded, headers, body)
-            else:
-                obj = decoded
+        obj, cleanup = await self._input(headers, body, form)
         try:
             args, kwargs = self.codec.call_args(obj, ctx)
             if not self.codec.iterator_factory:
