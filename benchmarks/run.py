@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import facts, instructions, report, startup, throughput
 from benchmarks.harness import BENCH, ROOT, Row
 
-OPTIONAL_SUITES = ["benchmarks.clients", "benchmarks.tasks", "benchmarks.scale"]
+OPTIONAL_SUITES = ["benchmarks.clients", "benchmarks.tasks", "benchmarks.arrays", "benchmarks.scale"]
 RESULTS = BENCH / "results"
 
 
