@@ -258,7 +258,9 @@ def markdown(
     ]
     if baseline:
         parts += [baseline_table(rows, P.OWN, baseline), ""]
-    parts += ["**Targets**", "", targets_table(targets, by_group), ""]
+    # The targets compare asgiserve with its peers: an older asgiserve is none of them.
+    peer_rows = groups(r for r in rows if r.name != baseline)
+    parts += ["**Targets**", "", targets_table(targets, peer_rows), ""]
     for group, group_rows in by_group.items():
         parts += [table(group, group_rows), ""]
     if notes:

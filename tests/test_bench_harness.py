@@ -193,7 +193,7 @@ def test_baseline_is_extracted_and_its_own_server_answers(tmp_path):
 
 def test_baseline_ratios_are_taken_per_round():
     g = "POST /predict (async api)"
-    now = Row(g, peers.OWN, 30_000, "req/s", per_round=[40_000, 20_000, 30_000, 50_000])
+    now = Row(g, peers.OWN, 30_000, "req/s", subject=True, per_round=[40_000, 20_000, 30_000, 50_000])
     before = Row(g, "asgiserve @abc1234", 30_000, "req/s", per_round=[20_000, 20_000, None, 40_000])
     now.extra[report.INSTR], before.extra[report.INSTR] = 72_000.0, 80_000.0
     assert report.round_ratios(now, before) == [2.0, 1.0, 1.25]  # the round the baseline failed is left out
@@ -201,5 +201,8 @@ def test_baseline_ratios_are_taken_per_round():
     assert report.round_ratios(slower, Row("t", "b", 4.0, "s", higher_is_better=False, per_round=[4.0])) == [2.0]
     table = report.baseline_table([now, before], peers.OWN, before.name)
     assert f"| {g} | 30,000 req/s | 30,000 | 1.250 | 1.000 | 2.000 | 3/4 | 72,000 | 80,000 | 0.900 |" in table
-    md = report.markdown([now, before], {"CPU": "t"}, "m", "c", [], [], baseline=before.name)
+    now.extra["p99 ms"], before.extra["p99 ms"] = 2.0, 1.0
+    p99 = report.Target("p99 lowest", g, "p99")
+    md = report.markdown([now, before], {"CPU": "t"}, "m", "c", [], [p99], baseline=before.name)
     assert f"**{peers.OWN} now vs asgiserve @abc1234**" in md
+    assert "| p99 lowest | not measured | - |" in md  # the baseline is no peer for the targets
