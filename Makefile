@@ -63,10 +63,17 @@ bench-scale: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) benchmarks/scale.py
 
+# make bench BASELINE=<git rev> [ROUTES="predict stream"] [ROUNDS=5]: that revision's own server as one
+# more peer, reported as now / before per route (benchmarks/README.md).
+BASELINE ?=
+ROUTES ?=
+ROUNDS ?=
+BENCH_ARGS := $(if $(BASELINE),--baseline $(BASELINE)) $(if $(ROUTES),--routes $(ROUTES)) $(if $(ROUNDS),--rounds $(ROUNDS))
+
 bench: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	command -v valgrind >/dev/null || (apt-get update -q && apt-get install -y -q valgrind)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(strip $(BENCH_ARGS))
 
 bench-quick: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

@@ -55,6 +55,9 @@ class Row:
     note: str = ""
     flagged: bool = False
     context: bool = False  # shown in the table for scale (e.g. the bare interpreter), not charted as a peer
+    # The value measured in each round (None where that round failed): rows of one run line up by round,
+    # and a ratio taken within a round cancels what drifts between rounds.
+    per_round: list[float | None] = field(default_factory=list)
 
     @classmethod
     def coerce(cls, item: Any) -> Row:

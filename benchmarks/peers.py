@@ -7,14 +7,18 @@ rows say why and the rest of the run goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .harness import BENCH, HOST
+from .harness import APPS, BENCH, HOST, ROOT
 
 PY = sys.executable
 
@@ -25,6 +29,17 @@ SYNC = "POST /predict_sync (sync def api)"
 STREAM = "POST /stream (64 tokens, 32 concurrent streams)"
 MOUNT_GET = "FastAPI app mounted in asgiserve vs on uvicorn: GET /hello"
 MOUNT_POST = "FastAPI app mounted in asgiserve vs on uvicorn: POST /predict"
+
+# ``--routes`` names for the groups above.
+ROUTE_NAMES = {
+    "predict": PREDICT,
+    "hello": HELLO,
+    "sync": SYNC,
+    "stream": STREAM,
+    "mount-get": MOUNT_GET,
+    "mount-post": MOUNT_POST,
+}
+OWN = "asgiserve (own server, httptools)"  # the row a baseline is compared with
 
 VENV_PACKAGES = {"bentoml": ["bentoml"], "litserve": ["litserve"]}
 
@@ -168,7 +183,7 @@ _SVC_ROUTES = {PREDICT: "/predict", HELLO: "/hello", SYNC: "/predict_sync", STRE
 PEERS = [
     Peer(
         "own-httptools",
-        "asgiserve (own server, httptools)",
+        OWN,
         _own("asgiserve_svc:Predict", "httptools"),
         "/readyz",
         _SVC_ROUTES,
@@ -273,12 +288,17 @@ PEERS = [
 ]
 
 
-def selected(only: list[str] | None) -> tuple[list[Peer], list[str]]:
-    """The peers to run (all, or those whose key contains one of ``only``), and notes on any left out."""
+def selected(
+    only: list[str] | None, routes: list[str] | None = None, baseline: Peer | None = None
+) -> tuple[list[Peer], list[str]]:
+    """The peers to run (all, or those whose key contains one of ``only``), each cut to ``routes`` (groups)
+    when given, and notes on any left out. A ``baseline`` runs right after asgiserve's own server, which is
+    then kept whatever ``only`` says: it is what the baseline is compared with."""
     own = own_server_available()
     peers, notes = [], []
     for p in PEERS:
-        if only and not any(o in p.key for o in only):
+        wanted = p.key == "own-httptools" and baseline is not None
+        if only and not any(o in p.key for o in only) and not wanted:
             continue
         if p.needs_own_server and not own:
             notes.append(f"{p.label}: skipped, `python -m asgiserve` is not in this checkout")
@@ -286,4 +306,99 @@ def selected(only: list[str] | None) -> tuple[list[Peer], list[str]]:
         if p.key == "mount-uvicorn" and own and not (only and "mount-uvicorn" in only):
             continue  # measured only when the own server cannot carry the mount comparison
         peers.append(p)
+        if wanted and baseline is not None:
+            peers.append(baseline)
+    if routes is not None:
+        cut = [(p, {g: r for g, r in p.routes.items() if g in routes}) for p in peers]
+        peers = [dataclasses.replace(p, routes=kept) for p, kept in cut if kept]
     return peers, notes
+
+
+@dataclass
+class Baseline:
+    """Another revision of this repository, extracted by ``git archive``, whose server runs as one more peer."""
+
+    rev: str
+    sha: str
+    root: Path
+
+    @property
+    def short(self) -> str:
+        """The abbreviated commit, as labels show it."""
+        return self.sha[:7]
+
+    @property
+    def label(self) -> str:
+        """The baseline's row name."""
+        return f"asgiserve @{self.short}"
+
+
+class BaselineError(RuntimeError):
+    """The revision cannot be found, extracted or served."""
+
+
+def extract_baseline(rev: str, parent: Path = BENCH) -> Baseline:
+    """``git archive`` of ``rev`` in ``parent/.baseline-<sha>/`` (kept and reused: a tree never changes)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError as exc:
+        raise BaselineError(f"git is needed for a baseline: {exc}") from None
+    sha = out.stdout.strip()
+    if out.returncode != 0 or not sha:
+        raise BaselineError(f"{rev!r} is not a commit of {ROOT}")
+    root = parent / f".baseline-{sha}"
+    if not (root / ".extracted").exists():
+        partial = parent / f".baseline-{sha}.partial-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        try:
+            archive = subprocess.Popen(
+                ["git", "-C", str(ROOT), "archive", "--format=tar", sha], stdout=subprocess.PIPE
+            )
+            assert archive.stdout is not None
+            with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
+                tar.extractall(partial, filter="data")
+            if archive.wait(60) != 0:
+                raise BaselineError(f"git archive {sha} failed with {archive.returncode}")
+            (partial / ".extracted").touch()
+            shutil.rmtree(root, ignore_errors=True)
+            partial.rename(root)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    if not (root / "asgiserve" / "__main__.py").exists():
+        raise BaselineError(f"{rev} ({sha[:7]}) has no `python -m asgiserve`: nothing to compare with")
+    return Baseline(rev, sha, root.resolve())
+
+
+# Run in the baseline's server process: the old package must be the one imported (it is first on
+# PYTHONPATH, before the editable install of this checkout); the current benchmark app may use the
+# builder's current name, ``to_asgi``, which older trees called ``asgi_app``.
+_LAUNCH = """\
+import runpy, sys
+root = sys.argv.pop(1)
+import asgiserve
+if not asgiserve.__file__.startswith(root + "/"):
+    sys.exit(f"asgiserve imported from {asgiserve.__file__}, not from {root}")
+if not hasattr(asgiserve, "to_asgi"):
+    asgiserve.to_asgi = asgiserve.asgi_app
+print(f"baseline: asgiserve from {asgiserve.__file__}", file=sys.stderr, flush=True)
+runpy.run_module("asgiserve", run_name="__main__", alter_sys=True)
+"""
+
+
+def baseline_peer(base: Baseline) -> Peer:
+    """The baseline's own server (httptools) serving this checkout's benchmark app on the same routes."""
+    own = _own("asgiserve_svc:Predict", "httptools")
+    return Peer(
+        f"baseline-{base.short}",
+        base.label,
+        lambda port: [PY, "-c", _LAUNCH, str(base.root), *own(port)[3:]],
+        "/readyz",
+        dict(_SVC_ROUTES),
+        env={"PYTHONPATH": f"{base.root}{os.pathsep}{APPS}"},
+    )

@@ -8,6 +8,7 @@ fraction of the ceiling reached.
 from __future__ import annotations
 
 import re
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,10 +199,53 @@ def targets_table(targets: list[Target], by_group: dict[str, list[Row]]) -> str:
     return "\n".join(lines)
 
 
+def round_ratios(now: Row, before: Row) -> list[float]:
+    """How many times better ``now`` did than ``before`` in each round both were measured in."""
+    out = []
+    for a, b in zip(now.per_round, before.per_round):
+        if a and b and a > 0 and b > 0:
+            out.append(a / b if now.higher_is_better else b / a)
+    return out
+
+
+def baseline_table(rows: list[Row], now: str, before: str) -> str:
+    """Row ``now`` against row ``before`` per route: the per-round ratios' median, min and max (rounds are
+    interleaved, so a ratio within a round cancels what drifts between rounds), and instructions/req."""
+    at = before.rpartition(" ")[2]
+    head = ["Route", "now", at, "now / before: median of rounds", "min", "max", "rounds"]
+    head += [f"{INSTR} now", f"{INSTR} {at}", "now / before"]
+    lines = [f"**{now} now vs {before}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group, group_rows in groups(rows).items():
+        a = next((r for r in group_rows if r.name == now), None)
+        b = next((r for r in group_rows if r.name == before), None)
+        if a is None or b is None or a.unit not in ("req/s", "tokens/s"):
+            continue
+        rts = round_ratios(a, b)
+        spread = [f"{statistics.median(rts):.3f}", f"{min(rts):.3f}", f"{max(rts):.3f}"] if rts else ["-"] * 3
+        ia, ib = a.extra.get(INSTR), b.extra.get(INSTR)
+        instr = f"{ia / ib:.3f}" if isinstance(ia, float) and isinstance(ib, float) and ib else "-"
+        flag = " ⚠" if a.flagged or b.flagged else ""
+        cells = [group + flag, f"{_fmt(a.value)} {a.unit}", _fmt(b.value), *spread]
+        cells += [f"{len(rts)}/{max(len(a.per_round), len(b.per_round))}", _fmt(ia), _fmt(ib), instr]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "now / before above 1 reads as faster now; the instructions ratio (now / before) below 1 as fewer "
+        "instructions now. ⚠: a row with errors in some round (see its group's table).",
+    ]
+    return "\n".join(lines)
+
+
 def markdown(
-    rows: list[Row], facts: dict[str, str], method: str, command: str, notes: list[str], targets: list[Target]
+    rows: list[Row],
+    facts: dict[str, str],
+    method: str,
+    command: str,
+    notes: list[str],
+    targets: list[Target],
+    baseline: str = "",
 ) -> str:
-    """The whole report."""
+    """The whole report; with ``baseline`` (a row name), asgiserve's own server against it first."""
     by_group = groups(rows)
     parts = [f"Produced by `{command}`. {method}", ""]
     parts += [f"- {k}: {v}" for k, v in facts.items()]
@@ -212,7 +256,11 @@ def markdown(
         "failed start or check); its figures are not to be trusted.",
         "",
     ]
-    parts += ["**Targets**", "", targets_table(targets, by_group), ""]
+    if baseline:
+        parts += [baseline_table(rows, P.OWN, baseline), ""]
+    # The targets compare asgiserve with its peers: an older asgiserve is none of them.
+    peer_rows = groups(r for r in rows if r.name != baseline)
+    parts += ["**Targets**", "", targets_table(targets, peer_rows), ""]
     for group, group_rows in by_group.items():
         parts += [table(group, group_rows), ""]
     if notes:

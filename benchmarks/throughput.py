@@ -49,11 +49,14 @@ class Settings:
     connections: int = 64
     streams: int = 32
     only: list[str] | None = None
+    routes: list[str] | None = None  # groups to measure (all when None)
+    baseline: P.Peer | None = None  # another revision's server, run right after asgiserve's own
 
 
 @dataclass
 class _Samples:
     values: list[float] = field(default_factory=list)
+    by_round: dict[int, float] = field(default_factory=dict)
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
@@ -96,8 +99,9 @@ def _session(
     cpus: tuple[list[int], list[int]],
     logs: Path,
     samples: dict[tuple[str, str], _Samples],
+    rnd: int = 0,
 ) -> None:
-    """One server run: start, check, measure every route, stop."""
+    """One server run (round ``rnd``): start, check, measure every route, stop."""
     server_cpus, load_cpus = cpus
     port = free_port()
     server = Server(peer.cmd(port), port, server_cpus, logs / f"{peer.key}.log", env=peer.env)
@@ -108,8 +112,9 @@ def _session(
             for group in (*peer.routes, STARTUP, RSS):
                 samples[(group, peer.label)].failure = f"did not start: {exc}"[:300]
             return
-        samples[(STARTUP, peer.label)].values.append(ready)
-        samples[(RSS, peer.label)].values.append(tree_rss_mb(server.proc.pid))
+        for group, value in ((STARTUP, ready), (RSS, tree_rss_mb(server.proc.pid))):
+            samples[(group, peer.label)].values.append(value)
+            samples[(group, peer.label)].by_round[rnd] = value
         measured: dict[tuple[str, str], tuple[float, float, float, float, dict[str, int]]] = {}
         for group, path in peer.routes.items():
             s = samples[(group, peer.label)]
@@ -126,6 +131,7 @@ def _session(
                     continue
             value, p50, p99, cpu_us, errors = measured[(method, path)]
             s.values.append(value)
+            s.by_round[rnd] = value
             s.p50.append(p50)
             s.p99.append(p99)
             s.cpu_us.append(cpu_us)
@@ -166,7 +172,7 @@ def _med(xs: list[float]) -> float | None:
 
 def run_suite(cfg: Settings) -> tuple[list[Row], list[str]]:
     """Measure every selected peer; rows for every group, and notes on what was left out."""
-    chosen, notes = P.selected(cfg.only)
+    chosen, notes = P.selected(cfg.only, cfg.routes, cfg.baseline)
     cpus = cpu_sets()
     logs = Path(tempfile.mkdtemp(prefix="asgiserve-bench-"))
     unavailable: dict[str, str] = {}
@@ -181,12 +187,15 @@ def run_suite(cfg: Settings) -> tuple[list[Row], list[str]]:
             if peer.label in unavailable:
                 continue
             print(f"  round {rnd + 1}/{cfg.rounds}: {peer.label}", flush=True)
-            _session(peer, cfg, cpus, logs, samples)
+            _session(peer, cfg, cpus, logs, samples, rnd)
     rows: list[Row] = []
     for group in GROUP_ORDER:
         for peer in chosen:
             if group in peer.routes or group in (STARTUP, RSS):
-                rows.append(_row(group, peer, samples.get((group, peer.label)), unavailable.get(peer.label)))
+                s = samples.get((group, peer.label))
+                row = _row(group, peer, s, unavailable.get(peer.label))
+                row.per_round = [s.by_round.get(i) for i in range(cfg.rounds)] if s else []
+                rows.append(row)
     _mark_subjects(rows, chosen)
     if any(r.flagged for r in rows):
         notes.append(f"server logs of this run are kept in {logs}")

@@ -1,17 +1,21 @@
 """The benchmark harness's own logic: reading wrk's report (errors included), ratios, targets, README part.
 
 The measurements themselves need wrk and quiet CPUs, so they live in ``make bench``; these check that what
-the harness reads and writes is right, on wrk output captured from real runs.
+the harness reads and writes is right, on wrk output captured from real runs, and that a baseline revision
+is extracted and served as a peer.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 
 import pytest
 
-from benchmarks import report, wrk
-from benchmarks.harness import Row, cpu_sets, tree_cpu_seconds, tree_rss_mb
+from benchmarks import peers, report, wrk
+from benchmarks.apps.workload import PREDICT_BODY, PREDICT_EXPECTED
+from benchmarks.harness import ROOT, Row, Server, cpu_sets, free_port, request, tree_cpu_seconds, tree_rss_mb
 
 CLEAN = """Running 2s test @ http://127.0.0.1:41235/predict
   1 threads and 64 connections
@@ -146,3 +150,59 @@ def test_cpu_sets_are_disjoint_and_process_tree_is_read():
         assert not set(server) & set(load)
     assert tree_cpu_seconds(os.getpid()) > 0
     assert tree_rss_mb(os.getpid()) > 1
+
+
+def _git(*args: str) -> bytes:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, check=True).stdout
+
+
+def test_baseline_is_extracted_and_its_own_server_answers(tmp_path):
+    head = _git("rev-parse", "HEAD").decode().strip()
+    base = peers.extract_baseline("HEAD", tmp_path)
+    assert (base.sha, base.root) == (head, (tmp_path / f".baseline-{head}").resolve())
+    assert (base.root / "asgiserve" / "http" / "connection.py").read_bytes() == _git(
+        "show", "HEAD:asgiserve/http/connection.py"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".baseline-{head}"]  # no partial copy left
+    marker = base.root / ".extracted"
+    stamp = marker.stat().st_mtime_ns
+    assert peers.extract_baseline(head[:9], tmp_path).root == base.root
+    assert marker.stat().st_mtime_ns == stamp  # the same revision is extracted once
+    with pytest.raises(peers.BaselineError, match="not a commit"):
+        peers.extract_baseline("no-such-revision-here", tmp_path)
+
+    peer = peers.baseline_peer(base)
+    assert peer.label == f"asgiserve @{head[:7]}"
+    chosen, _ = peers.selected(["ceiling"], [peers.PREDICT, peers.STREAM], peer)
+    assert [p.key for p in chosen] == ["own-httptools", peer.key, "ceiling"]
+    assert chosen[1].routes == {peers.PREDICT: "/predict", peers.STREAM: "/stream"}
+    assert chosen[2].routes == {peers.PREDICT: "/predict"}
+
+    port = free_port()
+    server = Server(peer.cmd(port), port, cpu_sets()[0], tmp_path / "baseline.log", env=peer.env)
+    try:
+        server.wait_ready(peer.ready_path, 30)
+        status, body = request(port, "POST", "/predict", PREDICT_BODY)
+        assert (status, json.loads(body)) == (200, PREDICT_EXPECTED)
+        # The package answering is the extracted one, not this checkout's editable install.
+        log = server.log.read_text()
+        assert f"baseline: asgiserve from {base.root / 'asgiserve' / '__init__.py'}" in log
+    finally:
+        server.stop()
+
+
+def test_baseline_ratios_are_taken_per_round():
+    g = "POST /predict (async api)"
+    now = Row(g, peers.OWN, 30_000, "req/s", subject=True, per_round=[40_000, 20_000, 30_000, 50_000])
+    before = Row(g, "asgiserve @abc1234", 30_000, "req/s", per_round=[20_000, 20_000, None, 40_000])
+    now.extra[report.INSTR], before.extra[report.INSTR] = 72_000.0, 80_000.0
+    assert report.round_ratios(now, before) == [2.0, 1.0, 1.25]  # the round the baseline failed is left out
+    slower = Row("t", "a", 2.0, "s", higher_is_better=False, per_round=[2.0])
+    assert report.round_ratios(slower, Row("t", "b", 4.0, "s", higher_is_better=False, per_round=[4.0])) == [2.0]
+    table = report.baseline_table([now, before], peers.OWN, before.name)
+    assert f"| {g} | 30,000 req/s | 30,000 | 1.250 | 1.000 | 2.000 | 3/4 | 72,000 | 80,000 | 0.900 |" in table
+    now.extra["p99 ms"], before.extra["p99 ms"] = 2.0, 1.0
+    p99 = report.Target("p99 lowest", g, "p99")
+    md = report.markdown([now, before], {"CPU": "t"}, "m", "c", [], [p99], baseline=before.name)
+    assert f"**{peers.OWN} now vs asgiserve @abc1234**" in md
+    assert "| p99 lowest | not measured | - |" in md  # the baseline is no peer for the targets
