@@ -156,15 +156,23 @@ class Calls(asyncio.Protocol):
         """A streamed response (``APICall.begin``) ended: its last chunk, or (not ``whole``) a cut."""
         head = c.head
         assert head is not None
-        c.head = None
+        held = c.held  # pieces not written yet (``APICall.piece``): they go out with the end, in one write
+        c.held = c.head = None
         c.finished = True
+        self.server.streams -= 1
+        if c.disconnected:
+            if not whole:
+                self.close()
+            return
+        end = LAST_CHUNK if whole and head.chunked else b""
+        if held is not None:
+            held.append(end)
+            self.transport.write(b"".join(held))
+        elif end:
+            self.transport.write(end)
         if not whole:
             self.close()  # no last chunk: the client can tell the stream broke
             return
-        if c.disconnected:
-            return
-        if head.chunked:
-            self.transport.write(LAST_CHUNK)
         self.response_complete(c, head.keep_alive)
         self.spare = c
 

@@ -11,7 +11,9 @@ from .flow_control import FlowControl
 from .state import ServerState, split_target
 from .wire import ResponseHead, response_head
 
-__all__ = ["APICall", "Exchange"]
+__all__ = ["HOLD_PIECES", "APICall", "Exchange"]
+
+HOLD_PIECES = 16  # a stream's pieces held at most before they are written anyway
 
 
 class Exchange:
@@ -74,6 +76,7 @@ class Output(Protocol):
     server: ServerState
     transport: asyncio.Transport
     flow: FlowControl
+    loop: asyncio.AbstractEventLoop
 
     def write(self, data: bytes) -> None:
         """Write now, after any responses held for the end of the loop pass."""
@@ -85,7 +88,7 @@ class APICall(Exchange):
     A streaming api's call is also its ``types.ChunkWriter``: ``head`` is set once its response began.
     """
 
-    __slots__ = ("extra", "handler", "head", "headers", "out", "own", "t0", "target")
+    __slots__ = ("extra", "handler", "head", "headers", "held", "out", "own", "t0", "target")
 
     def __init__(
         self,
@@ -106,6 +109,7 @@ class APICall(Exchange):
         self.own = False  # its coroutine is the api's own (see ``types.Started``)
         self.head: ResponseHead | None = None  # a stream's response head, once written
         self.extra: Headers | None = None  # more header fields for a stream's head (the access log's id)
+        self.held: list[bytes] | None = None  # a stream's pieces not written yet (see ``piece``)
 
     # -- types.ChunkWriter, for streaming apis ----------------------------------------------------------
 
@@ -126,6 +130,7 @@ class APICall(Exchange):
             -1,
         )
         self.status = 200
+        server.streams += 1
         if not first:
             out.write(head.data)
         elif head.chunked:
@@ -136,14 +141,40 @@ class APICall(Exchange):
             self.sent = len(first)
 
     def piece(self, data: bytes) -> bool:
-        """Write one more piece of the body; True when the writer must ``drain`` first."""
+        """Write one more piece of the body; True when the writer must ``drain`` first.
+
+        Beside other streams, a piece waits for the end of the next loop pass with the pieces that come
+        meanwhile: a loop serving many streams then makes one write (one system call) of several pieces
+        per stream instead of one per piece. A lone stream writes each piece at once.
+        """
         out = self.out
         if data and not self.disconnected:
             head = self.head
             assert head is not None
-            out.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if head.chunked else data)
+            framed = b"%x\r\n%s\r\n" % (len(data), data) if head.chunked else data
             self.sent += len(data)
+            held = self.held
+            if held is not None:
+                held.append(framed)
+                if len(held) >= HOLD_PIECES:
+                    self.write_held()
+            elif out.server.streams > 1:
+                self.held = [framed]
+                out.loop.call_soon(self._next_pass)
+            else:
+                out.transport.write(framed)
         return out.flow.write_paused
+
+    def _next_pass(self) -> None:
+        self.out.loop.call_soon(self.write_held)
+
+    def write_held(self) -> None:
+        """Write the pieces ``piece`` holds (before the stream's end, a cut, or the next response)."""
+        held = self.held
+        if held is not None:
+            self.held = None
+            if not self.disconnected:
+                self.out.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     async def drain(self) -> None:
         """Wait until the transport takes more (or the client is gone)."""

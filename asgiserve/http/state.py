@@ -106,6 +106,7 @@ class ServerState:
         # Connections holding responses for the end of this loop pass (see ``HTTPProtocol.emit``).
         self.held: list[Holding] = []
         self.pass_open = False
+        self.streams = 0  # direct streams under way (a stream holds its pieces only beside others)
         direct_handler = getattr(app, "direct_handler", None)
         if callable(direct_handler) and not root_path:
             for path in getattr(app, "routes", {}):
