@@ -3,17 +3,18 @@
 It costs nothing when off: the server swaps in ``logged_class(cls)``, a subclass of the connection class,
 only when the log is on, so without it the connection code runs unchanged (no clock read, no request id,
 no line). With it on, each request gets an id: its own ``X-Request-ID`` when that is a sane token (1-128
-visible ASCII characters, so it can be echoed and logged as is), else one made of a random per-process
-prefix and a counter (unique across workers and restarts, and no syscall as ``uuid4`` makes). The id is
+visible ASCII characters, so it can be echoed and logged as is), else 20 hex digits: a random per-process
+prefix plus a counter (unique across workers and restarts, and no syscall as ``uuid4`` makes). The id is
 echoed in the response's ``x-request-id``. A direct api call is logged from ``send_answer`` (its answer is
 whole there: status, bytes, and the clock since its body arrived); an ASGI request through a wrapper
 around the app (from the app's call to its last body message).
 
-Lines are written straight to the stream in batches: the first line queued schedules a write 50 ms
-later, so a line shows at once to a person and a busy server writes 20 times a second, not once per
-request. They do not go through ``logging``: a record per request (caller lookup, lock, format, flush)
-costs more than answering the request. ``repr`` escapes control characters in the text format and JSON
-escapes them in the JSON one, so a hostile path cannot forge a line.
+A request leaves only a record (a tuple of what its line shows); the lines are formatted and written
+straight to the stream in batches: the first record queued schedules a flush 50 ms later, so a line shows
+at once to a person and a busy server formats and writes 20 times a second, not once per request. They do
+not go through ``logging``: a record per request (caller lookup, lock, format, flush) costs more than
+answering the request. ``repr`` escapes control characters in the text format and JSON escapes them in
+the JSON one, so a hostile path cannot forge a line.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import TextIO, cast
 
 import msgspec
 
-from ..types import Answer, ASGIApp, Message, Receive, Scope, Send
+from ..types import Answer, ASGIApp, Headers, Message, Receive, Scope, Send
 from .connection import HTTPProtocol, ServerState
 from .exchange import APICall
 from .state import split_target
@@ -42,6 +43,11 @@ _FLUSH_AFTER = 0.05  # seconds
 _MS = [f"{i / 100:.2f}" for i in range(1000)]
 _encode = msgspec.json.encode
 
+# What a request leaves for its line: client address, method, path (None for a direct call, whose target,
+# split when the line is made, stands in the query's place), query, HTTP version, status, body bytes, the
+# clock when it began and when it ended, request id.
+Record = tuple["tuple[str, int] | None", str, "str | None", bytes, str, int, int, float, float, bytes]
+
 
 def request_id_ok(value: bytes) -> bool:
     """True when a client's request id can be used as is: 1-128 visible ASCII characters."""
@@ -49,102 +55,79 @@ def request_id_ok(value: bytes) -> bool:
 
 
 class AccessLog:
-    """Formats access lines (``text`` or ``json``) and writes them to ``stream`` in batches."""
+    """Keeps a record per request and writes their lines (``text`` or ``json``) to ``stream`` in batches."""
 
     def __init__(self, stream: TextIO, fmt: str = "text") -> None:
         self.stream = stream
         self.json = fmt == "json"
-        self.lines: list[str] = []
-        self.prefix = os.urandom(6).hex()  # drawn per worker: each worker's server makes its own AccessLog
-        self.count = 0
+        self.records: list[Record] = []
+        # The next generated id, as a number: 48 random bits (drawn per worker: each worker's server makes
+        # its own AccessLog; the top one set, so that the id is always 20 hex digits) over a 32-bit count.
+        self.next_id = (int.from_bytes(os.urandom(6), "big") | 1 << 47) << 32
         self._second = -1
         self._stamp = ""
         self._app: ASGIApp | None = None
         self._wrapped: ASGIApp | None = None
 
-    def request_id(self, headers: list[tuple[bytes, bytes]]) -> str:
+    def request_id(self, headers: Headers) -> bytes:
         """The request's own id when it sent a sane one, else a new one."""
         for name, value in headers:
             if name == _ID_HEADER:
                 if _ID_OK.fullmatch(value) is not None:
-                    return value.decode("ascii")
+                    return value
                 break
-        self.count += 1
-        return f"{self.prefix}{self.count:08x}"
+        self.next_id += 1
+        return b"%x" % self.next_id
 
-    def write(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        who: str,
-        method: str,
-        path: str,
-        query: bytes,
-        version: str,
-        status: int,
-        size: int,
-        seconds: float,
-        rid: str,
-    ) -> None:
-        """Queue one line; it is written within 50 ms."""
-        if self.json:
-            line = self._json(who, method, path, query, version, status, size, seconds, rid)
-        else:
-            target = path + "?" + query.decode("latin-1") if query else path
-            if not target.isprintable():
-                target = repr(target)[1:-1]
-            hundredths = int(seconds * 100_000)
-            ms = _MS[hundredths] if hundredths < 1000 else f"{seconds * 1000:.2f}"
-            line = f'INFO: {who} - "{method} {target} HTTP/{version}" {status} {size} {ms}ms id={rid}'
-        lines = self.lines
-        if not lines:
+    def add(self, record: Record, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue one request's record; its line is written within 50 ms."""
+        records = self.records
+        if not records:
             loop.call_later(_FLUSH_AFTER, self.flush)
-        lines.append(line)
-
-    def _json(
-        self,
-        who: str,
-        method: str,
-        path: str,
-        query: bytes,
-        version: str,
-        status: int,
-        size: int,
-        seconds: float,
-        rid: str,
-    ) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        record = {
-            "time": f"{self._stamp}.{int((now - second) * 1000):03d}Z",
-            "level": "info",
-            "logger": "asgiserve.access",
-            "client": who,
-            "method": method,
-            "path": path,
-            "query": query.decode("latin-1"),
-            "http_version": version,
-            "status": status,
-            "bytes": size,
-            "duration_ms": round(seconds * 1000, 3),
-            "request_id": rid,
-        }
-        return _encode(record).decode()
+        records.append(record)
 
     def flush(self) -> None:
-        """Write the queued lines."""
-        lines = self.lines
-        if not lines:
+        """Write the lines of the queued records."""
+        records = self.records
+        if not records:
             return
-        self.lines = []
+        self.records = []
+        lines = self._json(records) if self.json else _text(records)
         lines.append("")
         try:
             self.stream.write("\n".join(lines))
             self.stream.flush()
         except (OSError, ValueError):  # stderr closed or gone: the server goes on serving
             pass
+
+    def _json(self, records: list[Record]) -> list[str]:
+        # Each line's wall-clock time is worked out from the monotonic one its record keeps.
+        wall = time.time() - monotonic()
+        lines = []
+        for client, method, path, query, version, status, size, t0, end, rid in records:
+            if path is None:
+                path, _, query = split_target(query)
+            now = wall + end
+            second = int(now)
+            if second != self._second:
+                self._second = second
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            record = {
+                "time": f"{self._stamp}.{int((now - second) * 1000):03d}Z",
+                "level": "info",
+                "logger": "asgiserve.access",
+                "client": f"{client[0]}:{client[1]}" if client else "-",
+                "method": method,
+                "path": path,
+                "query": query.decode("latin-1"),
+                "http_version": version,
+                "status": status,
+                "bytes": size,
+                "duration_ms": round((end - t0) * 1000, 3),
+                "request_id": rid.decode("ascii"),
+            }
+            lines.append(_encode(record).decode())
+        return lines
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """``app`` with ids echoed and a line logged per HTTP request (made once per app)."""
@@ -158,35 +141,45 @@ class AccessLog:
                 return
             t0 = monotonic()
             rid = log.request_id(scope["headers"])
-            header = (_ID_HEADER, rid.encode())
             status = 0
             size = 0
             done = False
 
             def line(code: int) -> None:
-                client = scope.get("client")
-                who = f"{client[0]}:{client[1]}" if client else "-"
-                sent = 0 if scope["method"] == "HEAD" else size
-                loop = asyncio.get_running_loop()
-                method, path, query = scope["method"], scope["path"], scope["query_string"]
-                log.write(
-                    loop, who, method, path, query, scope["http_version"], code, sent, monotonic() - t0, rid
+                method = scope["method"]
+                record = (
+                    scope.get("client"),
+                    method,
+                    scope["path"],
+                    scope["query_string"],
+                    scope["http_version"],
+                    code,
+                    0 if method == "HEAD" else size,
+                    t0,
+                    monotonic(),
+                    rid,
                 )
+                log.add(record, asyncio.get_running_loop())
 
-            async def send_with_id(message: Message) -> None:
+            # Not a coroutine of its own: it hands back the server's send, one coroutine less per message.
+            def send_with_id(message: Message) -> Awaitable[None]:
                 nonlocal status, size, done
                 kind = message["type"]
-                if kind == "http.response.start":
+                if kind == "http.response.body":
+                    if not done:
+                        size += len(message.get("body", b""))
+                        if not message.get("more_body", False):
+                            done = True
+                            line(status)  # before the send, which may start the next pipelined request
+                elif kind == "http.response.start":
                     status = message["status"]
                     headers = message.get("headers") or []
-                    if not any(name.lower() == _ID_HEADER for name, _ in headers):
-                        message = {**message, "headers": [*headers, header]}
-                elif kind == "http.response.body" and not done:
-                    size += len(message.get("body", b""))
-                    if not message.get("more_body", False):
-                        done = True
-                        line(status)  # before the send, which may start the next pipelined request
-                await send(message)
+                    for name, _ in headers:
+                        if len(name) == 12 and name.lower() == _ID_HEADER:
+                            break
+                    else:
+                        message = {**message, "headers": [*headers, (_ID_HEADER, rid)]}
+                return send(message)
 
             try:
                 await app(scope, receive, send_with_id)
@@ -200,6 +193,25 @@ class AccessLog:
         return logged
 
 
+def _text(records: list[Record]) -> list[str]:
+    """The text lines of ``records``."""
+    lines = []
+    for client, method, path, query, version, status, size, t0, end, rid in records:
+        if path is None:
+            path, _, query = split_target(query)
+        target = path + "?" + query.decode("latin-1") if query else path
+        if not target.isprintable():
+            target = repr(target)[1:-1]
+        seconds = end - t0
+        hundredths = int(seconds * 100_000)
+        ms = _MS[hundredths] if hundredths < 1000 else f"{seconds * 1000:.2f}"
+        who = f"{client[0]}:{client[1]}" if client else "-"
+        lines.append(
+            f'INFO: {who} - "{method} {target} HTTP/{version}" {status} {size} {ms}ms id={rid.decode("ascii")}'
+        )
+    return lines
+
+
 class LoggedProtocol(HTTPProtocol):
     """The connection with the access log on."""
 
@@ -208,53 +220,38 @@ class LoggedProtocol(HTTPProtocol):
     def __init__(self, server: ServerState) -> None:
         super().__init__(server)
         self.app = self.log.wrap(server.app)  # ASGI requests go through it (``RequestCycle.run``)
-        self.who = "-"
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """As usual, and the client's address as the lines show it."""
-        super().connection_made(transport)
-        client = self.client
-        if client is not None:
-            self.who = f"{client[0]}:{client[1]}"
 
     def start_call(self, c: APICall, eager: bool = True) -> None:
         """As usual; a stream's call gets its request id now, for its head (``APICall.begin``)."""
         if c.handler.streams:
-            c.extra = [(_ID_HEADER, self.log.request_id(c.headers).encode())]
+            c.extra = [(_ID_HEADER, self.log.request_id(c.headers))]
         HTTPProtocol.start_call(self, c, eager)
 
     def end_stream(self, c: APICall, whole: bool) -> None:
         """A streamed answer ended: logged (status 500 when it broke), then ended as usual."""
         extra, c.extra = c.extra, None
-        rid = extra[0][1].decode() if extra else self.log.request_id(c.headers)
-        path, _, query = split_target(c.target)
-        self.log.write(
-            self.loop,
-            self.who,
-            "POST",
-            path,
-            query,
-            "1.0" if c.http10 else "1.1",
-            c.status if whole else 500,
-            c.sent,
-            monotonic() - c.t0,
-            rid,
-        )
+        rid = extra[0][1] if extra else self.log.request_id(c.headers)
+        version = "1.0" if c.http10 else "1.1"
+        status = c.status if whole else 500
+        record = (self.client, "POST", None, c.target, version, status, c.sent, c.t0, monotonic(), rid)
+        self.log.add(record, self.loop)
         HTTPProtocol.end_stream(self, c, whole)
 
     def send_answer(self, c: APICall, answer: Answer | None) -> None:
         """A direct api answer: logged, with the request id among its headers."""
-        extra, c.extra = c.extra, None
+        extra = c.extra
+        if extra is not None:  # a stream's call answered before it began streaming
+            c.extra = None
         if answer is not None and not c.disconnected:
             log = self.log
-            rid = extra[0][1].decode() if extra else log.request_id(c.headers)
-            status, ctype, out, extra = answer
-            header = (_ID_HEADER, rid.encode())
-            answer = (status, ctype, out, [header] if extra is None else [*extra, header])
-            path, _, query = split_target(c.target)
+            rid = extra[0][1] if extra else log.request_id(c.headers)
+            status, ctype, out, more = answer
+            header = (_ID_HEADER, rid)
+            answer = (status, ctype, out, [header] if more is None else [*more, header])
             version = "1.0" if c.http10 else "1.1"
-            log.write(
-                self.loop, self.who, "POST", path, query, version, status, len(out), monotonic() - c.t0, rid
+            log.add(
+                (self.client, "POST", None, c.target, version, status, len(out), c.t0, monotonic(), rid),
+                self.loop,
             )
         HTTPProtocol.send_answer(self, c, answer)
 
