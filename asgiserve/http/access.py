@@ -29,7 +29,7 @@ from typing import TextIO, cast
 
 import msgspec
 
-from ..types import Answer, ASGIApp, Headers, Message, Receive, Scope, Send
+from ..types import Answer, Headers, Message, Receive, Scope, Send
 from .connection import HTTPProtocol, ServerState
 from .exchange import APICall
 from .state import split_target
@@ -43,10 +43,11 @@ _FLUSH_AFTER = 0.05  # seconds
 _MS = [f"{i / 100:.2f}" for i in range(1000)]
 _encode = msgspec.json.encode
 
-# What a request leaves for its line: client address, method, path (None for a direct call, whose target,
-# split when the line is made, stands in the query's place), query, HTTP version, status, body bytes, the
-# clock when it began and when it ended, request id.
-Record = tuple["tuple[str, int] | None", str, "str | None", bytes, str, int, int, float, float, bytes]
+# What a request leaves for its line: the part of the line its connection and target decide (cached, see
+# ``AccessLog.prefix``), status, body bytes, the clock when it began and when it ended, request id.
+Record = tuple["str | Request", int, int, float, float, str]
+# The request's part of a JSON line: client, method, path, query, HTTP version.
+Request = tuple[str, str, str, str, str]
 
 
 def request_id_ok(value: bytes) -> bool:
@@ -64,20 +65,38 @@ class AccessLog:
         # The next generated id, as a number: 48 random bits (drawn per worker: each worker's server makes
         # its own AccessLog; the top one set, so that the id is always 20 hex digits) over a 32-bit count.
         self.next_id = (int.from_bytes(os.urandom(6), "big") | 1 << 47) << 32
+        # Line prefixes by (client, target, HTTP/1.0) for direct calls, (client, method, path, query,
+        # version) for ASGI requests: most requests repeat a few, and the prefix is most of a line's cost.
+        self.prefixes: dict[tuple[object, ...], str | Request] = {}
         self._second = -1
         self._stamp = ""
-        self._app: ASGIApp | None = None
-        self._wrapped: ASGIApp | None = None
 
-    def request_id(self, headers: Headers) -> bytes:
+    def request_id(self, headers: Headers) -> str:
         """The request's own id when it sent a sane one, else a new one."""
         for name, value in headers:
             if name == _ID_HEADER:
                 if _ID_OK.fullmatch(value) is not None:
-                    return value
+                    return value.decode("ascii")
                 break
         self.next_id += 1
-        return b"%x" % self.next_id
+        return "%x" % self.next_id  # noqa: UP031 (cheaper than a format spec, parsed per call)
+
+    def prefix(
+        self, key: tuple[object, ...], who: str, method: str, path: str, query: bytes, version: str
+    ) -> str | Request:
+        """The request's part of its line, kept under ``key``."""
+        made: str | Request
+        if self.json:
+            made = (who, method, path, query.decode("latin-1"), version)
+        else:
+            target = path + "?" + query.decode("latin-1") if query else path
+            if not target.isprintable():
+                target = repr(target)[1:-1]
+            made = f'INFO: {who} - "{method} {target} HTTP/{version}" '
+        if len(self.prefixes) >= 4096:
+            self.prefixes.clear()
+        self.prefixes[key] = made
+        return made
 
     def add(self, record: Record, loop: asyncio.AbstractEventLoop) -> None:
         """Queue one request's record; its line is written within 50 ms."""
@@ -104,9 +123,8 @@ class AccessLog:
         # Each line's wall-clock time is worked out from the monotonic one its record keeps.
         wall = time.time() - monotonic()
         lines = []
-        for client, method, path, query, version, status, size, t0, end, rid in records:
-            if path is None:
-                path, _, query = split_target(query)
+        for pre, status, size, t0, end, rid in records:
+            who, method, path, query, version = cast(Request, pre)
             now = wall + end
             second = int(now)
             if second != self._second:
@@ -116,99 +134,29 @@ class AccessLog:
                 "time": f"{self._stamp}.{int((now - second) * 1000):03d}Z",
                 "level": "info",
                 "logger": "asgiserve.access",
-                "client": f"{client[0]}:{client[1]}" if client else "-",
+                "client": who,
                 "method": method,
                 "path": path,
-                "query": query.decode("latin-1"),
+                "query": query,
                 "http_version": version,
                 "status": status,
                 "bytes": size,
                 "duration_ms": round((end - t0) * 1000, 3),
-                "request_id": rid.decode("ascii"),
+                "request_id": rid,
             }
             lines.append(_encode(record).decode())
         return lines
-
-    def wrap(self, app: ASGIApp) -> ASGIApp:
-        """``app`` with ids echoed and a line logged per HTTP request (made once per app)."""
-        if self._app is app and self._wrapped is not None:
-            return self._wrapped
-        log = self
-
-        async def logged(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            t0 = monotonic()
-            rid = log.request_id(scope["headers"])
-            status = 0
-            size = 0
-            done = False
-
-            def line(code: int) -> None:
-                method = scope["method"]
-                record = (
-                    scope.get("client"),
-                    method,
-                    scope["path"],
-                    scope["query_string"],
-                    scope["http_version"],
-                    code,
-                    0 if method == "HEAD" else size,
-                    t0,
-                    monotonic(),
-                    rid,
-                )
-                log.add(record, asyncio.get_running_loop())
-
-            # Not a coroutine of its own: it hands back the server's send, one coroutine less per message.
-            def send_with_id(message: Message) -> Awaitable[None]:
-                nonlocal status, size, done
-                kind = message["type"]
-                if kind == "http.response.body":
-                    if not done:
-                        size += len(message.get("body", b""))
-                        if not message.get("more_body", False):
-                            done = True
-                            line(status)  # before the send, which may start the next pipelined request
-                elif kind == "http.response.start":
-                    status = message["status"]
-                    headers = message.get("headers") or []
-                    for name, _ in headers:
-                        if len(name) == 12 and name.lower() == _ID_HEADER:
-                            break
-                    else:
-                        message = {**message, "headers": [*headers, (_ID_HEADER, rid)]}
-                return send(message)
-
-            try:
-                await app(scope, receive, send_with_id)
-            except Exception:
-                if not done:  # the server answers 500 when nothing was sent, else cuts the response
-                    done = True
-                    line(status or 500)
-                raise
-
-        self._app, self._wrapped = app, logged
-        return logged
 
 
 def _text(records: list[Record]) -> list[str]:
     """The text lines of ``records``."""
     lines = []
-    for client, method, path, query, version, status, size, t0, end, rid in records:
-        if path is None:
-            path, _, query = split_target(query)
-        target = path + "?" + query.decode("latin-1") if query else path
-        if not target.isprintable():
-            target = repr(target)[1:-1]
+    ms_of = _MS
+    for pre, status, size, t0, end, rid in records:
         seconds = end - t0
         hundredths = int(seconds * 100_000)
-        ms = _MS[hundredths] if hundredths < 1000 else f"{seconds * 1000:.2f}"
-        who = f"{client[0]}:{client[1]}" if client else "-"
-        lines.append(
-            f'INFO: {who} - "{method} {target} HTTP/{version}" {status} {size} {ms}ms id={rid.decode("ascii")}'
-        )
+        ms = ms_of[hundredths] if hundredths < 1000 else f"{seconds * 1000:.2f}"
+        lines.append(f"{pre}{status} {size} {ms}ms id={rid}")
     return lines
 
 
@@ -219,22 +167,89 @@ class LoggedProtocol(HTTPProtocol):
 
     def __init__(self, server: ServerState) -> None:
         super().__init__(server)
-        self.app = self.log.wrap(server.app)  # ASGI requests go through it (``RequestCycle.run``)
+        self.app = self.logged  # ASGI requests go through it (``RequestCycle.run``)
+        self.who = "-"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """As usual, and the client's address as the lines show it."""
+        super().connection_made(transport)
+        client = self.client
+        if client is not None:
+            self.who = f"{client[0]}:{client[1]}"
+
+    async def logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app with ids echoed and a line logged per HTTP request."""
+        app = self.server.app
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        t0 = monotonic()
+        log = self.log
+        rid = log.request_id(scope["headers"])
+        status = 0
+        size = 0
+        done = False
+
+        def line(code: int) -> None:
+            method, path, query, version = (
+                scope["method"],
+                scope["path"],
+                scope["query_string"],
+                scope["http_version"],
+            )
+            who = self.who
+            key = (who, method, path, query, version)
+            pre = log.prefixes.get(key) or log.prefix(key, who, method, path, query, version)
+            log.add((pre, code, 0 if method == "HEAD" else size, t0, monotonic(), rid), self.loop)
+
+        # Not a coroutine of its own: it hands back the server's send, one coroutine less per message.
+        def send_with_id(message: Message) -> Awaitable[None]:
+            nonlocal status, size, done
+            kind = message["type"]
+            if kind == "http.response.body":
+                if not done:
+                    size += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        done = True
+                        line(status)  # before the send, which may start the next pipelined request
+            elif kind == "http.response.start":
+                status = message["status"]
+                headers = message.get("headers") or []
+                for name, _ in headers:
+                    if len(name) == 12 and name.lower() == _ID_HEADER:
+                        break
+                else:
+                    message = {**message, "headers": [*headers, (_ID_HEADER, rid.encode())]}
+            return send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        except Exception:
+            if not done:  # the server answers 500 when nothing was sent, else cuts the response
+                done = True
+                line(status or 500)
+            raise
 
     def start_call(self, c: APICall, eager: bool = True) -> None:
         """As usual; a stream's call gets its request id now, for its head (``APICall.begin``)."""
         if c.handler.streams:
-            c.extra = [(_ID_HEADER, self.log.request_id(c.headers))]
+            c.extra = [(_ID_HEADER, self.log.request_id(c.headers).encode())]
         HTTPProtocol.start_call(self, c, eager)
+
+    def _direct_prefix(self, c: APICall) -> str | Request:
+        key = (self.who, c.target, c.http10)
+        pre = self.log.prefixes.get(key)
+        if pre is None:
+            path, _, query = split_target(c.target)
+            pre = self.log.prefix(key, self.who, "POST", path, query, "1.0" if c.http10 else "1.1")
+        return pre
 
     def end_stream(self, c: APICall, whole: bool) -> None:
         """A streamed answer ended: logged (status 500 when it broke), then ended as usual."""
         extra, c.extra = c.extra, None
-        rid = extra[0][1] if extra else self.log.request_id(c.headers)
-        version = "1.0" if c.http10 else "1.1"
+        rid = extra[0][1].decode() if extra else self.log.request_id(c.headers)
         status = c.status if whole else 500
-        record = (self.client, "POST", None, c.target, version, status, c.sent, c.t0, monotonic(), rid)
-        self.log.add(record, self.loop)
+        self.log.add((self._direct_prefix(c), status, c.sent, c.t0, monotonic(), rid), self.loop)
         HTTPProtocol.end_stream(self, c, whole)
 
     def send_answer(self, c: APICall, answer: Answer | None) -> None:
@@ -244,15 +259,17 @@ class LoggedProtocol(HTTPProtocol):
             c.extra = None
         if answer is not None and not c.disconnected:
             log = self.log
-            rid = extra[0][1] if extra else log.request_id(c.headers)
+            if extra is None:
+                rid = log.request_id(c.headers)
+                value = rid.encode()
+            else:
+                value = extra[0][1]
+                rid = value.decode()
             status, ctype, out, more = answer
-            header = (_ID_HEADER, rid)
+            header = (_ID_HEADER, value)
             answer = (status, ctype, out, [header] if more is None else [*more, header])
-            version = "1.0" if c.http10 else "1.1"
-            log.add(
-                (self.client, "POST", None, c.target, version, status, len(out), c.t0, monotonic(), rid),
-                self.loop,
-            )
+            pre = log.prefixes.get((self.who, c.target, c.http10)) or self._direct_prefix(c)
+            log.add((pre, status, len(out), c.t0, monotonic(), rid), self.loop)
         HTTPProtocol.send_answer(self, c, answer)
 
 
