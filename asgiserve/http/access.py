@@ -33,6 +33,7 @@ from ..types import Answer, Headers, Message, Receive, Scope, Send
 from .connection import HTTPProtocol, ServerState
 from .exchange import APICall
 from .state import split_target
+from .wire import LENGTHS, OK_PREFIX
 
 __all__ = ["AccessLog", "LoggedProtocol", "logged_class", "request_id_ok"]
 
@@ -266,10 +267,32 @@ class LoggedProtocol(HTTPProtocol):
                 value = extra[0][1]
                 rid = value.decode()
             status, ctype, out, more = answer
+            size = len(out)
+            pre = log.prefixes.get((self.who, c.target, c.http10)) or self._direct_prefix(c)
+            records = log.records  # ``AccessLog.add``, inlined on the hottest path
+            if not records:
+                self.loop.call_later(_FLUSH_AFTER, log.flush)
+            records.append((pre, status, size, c.t0, monotonic(), rid))
+            server = self.server
+            keep_alive = c.keep_alive and not server.draining
+            prefix = (
+                OK_PREFIX.get(ctype)
+                if status == 200 and more is None and keep_alive and not c.http10
+                else None
+            )
+            if prefix is not None:
+                # ``Calls.send_answer``'s prebuilt head with the id line in it: through ``api_head`` (as
+                # for any answer with headers of its own) the id would cost three times as much.
+                length = LENGTHS[size] if size < 2048 else b"%d\r\n" % size
+                c.status = status
+                c.finished = True
+                c.sent = size
+                self.emit(b"".join((prefix, length, b"x-request-id: ", value, b"\r\n", server.head_end, out)))
+                self.response_complete(c, keep_alive)
+                self.spare = c
+                return
             header = (_ID_HEADER, value)
             answer = (status, ctype, out, [header] if more is None else [*more, header])
-            pre = log.prefixes.get((self.who, c.target, c.http10)) or self._direct_prefix(c)
-            log.add((pre, status, len(out), c.t0, monotonic(), rid), self.loop)
         HTTPProtocol.send_answer(self, c, answer)
 
 
