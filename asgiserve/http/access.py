@@ -3,17 +3,18 @@
 It costs nothing when off: the server swaps in ``logged_class(cls)``, a subclass of the connection class,
 only when the log is on, so without it the connection code runs unchanged (no clock read, no request id,
 no line). With it on, each request gets an id: its own ``X-Request-ID`` when that is a sane token (1-128
-visible ASCII characters, so it can be echoed and logged as is), else one made of a random per-process
-prefix and a counter (unique across workers and restarts, and no syscall as ``uuid4`` makes). The id is
+visible ASCII characters, so it can be echoed and logged as is), else 20 hex digits: a random per-process
+prefix plus a counter (unique across workers and restarts, and no syscall as ``uuid4`` makes). The id is
 echoed in the response's ``x-request-id``. A direct api call is logged from ``send_answer`` (its answer is
 whole there: status, bytes, and the clock since its body arrived); an ASGI request through a wrapper
 around the app (from the app's call to its last body message).
 
-Lines are written straight to the stream in batches: the first line queued schedules a write 50 ms
-later, so a line shows at once to a person and a busy server writes 20 times a second, not once per
-request. They do not go through ``logging``: a record per request (caller lookup, lock, format, flush)
-costs more than answering the request. ``repr`` escapes control characters in the text format and JSON
-escapes them in the JSON one, so a hostile path cannot forge a line.
+A request leaves only a record (a tuple of what its line shows); the lines are formatted and written
+straight to the stream in batches: the first record queued schedules a flush 50 ms later, so a line shows
+at once to a person and a busy server formats and writes 20 times a second, not once per request. They do
+not go through ``logging``: a record per request (caller lookup, lock, format, flush) costs more than
+answering the request. ``repr`` escapes control characters in the text format and JSON escapes them in
+the JSON one, so a hostile path cannot forge a line.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import TextIO, cast
 
 import msgspec
 
-from ..types import Answer, ASGIApp, Message, Receive, Scope, Send
+from ..types import Answer, Headers, Message, Receive, Scope, Send
 from .connection import HTTPProtocol, ServerState
 from .exchange import APICall
 from .state import split_target
+from .wire import LENGTHS, OK_PREFIX
 
 __all__ = ["AccessLog", "LoggedProtocol", "logged_class", "request_id_ok"]
 
@@ -42,6 +44,12 @@ _FLUSH_AFTER = 0.05  # seconds
 _MS = [f"{i / 100:.2f}" for i in range(1000)]
 _encode = msgspec.json.encode
 
+# What a request leaves for its line: the part of the line its connection and target decide (cached, see
+# ``AccessLog.prefix``), status, body bytes, the clock when it began and when it ended, request id.
+Record = tuple["str | Request", int, int, float, float, str]
+# The request's part of a JSON line: client, method, path, query, HTTP version.
+Request = tuple[str, str, str, str, str]
+
 
 def request_id_ok(value: bytes) -> bool:
     """True when a client's request id can be used as is: 1-128 visible ASCII characters."""
@@ -49,96 +57,62 @@ def request_id_ok(value: bytes) -> bool:
 
 
 class AccessLog:
-    """Formats access lines (``text`` or ``json``) and writes them to ``stream`` in batches."""
+    """Keeps a record per request and writes their lines (``text`` or ``json``) to ``stream`` in batches."""
 
     def __init__(self, stream: TextIO, fmt: str = "text") -> None:
         self.stream = stream
         self.json = fmt == "json"
-        self.lines: list[str] = []
-        self.prefix = os.urandom(6).hex()  # drawn per worker: each worker's server makes its own AccessLog
-        self.count = 0
+        self.records: list[Record] = []
+        # The next generated id, as a number: 48 random bits (drawn per worker: each worker's server makes
+        # its own AccessLog; the top one set, so that the id is always 20 hex digits) over a 32-bit count.
+        self.next_id = (int.from_bytes(os.urandom(6), "big") | 1 << 47) << 32
+        # Line prefixes by (client, target, HTTP/1.0) for direct calls, (client, method, path, query,
+        # version) for ASGI requests: most requests repeat a few, and the prefix is most of a line's cost.
+        self.prefixes: dict[tuple[object, ...], str | Request] = {}
         self._second = -1
         self._stamp = ""
-        self._app: ASGIApp | None = None
-        self._wrapped: ASGIApp | None = None
 
-    def request_id(self, headers: list[tuple[bytes, bytes]]) -> str:
+    def request_id(self, headers: Headers) -> str:
         """The request's own id when it sent a sane one, else a new one."""
         for name, value in headers:
             if name == _ID_HEADER:
                 if _ID_OK.fullmatch(value) is not None:
                     return value.decode("ascii")
                 break
-        self.count += 1
-        return f"{self.prefix}{self.count:08x}"
+        self.next_id += 1
+        return "%x" % self.next_id  # noqa: UP031 (cheaper than a format spec, parsed per call)
 
-    def write(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        who: str,
-        method: str,
-        path: str,
-        query: bytes,
-        version: str,
-        status: int,
-        size: int,
-        seconds: float,
-        rid: str,
-    ) -> None:
-        """Queue one line; it is written within 50 ms."""
+    def prefix(
+        self, key: tuple[object, ...], who: str, method: str, path: str, query: bytes, version: str
+    ) -> str | Request:
+        """The request's part of its line, kept under ``key``."""
+        made: str | Request
         if self.json:
-            line = self._json(who, method, path, query, version, status, size, seconds, rid)
+            made = (who, method, path, query.decode("latin-1"), version)
         else:
             target = path + "?" + query.decode("latin-1") if query else path
             if not target.isprintable():
                 target = repr(target)[1:-1]
-            hundredths = int(seconds * 100_000)
-            ms = _MS[hundredths] if hundredths < 1000 else f"{seconds * 1000:.2f}"
-            line = f'INFO: {who} - "{method} {target} HTTP/{version}" {status} {size} {ms}ms id={rid}'
-        lines = self.lines
-        if not lines:
-            loop.call_later(_FLUSH_AFTER, self.flush)
-        lines.append(line)
+            made = f'INFO: {who} - "{method} {target} HTTP/{version}" '
+        if len(self.prefixes) >= 4096:
+            self.prefixes.clear()
+        self.prefixes[key] = made
+        return made
 
-    def _json(
-        self,
-        who: str,
-        method: str,
-        path: str,
-        query: bytes,
-        version: str,
-        status: int,
-        size: int,
-        seconds: float,
-        rid: str,
-    ) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        record = {
-            "time": f"{self._stamp}.{int((now - second) * 1000):03d}Z",
-            "level": "info",
-            "logger": "asgiserve.access",
-            "client": who,
-            "method": method,
-            "path": path,
-            "query": query.decode("latin-1"),
-            "http_version": version,
-            "status": status,
-            "bytes": size,
-            "duration_ms": round(seconds * 1000, 3),
-            "request_id": rid,
-        }
-        return _encode(record).decode()
+    def add(self, record: Record, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue one request's record; its line is written within 50 ms."""
+        records = self.records
+        if not records:
+            loop.call_later(_FLUSH_AFTER, self.flush)
+        records.append(record)
 
     def flush(self) -> None:
-        """Write the queued lines."""
-        lines = self.lines
-        if not lines:
+        """Write the lines of the queued records."""
+        records = self.records
+        if not records:
             return
-        self.lines = []
+        self.records = []
+        lines = self._json(records) if self.json else _text(records)
         lines.append("")
         try:
             self.stream.write("\n".join(lines))
@@ -146,58 +120,45 @@ class AccessLog:
         except (OSError, ValueError):  # stderr closed or gone: the server goes on serving
             pass
 
-    def wrap(self, app: ASGIApp) -> ASGIApp:
-        """``app`` with ids echoed and a line logged per HTTP request (made once per app)."""
-        if self._app is app and self._wrapped is not None:
-            return self._wrapped
-        log = self
+    def _json(self, records: list[Record]) -> list[str]:
+        # Each line's wall-clock time is worked out from the monotonic one its record keeps.
+        wall = time.time() - monotonic()
+        lines = []
+        for pre, status, size, t0, end, rid in records:
+            who, method, path, query, version = cast(Request, pre)
+            now = wall + end
+            second = int(now)
+            if second != self._second:
+                self._second = second
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            record = {
+                "time": f"{self._stamp}.{int((now - second) * 1000):03d}Z",
+                "level": "info",
+                "logger": "asgiserve.access",
+                "client": who,
+                "method": method,
+                "path": path,
+                "query": query,
+                "http_version": version,
+                "status": status,
+                "bytes": size,
+                "duration_ms": round((end - t0) * 1000, 3),
+                "request_id": rid,
+            }
+            lines.append(_encode(record).decode())
+        return lines
 
-        async def logged(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            t0 = monotonic()
-            rid = log.request_id(scope["headers"])
-            header = (_ID_HEADER, rid.encode())
-            status = 0
-            size = 0
-            done = False
 
-            def line(code: int) -> None:
-                client = scope.get("client")
-                who = f"{client[0]}:{client[1]}" if client else "-"
-                sent = 0 if scope["method"] == "HEAD" else size
-                loop = asyncio.get_running_loop()
-                method, path, query = scope["method"], scope["path"], scope["query_string"]
-                log.write(
-                    loop, who, method, path, query, scope["http_version"], code, sent, monotonic() - t0, rid
-                )
-
-            async def send_with_id(message: Message) -> None:
-                nonlocal status, size, done
-                kind = message["type"]
-                if kind == "http.response.start":
-                    status = message["status"]
-                    headers = message.get("headers") or []
-                    if not any(name.lower() == _ID_HEADER for name, _ in headers):
-                        message = {**message, "headers": [*headers, header]}
-                elif kind == "http.response.body" and not done:
-                    size += len(message.get("body", b""))
-                    if not message.get("more_body", False):
-                        done = True
-                        line(status)  # before the send, which may start the next pipelined request
-                await send(message)
-
-            try:
-                await app(scope, receive, send_with_id)
-            except Exception:
-                if not done:  # the server answers 500 when nothing was sent, else cuts the response
-                    done = True
-                    line(status or 500)
-                raise
-
-        self._app, self._wrapped = app, logged
-        return logged
+def _text(records: list[Record]) -> list[str]:
+    """The text lines of ``records``."""
+    lines = []
+    ms_of = _MS
+    for pre, status, size, t0, end, rid in records:
+        seconds = end - t0
+        hundredths = int(seconds * 100_000)
+        ms = ms_of[hundredths] if hundredths < 1000 else f"{seconds * 1000:.2f}"
+        lines.append(f"{pre}{status} {size} {ms}ms id={rid}")
+    return lines
 
 
 class LoggedProtocol(HTTPProtocol):
@@ -207,7 +168,7 @@ class LoggedProtocol(HTTPProtocol):
 
     def __init__(self, server: ServerState) -> None:
         super().__init__(server)
-        self.app = self.log.wrap(server.app)  # ASGI requests go through it (``RequestCycle.run``)
+        self.app = self.logged  # ASGI requests go through it (``RequestCycle.run``)
         self.who = "-"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -217,45 +178,121 @@ class LoggedProtocol(HTTPProtocol):
         if client is not None:
             self.who = f"{client[0]}:{client[1]}"
 
+    async def logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app with ids echoed and a line logged per HTTP request."""
+        app = self.server.app
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        t0 = monotonic()
+        log = self.log
+        rid = log.request_id(scope["headers"])
+        status = 0
+        size = 0
+        done = False
+
+        def line(code: int) -> None:
+            method, path, query, version = (
+                scope["method"],
+                scope["path"],
+                scope["query_string"],
+                scope["http_version"],
+            )
+            who = self.who
+            key = (who, method, path, query, version)
+            pre = log.prefixes.get(key) or log.prefix(key, who, method, path, query, version)
+            log.add((pre, code, 0 if method == "HEAD" else size, t0, monotonic(), rid), self.loop)
+
+        # Not a coroutine of its own: it hands back the server's send, one coroutine less per message.
+        def send_with_id(message: Message) -> Awaitable[None]:
+            nonlocal status, size, done
+            kind = message["type"]
+            if kind == "http.response.body":
+                if not done:
+                    size += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        done = True
+                        line(status)  # before the send, which may start the next pipelined request
+            elif kind == "http.response.start":
+                status = message["status"]
+                headers = message.get("headers") or []
+                for name, _ in headers:
+                    if len(name) == 12 and name.lower() == _ID_HEADER:
+                        break
+                else:
+                    message = {**message, "headers": [*headers, (_ID_HEADER, rid.encode())]}
+            return send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        except Exception:
+            if not done:  # the server answers 500 when nothing was sent, else cuts the response
+                done = True
+                line(status or 500)
+            raise
+
     def start_call(self, c: APICall, eager: bool = True) -> None:
         """As usual; a stream's call gets its request id now, for its head (``APICall.begin``)."""
         if c.handler.streams:
             c.extra = [(_ID_HEADER, self.log.request_id(c.headers).encode())]
         HTTPProtocol.start_call(self, c, eager)
 
+    def _direct_prefix(self, c: APICall) -> str | Request:
+        key = (self.who, c.target, c.http10)
+        pre = self.log.prefixes.get(key)
+        if pre is None:
+            path, _, query = split_target(c.target)
+            pre = self.log.prefix(key, self.who, "POST", path, query, "1.0" if c.http10 else "1.1")
+        return pre
+
     def end_stream(self, c: APICall, whole: bool) -> None:
         """A streamed answer ended: logged (status 500 when it broke), then ended as usual."""
         extra, c.extra = c.extra, None
         rid = extra[0][1].decode() if extra else self.log.request_id(c.headers)
-        path, _, query = split_target(c.target)
-        self.log.write(
-            self.loop,
-            self.who,
-            "POST",
-            path,
-            query,
-            "1.0" if c.http10 else "1.1",
-            c.status if whole else 500,
-            c.sent,
-            monotonic() - c.t0,
-            rid,
-        )
+        status = c.status if whole else 500
+        self.log.add((self._direct_prefix(c), status, c.sent, c.t0, monotonic(), rid), self.loop)
         HTTPProtocol.end_stream(self, c, whole)
 
     def send_answer(self, c: APICall, answer: Answer | None) -> None:
         """A direct api answer: logged, with the request id among its headers."""
-        extra, c.extra = c.extra, None
+        extra = c.extra
+        if extra is not None:  # a stream's call answered before it began streaming
+            c.extra = None
         if answer is not None and not c.disconnected:
             log = self.log
-            rid = extra[0][1].decode() if extra else log.request_id(c.headers)
-            status, ctype, out, extra = answer
-            header = (_ID_HEADER, rid.encode())
-            answer = (status, ctype, out, [header] if extra is None else [*extra, header])
-            path, _, query = split_target(c.target)
-            version = "1.0" if c.http10 else "1.1"
-            log.write(
-                self.loop, self.who, "POST", path, query, version, status, len(out), monotonic() - c.t0, rid
+            if extra is None:
+                rid = log.request_id(c.headers)
+                value = rid.encode()
+            else:
+                value = extra[0][1]
+                rid = value.decode()
+            status, ctype, out, more = answer
+            size = len(out)
+            pre = log.prefixes.get((self.who, c.target, c.http10)) or self._direct_prefix(c)
+            records = log.records  # ``AccessLog.add``, inlined on the hottest path
+            if not records:
+                self.loop.call_later(_FLUSH_AFTER, log.flush)
+            records.append((pre, status, size, c.t0, monotonic(), rid))
+            server = self.server
+            keep_alive = c.keep_alive and not server.draining
+            prefix = (
+                OK_PREFIX.get(ctype)
+                if status == 200 and more is None and keep_alive and not c.http10
+                else None
             )
+            if prefix is not None:
+                # ``Calls.send_answer``'s prebuilt head with the id line in it: through ``api_head`` (as
+                # for any answer with headers of its own) the id would cost three times as much.
+                length = LENGTHS[size] if size < 2048 else b"%d\r\n" % size
+                c.status = status
+                c.finished = True
+                c.sent = size
+                self.emit(b"".join((prefix, length, b"x-request-id: ", value, b"\r\n", server.head_end, out)))
+                self.response_complete(c, keep_alive)
+                self.spare = c
+                return
+            header = (_ID_HEADER, value)
+            answer = (status, ctype, out, [header] if more is None else [*more, header])
         HTTPProtocol.send_answer(self, c, answer)
 
 
