@@ -40,6 +40,10 @@ ROUTE_NAMES = {
     "mount-post": MOUNT_POST,
 }
 OWN = "asgiserve (own server, httptools)"  # the row a baseline is compared with
+# Variants of the own server on POST /predict, each compared with OWN (the features' cost), not a peer.
+ACCESS_LOG = "asgiserve (own server, access log on)"
+CONTEXT = "asgiserve (own server, an api taking a Context: POST /predict_ctx)"
+VARIANTS = (ACCESS_LOG, CONTEXT)
 
 VENV_PACKAGES = {"bentoml": ["bentoml"], "litserve": ["litserve"]}
 
@@ -188,6 +192,22 @@ PEERS = [
         "/readyz",
         _SVC_ROUTES,
         subject=True,
+        needs_own_server=True,
+    ),
+    Peer(
+        "own-access-log",
+        ACCESS_LOG,
+        lambda port: [a for a in _own("asgiserve_svc:Predict", "httptools")(port) if a != "--no-access-log"],
+        "/readyz",
+        {PREDICT: "/predict"},
+        needs_own_server=True,
+    ),
+    Peer(
+        "own-context",
+        CONTEXT,
+        _own("asgiserve_svc:Predict", "httptools"),
+        "/readyz",
+        {PREDICT: "/predict_ctx"},
         needs_own_server=True,
     ),
     Peer(
