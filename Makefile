@@ -73,6 +73,10 @@ bench-scale: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) benchmarks/scale.py
 
+# Adaptive batching against BentoML, LitServe and Ray Serve (benchmarks/batching.py; about 5 minutes).
+bench-batch: $(VENV)/.bench .venv-ray/.ok
+	$(PY) benchmarks/batching.py --out benchmarks/results/batching.md
+
 bench: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	command -v valgrind >/dev/null || (apt-get update -q && apt-get install -y -q valgrind)
