@@ -6,8 +6,9 @@ sleep (a GPU's shape: the host CPU stays free while it runs), and the iris ONNX 
 its own batching, set alike: ``max_batch_size``, ``max_latency_ms`` (asgiserve, BentoML) and a wait to
 fill a batch (LitServe's ``batch_timeout``, Ray's ``batch_wait_timeout_s``). Every request carries one
 item; each client (a keep-alive connection of a raw asyncio client, closed loop) sends its own value and
-checks its answer. Per cell: requests/s answered 200 with the right value, p50 and p99 latency, and the
-mean batch size the model saw (every system's model appends each batch's size to one file). For the
+checks its answer. Per cell: requests/s answered 200 with the right value, p50 and p99 latency, the
+mean batch size the model saw, and the share of the time the model was running (every system's model
+appends each batch's size, start and end to one file). For the
 synthetic model, the limit: full batches back to back, ``max / (c0 + c1 * max)`` items/s, and each
 system's share of it.
 
@@ -188,11 +189,12 @@ class Load:
     latencies: list[float]
     seconds: float
     first_error: str
+    window: tuple[float, float]  # its start and end on ``time.monotonic``
 
 
 async def _load(port: int, route: str, model: str, clients: int, duration: float) -> Load:
     loop = asyncio.get_running_loop()
-    t_start = time.perf_counter() + WARMUP_S
+    t_start = time.monotonic() + WARMUP_S
     t_end = t_start + duration
     latencies: list[float] = []
     counts = [0, 0]
@@ -209,7 +211,7 @@ async def _load(port: int, route: str, model: str, clients: int, duration: float
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         conn: _Conn | None = None
-        while (now := time.perf_counter()) < t_end:
+        while (now := time.monotonic()) < t_end:
             if conn is None or conn.transport is None or conn.transport.is_closing():
                 try:
                     _, conn = await loop.create_connection(_Conn, HOST, port)
@@ -226,7 +228,7 @@ async def _load(port: int, route: str, model: str, clients: int, duration: float
             except (ConnectionError, asyncio.TimeoutError, ValueError) as exc:
                 status, answer, good = 0, str(exc).encode(), False
                 conn.transport.close()
-            done = time.perf_counter()
+            done = time.monotonic()
             if now >= t_start and done <= t_end:
                 counts[0 if good else 1] += 1
                 if good:
@@ -237,14 +239,17 @@ async def _load(port: int, route: str, model: str, clients: int, duration: float
             conn.transport.close()
 
     await asyncio.gather(*(client(k) for k in range(clients)))
-    return Load(counts[0], counts[1], latencies, duration, first_error[0] if first_error else "")
+    error = first_error[0] if first_error else ""
+    return Load(counts[0], counts[1], latencies, duration, error, (t_start, t_end))
 
 
-def _batches(log: Path) -> list[int]:
+def _batches(log: Path) -> list[tuple[int, float, float]]:
+    """(size, start, end) of each batch the model ran so far."""
     try:
-        return [int(line) for line in log.read_text().split()]
+        lines = log.read_text().splitlines()
     except OSError:
         return []
+    return [(int(n), float(a), float(b)) for n, a, b in (line.split() for line in lines)]
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -285,9 +290,9 @@ def measure(
         for clients in clients_list:
             seen = len(_batches(batch_log))
             load = asyncio.run(_load(port, route, model, clients, duration))
-            sizes = _batches(batch_log)[seen:]
-            rows.append(_row(system, model, clients, load, sizes, s))
-            time.sleep(0.5)  # the last answers of this cell drain before the next
+            time.sleep(0.2)  # batches still running at the window's end are logged when they end
+            rows.append(_row(system, model, clients, load, _batches(batch_log)[seen:], s))
+            time.sleep(0.3)  # the last answers of this cell drain before the next
     except Exception as exc:  # a failed start or run is a flagged row, not a failed suite
         note = f"{type(exc).__name__}: {exc}"[:300]
         done = {r.group for r in rows}
@@ -308,13 +313,20 @@ def measure(
     return rows
 
 
-def _row(system: str, model: str, clients: int, load: Load, sizes: list[int], s: Settings) -> Row:
+def _row(
+    system: str, model: str, clients: int, load: Load, batches: list[tuple[int, float, float]], s: Settings
+) -> Row:
     rate = load.ok / load.seconds
     p50, p99 = _percentile(load.latencies, 0.5), _percentile(load.latencies, 0.99)
+    lo, hi = load.window
+    # The model's time inside the window: what the batching left idle is the rest.
+    busy = sum(max(0.0, min(b, hi) - max(a, lo)) for _, a, b in batches)
+    sizes = [n for n, a, _ in batches if lo <= a < hi]
     extra: dict[str, float | str | None] = {
         "p50 ms": None if p50 is None else p50 * 1000,
         "p99 ms": None if p99 is None else p99 * 1000,
         "mean batch": sum(sizes) / len(sizes) if sizes else None,
+        "model busy %": 100 * busy / (hi - lo),
     }
     if model == "synthetic":
         extra["% of limit"] = 100 * rate / s.limit()

@@ -7,9 +7,10 @@
 - ``iris``: the ONNX iris classifier of ``examples/iris.onnx`` on onnxruntime (microseconds per batch:
   the serving overhead dominates).
 
-Every batch is counted by appending its size to ``BATCH_LOG`` (one ``write`` of a few bytes with
-O_APPEND, safe from several processes), so the harness reads the mean batch size the model saw, the same
-way for every system. The costs and limits come from the environment, set by ``benchmarks/batching.py``.
+Every batch is counted by appending its size, start and end (``time.monotonic``, one clock for all
+processes) to ``BATCH_LOG`` (one ``write`` of a few bytes with O_APPEND, safe from several processes), so
+the harness reads the mean batch size the model saw and how busy the model was, the same way for every
+system. The costs and limits come from the environment, set by ``benchmarks/batching.py``.
 """
 
 from __future__ import annotations
@@ -32,16 +33,17 @@ _log = os.environ.get("BATCH_LOG")
 _fd = os.open(_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if _log else -1
 
 
-def record(n: int) -> None:
-    """Count one batch of ``n`` items."""
+def record(n: int, start: float, end: float) -> None:
+    """Count one batch of ``n`` items that ran from ``start`` to ``end``."""
     if _fd >= 0:
-        os.write(_fd, b"%d\n" % n)
+        os.write(_fd, b"%d %.6f %.6f\n" % (n, start, end))
 
 
 def synthetic(xs: list[float]) -> list[float]:
     """The synthetic model: ``C0 + C1 * len(xs)`` seconds, then each item doubled."""
-    record(len(xs))
+    start = time.monotonic()
     time.sleep(C0 + C1 * len(xs))
+    record(len(xs), start, time.monotonic())
     return [2 * x for x in xs]
 
 
@@ -60,6 +62,8 @@ class Iris:
 
     def __call__(self, features: Any) -> np.ndarray:
         """The class index of each row of ``features`` ([N, 4])."""
+        start = time.monotonic()
         rows = np.asarray(features, dtype=np.float32).reshape(-1, 4)
-        record(len(rows))
-        return self.session.run(["label"], {"features": rows})[0]
+        labels = self.session.run(["label"], {"features": rows})[0]
+        record(len(rows), start, time.monotonic())
+        return labels
