@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: serve test test-ray deploy-check lint bench bench-scale bench-quick docs-screenshot browser clean
+.PHONY: serve test test-ray test-torch bench-batch deploy-check lint bench bench-scale bench-quick docs-screenshot browser clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,8 +51,18 @@ deploy-check: $(VENV)/.test
 test-ray: .venv-ray/.ok
 	.venv-ray/bin/python -m pytest -q tests_ray -o filterwarnings=ignore::DeprecationWarning
 
+# The PyTorch example's tests, in a virtualenv of their own, not in `make test`. torch is pinned: that
+# release's CPU build is installed from this machine's wheels, an unpinned one would download gigabytes.
+.venv-torch/.ok: pyproject.toml
+	test -x .venv-torch/bin/python || $(PYTHON) -m venv .venv-torch
+	.venv-torch/bin/python -m pip install -q -e . pytest pytest-timeout httpx numpy prometheus_client 'torch==2.13.0'
+	touch $@
+
+test-torch: .venv-torch/.ok
+	.venv-torch/bin/python -m pytest -q tests_torch
+
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check asgiserve tests tests_ray examples benchmarks
+	$(VENV)/bin/ruff check asgiserve tests tests_ray tests_torch examples benchmarks
 	$(VENV)/bin/ruff format --check asgiserve
 	$(VENV)/bin/mypy
 	$(PY) tests/unasync.py --check
@@ -69,6 +79,10 @@ BASELINE ?=
 ROUTES ?=
 ROUNDS ?=
 BENCH_ARGS := $(if $(BASELINE),--baseline $(BASELINE)) $(if $(ROUTES),--routes $(ROUTES)) $(if $(ROUNDS),--rounds $(ROUNDS))
+
+# Adaptive batching against BentoML, LitServe and Ray Serve (benchmarks/batching.py; about 5 minutes).
+bench-batch: $(VENV)/.bench .venv-ray/.ok
+	$(PY) benchmarks/batching.py --out benchmarks/results/batching.md
 
 bench: $(VENV)/.bench
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

@@ -5,7 +5,9 @@ calls that arrive while a batch is running wait, and run together as the next ba
 up to ``max_batch_size`` items (a call larger than that runs as a batch of its own, never beside another).
 Waiting for the running batch is not held against a call; ``max_latency_ms`` bounds the time a call
 spends left behind because the batches were full, after which it fails with 503, so that an overloaded
-api sheds load instead of queueing without bound. Inputs are lists (concatenated) or
+api sheds load instead of queueing without bound. Taking a batch costs time in the size of that batch
+and of the calls that came since the last one, not in the length of the queue, so that a long queue
+(thousands of callers behind a slow model) does not make every batch slower to form. Inputs are lists (concatenated) or
 numpy arrays (concatenated along the input ``batch_dim``); outputs are split back by each call's size.
 """
 
@@ -68,11 +70,15 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000
         self.in_dim, self.out_dim = batch_dim if isinstance(batch_dim, tuple) else (batch_dim, batch_dim)
-        self._queue: deque[_Entry] = deque()
-        self._busy = False
+        # Calls already left out of a full batch (stamped, in arrival order, so their stamps never
+        # decrease), then calls never yet considered: every call is before every newer one.
+        self._left: deque[_Entry] = deque()
+        self._fresh: deque[_Entry] = deque()
+        self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
 
     def __repr__(self) -> str:
-        return f"<Batcher {self.endpoint} queued={len(self._queue)} busy={self._busy}>"
+        queued = len(self._left) + len(self._fresh)
+        return f"<Batcher {self.endpoint} queued={queued} busy={self._drainer is not None}>"
 
     async def submit(self, items: object, tag: object = None) -> object:
         """Run ``items`` (a list or array) as part of a batch and return this call's share of the output."""
@@ -80,43 +86,50 @@ class Batcher:
         batch = cast(Batch, items)
         n = _size(batch, self.in_dim)
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._queue.append((batch, n, fut, 0.0, tag))
-        if not self._busy:
-            self._busy = True
-            asyncio.get_running_loop().create_task(self._drain())
+        self._fresh.append((batch, n, fut, 0.0, tag))
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await fut
 
     async def _drain(self) -> None:
         try:
-            while self._queue:
+            while self._left or self._fresh:
                 batch = self._take()
                 if batch:
                     await self._execute(batch)
         finally:
-            self._busy = False
+            self._drainer = None
 
     def _take(self) -> list[_Taken]:
         batch: list[_Taken] = []
         total = 0
         now = monotonic()
         full = False
-        kept: deque[_Entry] = deque()
-        for entry in self._queue:
-            items, n, fut, left_out_at, tag = entry
-            if fut.done():  # the caller went away (cancelled by its deadline or its client)
-                continue
-            if left_out_at and now - left_out_at > self.max_latency:
-                fut.set_exception(
-                    ServiceUnavailable(f"Waited over max_latency_ms ({self.max_latency * 1000:g})")
-                )
-                continue
-            if full or (batch and total + n > self.max_batch_size):
-                full = True  # keep arrival order: nothing later jumps ahead of a call left out
-                kept.append(entry if left_out_at else (items, n, fut, now, tag))
-                continue
-            batch.append((items, n, fut, tag))
-            total += n
-        self._queue = kept
+        for queue in (self._left, self._fresh):
+            while queue and not full:
+                items, n, fut, left_out_at, tag = queue[0]
+                if fut.done():  # the caller went away (cancelled by its deadline or its client)
+                    queue.popleft()
+                    continue
+                if left_out_at and now - left_out_at > self.max_latency:
+                    # The oldest stamps come first: once one is within the limit, all behind it are.
+                    queue.popleft()
+                    fut.set_exception(
+                        ServiceUnavailable(f"Waited over max_latency_ms ({self.max_latency * 1000:g})")
+                    )
+                    continue
+                if batch and total + n > self.max_batch_size:
+                    full = True  # keep arrival order: nothing later jumps ahead of a call left out
+                    continue
+                queue.popleft()
+                batch.append((items, n, fut, tag))
+                total += n
+        # The calls not yet considered that this batch leaves out start their max_latency now.
+        left = self._left
+        for items, n, fut, _, tag in self._fresh:
+            if not fut.done():
+                left.append((items, n, fut, now, tag))
+        self._fresh.clear()
         return batch
 
     async def _execute(self, batch: list[_Taken]) -> None:
