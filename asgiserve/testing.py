@@ -16,8 +16,13 @@ line.
 from __future__ import annotations
 
 import asyncio
+import math
+import selectors
+import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import time
+from asyncio import events
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from .app import ServiceApp
@@ -174,13 +179,13 @@ class _LoopBody:
         if body is None:
             return
         pool = self.pool
-        thread = pool.thread
-        if pool.loop is None or thread is None:
+        loop = pool.loop
+        if loop is None:
             body.close()  # the loop is gone: nothing runs on it any more
-        elif thread.ident == threading.get_ident():  # collected on the loop's own thread
+        elif pool.holder == threading.get_ident():  # collected while this thread runs the loop
             body.close()
             if chunks is not None:
-                pool.loop.create_task(_aclose(chunks))
+                loop.create_task(_aclose(chunks))
         else:
             pool.on_loop(_finish(chunks, body))
 
@@ -201,12 +206,49 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
     return await chunks.__anext__()
 
 
-class _LoopPool:
-    """The blocking client's pool: the asyncio pool of ``_Local`` on an event loop in a thread of its own.
+def _nothing() -> None:
+    pass
 
-    The loop is the real server's (uvloop where installed) and keeps running between calls, so several
-    threads may call at once, as with ``SyncHTTPClient``, and a call works from inside another event
-    loop too (it blocks that loop's thread while it waits, as any blocking call does).
+
+_PASSES = 64  # loop passes a caller runs itself before its call waits for I/O, a thread or a timer
+
+
+class _Selector(selectors.DefaultSelector):  # type: ignore[misc, valid-type]
+    """The loop's selector: the loop's own thread gives the loop up while it waits for I/O or a timer,
+    so that a calling thread can take it for a call meanwhile (``_LoopPool.on_loop``)."""
+
+    def __init__(self, pool: _LoopPool) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        """Wait for I/O (the loop's thread lets go of the loop meanwhile); a caller never waits here."""
+        pool = self.pool
+        if timeout == 0 or threading.get_ident() != pool.owner:
+            return super().select(0)  # type: ignore[no-any-return]
+        pool.deadline = math.inf if timeout is None else time.monotonic() + timeout
+        pool.holder = None
+        pool.lock.release()
+        try:
+            return super().select(timeout)  # type: ignore[no-any-return]
+        finally:
+            pool.deadline = -math.inf  # awake: its next pass sees whatever a caller left
+            pool.lock.acquire()
+            pool.holder = pool.owner
+
+
+class _LoopPool:
+    """The blocking client's pool: the asyncio pool of ``_Local`` on an event loop that a thread of its
+    own runs between calls, and each call's thread runs for the call.
+
+    The loop keeps running when no call does (lifespan tasks, streams, tasks go on), while a call takes
+    no turn on another thread: its thread takes the loop (``lock``) while the loop's thread waits for
+    I/O, starts the call and runs the loop's passes itself; most calls end there, since the in-process
+    pipe answers within the caller's write. A call that waits for I/O, a thread (a sync api) or a timer
+    is handed to the loop's thread. So several threads may call at once, and a call works from inside
+    another event loop too (it blocks that loop's thread while it waits, as any blocking call does).
+    The loop is asyncio's own: a thread that is not the loop's can run its passes, and uvloop's set up
+    their signal handling on each run in the main thread, which costs more than a call.
     """
 
     def __init__(self, local: _Local, timeout: float, max_connections: int) -> None:
@@ -216,44 +258,88 @@ class _LoopPool:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
         self.pool: AsyncConnectionPool | None = None
-        self.lock = threading.Lock()  # for starting and stopping the loop
+        self.guard = threading.Lock()  # for starting and stopping the loop
+        self.lock = threading.Lock()  # held by whichever thread runs the loop
+        self.owner: int | None = None  # the loop's own thread
+        self.holder: int | None = None  # the thread running the loop now, None while it waits for I/O
+        # When the loop's thread, waiting for I/O, next wakes up by itself; -inf while it is awake.
+        self.deadline = -math.inf
 
     def _started(self) -> AsyncConnectionPool:
         pool = self.pool
         if pool is None:
-            with self.lock:
+            with self.guard:
                 if self.pool is None:
-                    from .http.auto import new_event_loop
-
-                    loop = self.loop = new_event_loop()
+                    loop = self.loop = asyncio.SelectorEventLoop(_Selector(self))
+                    ready = threading.Event()
                     self.thread = threading.Thread(
-                        target=loop.run_forever, name="asgiserve TestClient", daemon=True
+                        target=self._serve, args=(loop, ready), name="asgiserve TestClient", daemon=True
                     )
                     self.thread.start()
+                    ready.wait()
                     self.pool = self.local.pool(self.timeout, self.max_connections)
             pool = self.pool
             assert pool is not None
         return pool
 
-    def on_loop(self, aw: Awaitable[_T]) -> _T:
-        """Run ``aw`` to its end on the client's loop and wait for it here."""
+    def _serve(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        with self.lock:
+            self.owner = self.holder = threading.get_ident()
+            ready.set()
+            loop.run_forever()
+            self.holder = None
+
+    def on_loop(self, aw: Coroutine[object, object, _T]) -> _T:
+        """Run ``aw`` to its end on the client's loop, from this thread, and return its result."""
         loop = self.loop
-        assert loop is not None
-        # A lock released by the task's end: lighter than a concurrent.futures.Future on every call.
-        done = threading.Lock()
-        done.acquire()
-        ended: list[asyncio.Task[_T]] = []
-
-        def finished(task: asyncio.Task[_T]) -> None:
-            ended.append(task)
-            done.release()
-
-        def begin() -> None:
-            loop.create_task(_wrap(aw)).add_done_callback(finished)
-
-        loop.call_soon_threadsafe(begin)
-        done.acquire()
-        return ended[0].result()
+        assert isinstance(loop, asyncio.BaseEventLoop)
+        me = threading.get_ident()
+        if self.holder == me:
+            aw.close()
+            raise RuntimeError("a blocking TestClient call from inside the client's own event loop")
+        done: threading.Lock | None = None
+        with self.lock:  # the loop's thread is waiting for I/O (or ends its pass first)
+            self.holder = me
+            running = events._get_running_loop()
+            hooks = sys.get_asyncgen_hooks()
+            thread_id = loop._thread_id  # type: ignore[attr-defined]
+            # This thread runs the loop for now: what a running loop's thread has.
+            events._set_running_loop(loop)
+            loop._thread_id = me  # type: ignore[attr-defined]
+            sys.set_asyncgen_hooks(
+                firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+                finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+            )
+            try:
+                task = loop.create_task(aw)
+                run_once = loop._run_once  # type: ignore[attr-defined]
+                ready = loop._ready  # type: ignore[attr-defined]
+                run_once()
+                passes = 1
+                while not task.done() and ready and passes < _PASSES:
+                    run_once()
+                    passes += 1
+                if task.done() and ready:
+                    run_once()  # what the call left for the end of its pass (the server's held writes)
+                if not task.done():
+                    done = threading.Lock()
+                    done.acquire()
+                    task.add_done_callback(lambda _: done.release())  # type: ignore[union-attr]
+            finally:
+                sys.set_asyncgen_hooks(*hooks)
+                loop._thread_id = thread_id  # type: ignore[attr-defined]
+                events._set_running_loop(running)
+                self.holder = None
+                # The loop's thread sleeps until its next timer or I/O: wake it for what this call left.
+                scheduled = loop._scheduled  # type: ignore[attr-defined]
+                wake = done is not None or (
+                    self.deadline > -math.inf and (bool(ready) or (scheduled and scheduled[0].when() < self.deadline))
+                )
+        if wake:
+            loop.call_soon_threadsafe(_nothing)
+        if done is not None:
+            done.acquire()
+        return task.result()
 
     def start(self) -> None:
         """Start the app (lifespan startup) on the client's loop."""
@@ -273,7 +359,7 @@ class _LoopPool:
 
     def close(self) -> None:
         """Close the connections, stop the app (lifespan shutdown), then the loop and its thread."""
-        with self.lock:
+        with self.guard:
             loop, pool, thread = self.loop, self.pool, self.thread
             if loop is None or pool is None or thread is None:
                 return
@@ -286,10 +372,6 @@ class _LoopPool:
                 loop.call_soon_threadsafe(loop.stop)
                 thread.join()
                 loop.close()
-
-
-async def _wrap(aw: Awaitable[_T]) -> _T:
-    return await aw
 
 
 class TestClient(SyncHTTPClient):
