@@ -16,13 +16,14 @@ line.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import selectors
 import sys
 import threading
 import time
 from asyncio import events
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from .app import ServiceApp
@@ -211,6 +212,33 @@ def _nothing() -> None:
 
 
 _PASSES = 64  # loop passes a caller runs itself before its call waits for I/O, a thread or a timer
+_SLACK = 0.001  # a timer due this close to the loop thread's own wake-up is not worth waking it for
+
+
+class _Yield:
+    """Hands what a coroutine yielded (a future it waits for, or None for a bare turn) to the task."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[object, None, None]:
+        yield self.value
+
+
+async def _carry(coro: Coroutine[object, object, _T], waiting: object) -> _T:
+    """Carry on, as a task, ``coro`` whose first step ran outside any task and yielded ``waiting``."""
+    while True:
+        error: BaseException | None = None
+        try:
+            await _Yield(waiting)
+        except BaseException as exc:  # thrown in by the task (a cancellation): the coroutine gets it
+            error = exc
+        try:
+            waiting = coro.send(None) if error is None else coro.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
 class _Selector(selectors.DefaultSelector):  # type: ignore[misc, valid-type]
@@ -297,6 +325,7 @@ class _LoopPool:
         if self.holder == me:
             aw.close()
             raise RuntimeError("a blocking TestClient call from inside the client's own event loop")
+        task: asyncio.Task[_T] | None = None
         done: threading.Lock | None = None
         with self.lock:  # the loop's thread is waiting for I/O (or ends its pass first)
             self.holder = me
@@ -310,22 +339,29 @@ class _LoopPool:
                 firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
                 finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
             )
+            ready = loop._ready  # type: ignore[attr-defined]
+            run_once = loop._run_once  # type: ignore[attr-defined]
             try:
-                task = loop.create_task(aw)
-                run_once = loop._run_once  # type: ignore[attr-defined]
-                ready = loop._ready  # type: ignore[attr-defined]
-                run_once()
-                passes = 1
-                while not task.done() and ready and passes < _PASSES:
-                    run_once()
-                    passes += 1
-                if task.done() and ready:
-                    run_once()  # what the call left for the end of its pass (the server's held writes)
-                if not task.done():
-                    done = threading.Lock()
-                    done.acquire()
-                    task.add_done_callback(lambda _: done.release())  # type: ignore[union-attr]
+                # The first step outside any task, as a task's first step would run (in a copy of this
+                # context): most calls end within it, which spares the task and the loop pass.
+                context = contextvars.copy_context()
+                try:
+                    waiting = context.run(aw.send, None)
+                except StopIteration as stop:
+                    result: _T = stop.value
+                else:
+                    task = context.run(loop.create_task, _carry(aw, waiting))
+                    passes = 0
+                    while not task.done() and ready and passes < _PASSES:
+                        run_once()
+                        passes += 1
+                    if not task.done():
+                        done = threading.Lock()
+                        done.acquire()
+                        task.add_done_callback(lambda _: done.release())  # type: ignore[union-attr]
             finally:
+                if ready and done is None:
+                    run_once()  # what the call left for the end of its pass (the server's held writes)
                 sys.set_asyncgen_hooks(*hooks)
                 loop._thread_id = thread_id  # type: ignore[attr-defined]
                 events._set_running_loop(running)
@@ -333,13 +369,14 @@ class _LoopPool:
                 # The loop's thread sleeps until its next timer or I/O: wake it for what this call left.
                 scheduled = loop._scheduled  # type: ignore[attr-defined]
                 wake = done is not None or (
-                    self.deadline > -math.inf and (bool(ready) or (scheduled and scheduled[0].when() < self.deadline))
+                    self.deadline > -math.inf
+                    and (bool(ready) or (scheduled and scheduled[0].when() < self.deadline - _SLACK))
                 )
-        if wake:
-            loop.call_soon_threadsafe(_nothing)
+            if wake:
+                loop.call_soon_threadsafe(_nothing)
         if done is not None:
             done.acquire()
-        return task.result()
+        return result if task is None else task.result()
 
     def start(self) -> None:
         """Start the app (lifespan startup) on the client's loop."""
