@@ -361,7 +361,12 @@ class _LoopPool:
                         task.add_done_callback(lambda _: done.release())  # type: ignore[union-attr]
             finally:
                 if ready and done is None:
-                    run_once()  # what the call left for the end of its pass (the server's held writes)
+                    # What the call left for the end of its pass (the server's held writes); timers and
+                    # I/O are the loop thread's.
+                    for _ in range(len(ready)):
+                        handle = ready.popleft()
+                        if not handle._cancelled:
+                            handle._run()
                 sys.set_asyncgen_hooks(*hooks)
                 loop._thread_id = thread_id  # type: ignore[attr-defined]
                 events._set_running_loop(running)
