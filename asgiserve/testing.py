@@ -227,18 +227,41 @@ class _Yield:
         yield self.value
 
 
-async def _carry(coro: Coroutine[object, object, _T], waiting: object) -> _T:
-    """Carry on, as a task, ``coro`` whose first step ran outside any task and yielded ``waiting``."""
-    while True:
-        error: BaseException | None = None
-        try:
-            await _Yield(waiting)
-        except BaseException as exc:  # thrown in by the task (a cancellation): the coroutine gets it
-            error = exc
-        try:
-            waiting = coro.send(None) if error is None else coro.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+class _Outcome:
+    """A call's result or error, and a lock released once it is there (for a thread waiting on it)."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.result: object = None
+        self.error: BaseException | None = None
+
+
+async def _carry(coro: Coroutine[object, object, object], waiting: object, outcome: _Outcome) -> None:
+    """Carry on, as a task, ``coro`` whose first step ran outside any task and yielded ``waiting``.
+
+    The outcome goes to ``outcome`` and its lock is released from here, not from a done callback, which
+    would cost the waiting thread one more loop pass."""
+    try:
+        while True:
+            error: BaseException | None = None
+            try:
+                await _Yield(waiting)
+            except BaseException as exc:  # thrown in by the task (a cancellation): the coroutine gets it
+                error = exc
+            try:
+                waiting = coro.send(None) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                outcome.result = stop.value
+                return
+    except BaseException as exc:
+        outcome.error = exc
+        if not isinstance(exc, Exception | asyncio.CancelledError):
+            raise  # KeyboardInterrupt, SystemExit: the loop's, too
+    finally:
+        outcome.done.release()
 
 
 class _Selector(selectors.DefaultSelector):  # type: ignore[misc, valid-type]
@@ -325,8 +348,8 @@ class _LoopPool:
         if self.holder == me:
             aw.close()
             raise RuntimeError("a blocking TestClient call from inside the client's own event loop")
-        task: asyncio.Task[_T] | None = None
-        done: threading.Lock | None = None
+        outcome: _Outcome | None = None
+        waits = False
         with self.lock:  # the loop's thread is waiting for I/O (or ends its pass first)
             self.holder = me
             running = events._get_running_loop()
@@ -340,7 +363,6 @@ class _LoopPool:
                 finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
             )
             ready = loop._ready  # type: ignore[attr-defined]
-            run_once = loop._run_once  # type: ignore[attr-defined]
             try:
                 # The first step outside any task, as a task's first step would run (in a copy of this
                 # context): most calls end within it, which spares the task and the loop pass.
@@ -350,17 +372,16 @@ class _LoopPool:
                 except StopIteration as stop:
                     result: _T = stop.value
                 else:
-                    task = context.run(loop.create_task, _carry(aw, waiting))
+                    outcome = _Outcome()
+                    task = context.run(loop.create_task, _carry(aw, waiting, outcome))
+                    run_once = loop._run_once  # type: ignore[attr-defined]
                     passes = 0
                     while not task.done() and ready and passes < _PASSES:
                         run_once()
                         passes += 1
-                    if not task.done():
-                        done = threading.Lock()
-                        done.acquire()
-                        task.add_done_callback(lambda _: done.release())  # type: ignore[union-attr]
+                    waits = not task.done()
             finally:
-                if ready and done is None:
+                if ready and not waits:
                     # What the call left for the end of its pass (the server's held writes); timers and
                     # I/O are the loop thread's.
                     for _ in range(len(ready)):
@@ -371,17 +392,20 @@ class _LoopPool:
                 loop._thread_id = thread_id  # type: ignore[attr-defined]
                 events._set_running_loop(running)
                 self.holder = None
-                # The loop's thread sleeps until its next timer or I/O: wake it for what this call left.
+                # The loop's thread sleeps until its next timer or I/O: wake it for what this call left
+                # (a call that waits for a thread is woken by that thread).
                 scheduled = loop._scheduled  # type: ignore[attr-defined]
-                wake = done is not None or (
-                    self.deadline > -math.inf
-                    and (bool(ready) or (scheduled and scheduled[0].when() < self.deadline - _SLACK))
+                wake = self.deadline > -math.inf and (
+                    bool(ready) or (scheduled and scheduled[0].when() < self.deadline - _SLACK)
                 )
             if wake:
                 loop.call_soon_threadsafe(_nothing)
-        if done is not None:
-            done.acquire()
-        return result if task is None else task.result()
+        if outcome is None:
+            return result
+        outcome.done.acquire()
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result  # type: ignore[return-value]
 
     def start(self) -> None:
         """Start the app (lifespan startup) on the client's loop."""
