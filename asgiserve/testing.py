@@ -211,8 +211,8 @@ def _nothing() -> None:
     pass
 
 
-_PASSES = 64  # loop passes a caller runs itself before its call waits for I/O, a thread or a timer
-_SLACK = 0.001  # a timer due this close to the loop thread's own wake-up is not worth waking it for
+_IDLE = 0.005  # seconds without a call before the loop's own thread waits for I/O again
+_SLACK = 0.001  # a timer due this close to a waiting thread's own wake-up is not worth waking it for
 
 
 class _Yield:
@@ -227,23 +227,8 @@ class _Yield:
         yield self.value
 
 
-class _Outcome:
-    """A call's result or error, and a lock released once it is there (for a thread waiting on it)."""
-
-    __slots__ = ("done", "error", "result")
-
-    def __init__(self) -> None:
-        self.done = threading.Lock()
-        self.done.acquire()
-        self.result: object = None
-        self.error: BaseException | None = None
-
-
-async def _carry(coro: Coroutine[object, object, object], waiting: object, outcome: _Outcome) -> None:
-    """Carry on, as a task, ``coro`` whose first step ran outside any task and yielded ``waiting``.
-
-    The outcome goes to ``outcome`` and its lock is released from here, not from a done callback, which
-    would cost the waiting thread one more loop pass."""
+async def _carry(coro: Coroutine[object, object, _T], waiting: object, caller: int) -> _T:
+    """Carry on, as a task, ``coro`` whose first step ran outside any task and yielded ``waiting``."""
     try:
         while True:
             error: BaseException | None = None
@@ -254,38 +239,42 @@ async def _carry(coro: Coroutine[object, object, object], waiting: object, outco
             try:
                 waiting = coro.send(None) if error is None else coro.throw(error)
             except StopIteration as stop:
-                outcome.result = stop.value
-                return
-    except BaseException as exc:
-        outcome.error = exc
-        if not isinstance(exc, Exception | asyncio.CancelledError):
-            raise  # KeyboardInterrupt, SystemExit: the loop's, too
+                return stop.value  # type: ignore[no-any-return]
     finally:
-        outcome.done.release()
+        if threading.get_ident() != caller:  # ended by another thread's pass: wake the caller's select
+            asyncio.get_running_loop().call_soon_threadsafe(_nothing)
 
 
 class _Selector(selectors.DefaultSelector):  # type: ignore[misc, valid-type]
-    """The loop's selector: the loop's own thread gives the loop up while it waits for I/O or a timer,
-    so that a calling thread can take it for a call meanwhile (``_LoopPool.on_loop``)."""
+    """The loop's selector: a thread that waits for I/O or a timer gives the loop up meanwhile, so that
+    another thread can take it for a call (``_LoopPool.on_loop``)."""
 
     def __init__(self, pool: _LoopPool) -> None:
         super().__init__()
         self.pool = pool
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Wait for I/O (the loop's thread lets go of the loop meanwhile); a caller never waits here."""
-        pool = self.pool
-        if timeout == 0 or threading.get_ident() != pool.owner:
+        """Wait for I/O, letting go of the loop meanwhile.
+
+        Several threads may wait at once: the loop's file descriptors are level-triggered, so an event
+        wakes each of them; each then takes the loop in turn, and one that finds the event taken already
+        reads nothing (asyncio's readers take ``EAGAIN`` in their stride)."""
+        if timeout == 0:
             return super().select(0)  # type: ignore[no-any-return]
-        pool.deadline = math.inf if timeout is None else time.monotonic() + timeout
+        pool = self.pool
+        me = threading.get_ident()
+        if me == pool.owner and pool.standby():
+            return super().select(0)  # type: ignore[no-any-return]  # time went by: a fresh pass
+        waiting = pool.waiting
+        waiting[me] = math.inf if timeout is None else time.monotonic() + timeout
         pool.holder = None
         pool.lock.release()
         try:
             return super().select(timeout)  # type: ignore[no-any-return]
         finally:
-            pool.deadline = -math.inf  # awake: its next pass sees whatever a caller left
+            del waiting[me]  # awake: its next pass sees whatever another thread left
             pool.lock.acquire()
-            pool.holder = pool.owner
+            pool.holder = me
 
 
 class _LoopPool:
@@ -293,13 +282,13 @@ class _LoopPool:
     own runs between calls, and each call's thread runs for the call.
 
     The loop keeps running when no call does (lifespan tasks, streams, tasks go on), while a call takes
-    no turn on another thread: its thread takes the loop (``lock``) while the loop's thread waits for
-    I/O, starts the call and runs the loop's passes itself; most calls end there, since the in-process
-    pipe answers within the caller's write. A call that waits for I/O, a thread (a sync api) or a timer
-    is handed to the loop's thread. So several threads may call at once, and a call works from inside
-    another event loop too (it blocks that loop's thread while it waits, as any blocking call does).
-    The loop is asyncio's own: a thread that is not the loop's can run its passes, and uvloop's set up
-    their signal handling on each run in the main thread, which costs more than a call.
+    no turn on another thread: its thread takes the loop (``lock``) whenever the thread running it waits
+    for I/O, starts the call and runs the loop's passes itself until the call ends; most calls end within
+    their first step, since the in-process pipe answers within the caller's write. A thread waiting for
+    I/O lets go of the loop, so several threads may call at once, and a call works from inside another
+    event loop too (it blocks that loop's thread while it waits, as any blocking call does). The loop is
+    asyncio's own: a thread that is not the loop's can run its passes (uvloop runs them without the GIL,
+    and sets up its signal handling on each run in the main thread, which costs more than a call).
     """
 
     def __init__(self, local: _Local, timeout: float, max_connections: int) -> None:
@@ -310,11 +299,35 @@ class _LoopPool:
         self.thread: threading.Thread | None = None
         self.pool: AsyncConnectionPool | None = None
         self.guard = threading.Lock()  # for starting and stopping the loop
-        self.lock = threading.Lock()  # held by whichever thread runs the loop
+        self.lock = threading.Lock()  # held by whichever thread runs the loop's pass
+        self.holder: int | None = None  # that thread; None while all wait for I/O
+        self.waiting: dict[int, float] = {}  # threads waiting for I/O: when each wakes up by itself
         self.owner: int | None = None  # the loop's own thread
-        self.holder: int | None = None  # the thread running the loop now, None while it waits for I/O
-        # When the loop's thread, waiting for I/O, next wakes up by itself; -inf while it is awake.
-        self.deadline = -math.inf
+        self.calls = 0  # calls running the loop now
+        self.last = 0.0  # when the last one ended
+        self.nudge = threading.Event()  # set to end the loop thread's standby at once
+
+    def standby(self) -> bool:
+        """While calls run the loop, the loop's thread stands by instead of waiting for I/O (which would
+        wake it for every event of theirs) and takes a pass when timers are due or callbacks left with
+        nobody running them; True after standing by. Called by the loop's thread, holding the loop."""
+        loop = self.loop
+        assert isinstance(loop, asyncio.BaseEventLoop)
+        stood = False
+        while self.calls or time.monotonic() - self.last < _IDLE:
+            if stood and (loop._ready or (loop._scheduled and loop._scheduled[0].when() <= loop.time())):  # type: ignore[attr-defined]
+                break
+            stood = True
+            self.holder = None
+            self.lock.release()
+            try:
+                self.nudge.wait(_IDLE)
+            finally:
+                self.lock.acquire()
+                self.holder = self.owner
+            if self.nudge.is_set():
+                break
+        return stood
 
     def _started(self) -> AsyncConnectionPool:
         pool = self.pool
@@ -322,23 +335,22 @@ class _LoopPool:
             with self.guard:
                 if self.pool is None:
                     loop = self.loop = asyncio.SelectorEventLoop(_Selector(self))
-                    ready = threading.Event()
                     self.thread = threading.Thread(
-                        target=self._serve, args=(loop, ready), name="asgiserve TestClient", daemon=True
+                        target=self._serve, args=(loop,), name="asgiserve TestClient", daemon=True
                     )
                     self.thread.start()
-                    ready.wait()
                     self.pool = self.local.pool(self.timeout, self.max_connections)
             pool = self.pool
             assert pool is not None
         return pool
 
-    def _serve(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         with self.lock:
             self.owner = self.holder = threading.get_ident()
-            ready.set()
-            loop.run_forever()
-            self.holder = None
+            try:
+                loop.run_forever()
+            finally:
+                self.holder = None
 
     def on_loop(self, aw: Coroutine[object, object, _T]) -> _T:
         """Run ``aw`` to its end on the client's loop, from this thread, and return its result."""
@@ -348,10 +360,10 @@ class _LoopPool:
         if self.holder == me:
             aw.close()
             raise RuntimeError("a blocking TestClient call from inside the client's own event loop")
-        outcome: _Outcome | None = None
-        waits = False
-        with self.lock:  # the loop's thread is waiting for I/O (or ends its pass first)
+        task: asyncio.Task[_T] | None = None
+        with self.lock:  # while the thread running the loop waits for I/O (or when its pass ends)
             self.holder = me
+            self.calls += 1
             running = events._get_running_loop()
             hooks = sys.get_asyncgen_hooks()
             thread_id = loop._thread_id  # type: ignore[attr-defined]
@@ -372,18 +384,14 @@ class _LoopPool:
                 except StopIteration as stop:
                     result: _T = stop.value
                 else:
-                    outcome = _Outcome()
-                    task = context.run(loop.create_task, _carry(aw, waiting, outcome))
+                    task = context.run(loop.create_task, _carry(aw, waiting, me))
                     run_once = loop._run_once  # type: ignore[attr-defined]
-                    passes = 0
-                    while not task.done() and ready and passes < _PASSES:
+                    while not task.done():
                         run_once()
-                        passes += 1
-                    waits = not task.done()
             finally:
-                if ready and not waits:
+                if ready:
                     # What the call left for the end of its pass (the server's held writes); timers and
-                    # I/O are the loop thread's.
+                    # I/O are for the next pass, whichever thread runs it.
                     for _ in range(len(ready)):
                         handle = ready.popleft()
                         if not handle._cancelled:
@@ -392,20 +400,15 @@ class _LoopPool:
                 loop._thread_id = thread_id  # type: ignore[attr-defined]
                 events._set_running_loop(running)
                 self.holder = None
-                # The loop's thread sleeps until its next timer or I/O: wake it for what this call left
-                # (a call that waits for a thread is woken by that thread).
-                scheduled = loop._scheduled  # type: ignore[attr-defined]
-                wake = self.deadline > -math.inf and (
-                    bool(ready) or (scheduled and scheduled[0].when() < self.deadline - _SLACK)
-                )
-            if wake:
-                loop.call_soon_threadsafe(_nothing)
-        if outcome is None:
-            return result
-        outcome.done.acquire()
-        if outcome.error is not None:
-            raise outcome.error
-        return outcome.result  # type: ignore[return-value]
+                self.calls -= 1
+                self.last = time.monotonic()
+                # The others sleep until their next timer or I/O: wake them for what this call left.
+                waiters = self.waiting
+                if waiters:
+                    scheduled = loop._scheduled  # type: ignore[attr-defined]
+                    if ready or (scheduled and scheduled[0].when() < min(waiters.values()) - _SLACK):
+                        loop.call_soon_threadsafe(_nothing)
+        return result if task is None else task.result()
 
     def start(self) -> None:
         """Start the app (lifespan startup) on the client's loop."""
@@ -436,6 +439,7 @@ class _LoopPool:
             finally:
                 self.loop = self.pool = self.thread = None
                 loop.call_soon_threadsafe(loop.stop)
+                self.nudge.set()
                 thread.join()
                 loop.close()
 
