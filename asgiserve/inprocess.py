@@ -101,7 +101,11 @@ class Pipe:
             self.context.run(self.server.data_received, data)
         except Exception as exc:  # as the loop reports an error in a reader callback, which goes on
             self.loop.call_exception_handler(
-                {"message": "Exception in the server protocol's data_received", "exception": exc, "protocol": self.server}
+                {
+                    "message": "Exception in the server protocol's data_received",
+                    "exception": exc,
+                    "protocol": self.server,
+                }
             )
 
     def _deliver_to_server(self) -> None:

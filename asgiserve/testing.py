@@ -8,22 +8,17 @@ client's response parser, so it answers as a real server would. Entering the cli
 lifespan startup (``__init__``, hooks, mounted apps); leaving it runs shutdown. Outside a ``with`` block
 the first use starts it and ``close()`` stops it.
 
-``TestClient`` runs the server on an event loop in a thread of its own (calls from several threads run
-at once); ``AsyncTestClient`` runs it in the caller's loop. ``fixture(Svc)`` is a pytest fixture in one
+``TestClient`` runs the server on an asyncio loop that a thread of its own runs between calls and each
+calling thread runs for its call (``sharedloop.py``: no handover between threads per call; calls from
+several threads run at once); ``AsyncTestClient`` runs it in the caller's loop. ``fixture(Svc)`` is a pytest fixture in one
 line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import math
-import selectors
-import sys
 import threading
-import time
-from asyncio import events
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from .app import ServiceApp
@@ -33,6 +28,7 @@ from .client.aiopool import AsyncConnection, AsyncConnectionPool
 from .client.clients import AsyncHTTPClient, SyncHTTPClient
 from .embed import make_config, resolve
 from .inprocess import LocalServer
+from .sharedloop import SharedLoop
 
 if TYPE_CHECKING:
     from .client.transport import AsyncBody
@@ -179,16 +175,15 @@ class _LoopBody:
         body, self.body = self.body, None
         if body is None:
             return
-        pool = self.pool
-        loop = pool.loop
-        if loop is None:
+        shared = self.pool.shared
+        if shared is None:
             body.close()  # the loop is gone: nothing runs on it any more
-        elif pool.holder == threading.get_ident():  # collected while this thread runs the loop
+        elif shared.holds():  # collected while this thread runs the loop
             body.close()
             if chunks is not None:
-                loop.create_task(_aclose(chunks))
+                shared.loop.create_task(_aclose(chunks))
         else:
-            pool.on_loop(_finish(chunks, body))
+            shared.run(_finish(chunks, body))
 
 
 async def _aclose(chunks: AsyncIterator[bytes]) -> None:
@@ -207,208 +202,34 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
     return await chunks.__anext__()
 
 
-def _nothing() -> None:
-    pass
-
-
-_IDLE = 0.005  # seconds without a call before the loop's own thread waits for I/O again
-_SLACK = 0.001  # a timer due this close to a waiting thread's own wake-up is not worth waking it for
-
-
-class _Yield:
-    """Hands what a coroutine yielded (a future it waits for, or None for a bare turn) to the task."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __await__(self) -> Generator[object, None, None]:
-        yield self.value
-
-
-async def _carry(coro: Coroutine[object, object, _T], waiting: object, caller: int) -> _T:
-    """Carry on, as a task, ``coro`` whose first step ran outside any task and yielded ``waiting``."""
-    try:
-        while True:
-            error: BaseException | None = None
-            try:
-                await _Yield(waiting)
-            except BaseException as exc:  # thrown in by the task (a cancellation): the coroutine gets it
-                error = exc
-            try:
-                waiting = coro.send(None) if error is None else coro.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-    finally:
-        if threading.get_ident() != caller:  # ended by another thread's pass: wake the caller's select
-            asyncio.get_running_loop().call_soon_threadsafe(_nothing)
-
-
-class _Selector(selectors.DefaultSelector):  # type: ignore[misc, valid-type]
-    """The loop's selector: a thread that waits for I/O or a timer gives the loop up meanwhile, so that
-    another thread can take it for a call (``_LoopPool.on_loop``)."""
-
-    def __init__(self, pool: _LoopPool) -> None:
-        super().__init__()
-        self.pool = pool
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Wait for I/O, letting go of the loop meanwhile.
-
-        Several threads may wait at once: the loop's file descriptors are level-triggered, so an event
-        wakes each of them; each then takes the loop in turn, and one that finds the event taken already
-        reads nothing (asyncio's readers take ``EAGAIN`` in their stride)."""
-        if timeout == 0:
-            return super().select(0)  # type: ignore[no-any-return]
-        pool = self.pool
-        me = threading.get_ident()
-        if me == pool.owner and pool.standby():
-            return super().select(0)  # type: ignore[no-any-return]  # time went by: a fresh pass
-        waiting = pool.waiting
-        waiting[me] = math.inf if timeout is None else time.monotonic() + timeout
-        pool.holder = None
-        pool.lock.release()
-        try:
-            return super().select(timeout)  # type: ignore[no-any-return]
-        finally:
-            del waiting[me]  # awake: its next pass sees whatever another thread left
-            pool.lock.acquire()
-            pool.holder = me
-
-
 class _LoopPool:
-    """The blocking client's pool: the asyncio pool of ``_Local`` on an event loop that a thread of its
-    own runs between calls, and each call's thread runs for the call.
-
-    The loop keeps running when no call does (lifespan tasks, streams, tasks go on), while a call takes
-    no turn on another thread: its thread takes the loop (``lock``) whenever the thread running it waits
-    for I/O, starts the call and runs the loop's passes itself until the call ends; most calls end within
-    their first step, since the in-process pipe answers within the caller's write. A thread waiting for
-    I/O lets go of the loop, so several threads may call at once, and a call works from inside another
-    event loop too (it blocks that loop's thread while it waits, as any blocking call does). The loop is
-    asyncio's own: a thread that is not the loop's can run its passes (uvloop runs them without the GIL,
-    and sets up its signal handling on each run in the main thread, which costs more than a call).
-    """
+    """The blocking client's pool: the asyncio pool of ``_Local`` on a ``SharedLoop`` (``sharedloop.py``),
+    which a thread of its own runs between calls and each call's thread runs for its call."""
 
     def __init__(self, local: _Local, timeout: float, max_connections: int) -> None:
         self.local = local
         self.timeout = timeout
         self.max_connections = max_connections
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread: threading.Thread | None = None
+        self.shared: SharedLoop | None = None
         self.pool: AsyncConnectionPool | None = None
         self.guard = threading.Lock()  # for starting and stopping the loop
-        self.lock = threading.Lock()  # held by whichever thread runs the loop's pass
-        self.holder: int | None = None  # that thread; None while all wait for I/O
-        self.waiting: dict[int, float] = {}  # threads waiting for I/O: when each wakes up by itself
-        self.owner: int | None = None  # the loop's own thread
-        self.calls = 0  # calls running the loop now
-        self.last = 0.0  # when the last one ended
-        self.nudge = threading.Event()  # set to end the loop thread's standby at once
-
-    def standby(self) -> bool:
-        """While calls run the loop, the loop's thread stands by instead of waiting for I/O (which would
-        wake it for every event of theirs) and takes a pass when timers are due or callbacks left with
-        nobody running them; True after standing by. Called by the loop's thread, holding the loop."""
-        loop = self.loop
-        assert isinstance(loop, asyncio.BaseEventLoop)
-        stood = False
-        while self.calls or time.monotonic() - self.last < _IDLE:
-            if stood and (loop._ready or (loop._scheduled and loop._scheduled[0].when() <= loop.time())):  # type: ignore[attr-defined]
-                break
-            stood = True
-            self.holder = None
-            self.lock.release()
-            try:
-                self.nudge.wait(_IDLE)
-            finally:
-                self.lock.acquire()
-                self.holder = self.owner
-            if self.nudge.is_set():
-                break
-        return stood
 
     def _started(self) -> AsyncConnectionPool:
         pool = self.pool
         if pool is None:
             with self.guard:
                 if self.pool is None:
-                    loop = self.loop = asyncio.SelectorEventLoop(_Selector(self))
-                    self.thread = threading.Thread(
-                        target=self._serve, args=(loop,), name="asgiserve TestClient", daemon=True
-                    )
-                    self.thread.start()
+                    self.shared = SharedLoop()
                     self.pool = self.local.pool(self.timeout, self.max_connections)
             pool = self.pool
             assert pool is not None
         return pool
 
-    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self.lock:
-            self.owner = self.holder = threading.get_ident()
-            try:
-                loop.run_forever()
-            finally:
-                self.holder = None
-
     def on_loop(self, aw: Coroutine[object, object, _T]) -> _T:
         """Run ``aw`` to its end on the client's loop, from this thread, and return its result."""
-        loop = self.loop
-        assert isinstance(loop, asyncio.BaseEventLoop)
-        me = threading.get_ident()
-        if self.holder == me:
-            aw.close()
-            raise RuntimeError("a blocking TestClient call from inside the client's own event loop")
-        task: asyncio.Task[_T] | None = None
-        with self.lock:  # while the thread running the loop waits for I/O (or when its pass ends)
-            self.holder = me
-            self.calls += 1
-            running = events._get_running_loop()
-            hooks = sys.get_asyncgen_hooks()
-            thread_id = loop._thread_id  # type: ignore[attr-defined]
-            # This thread runs the loop for now: what a running loop's thread has.
-            events._set_running_loop(loop)
-            loop._thread_id = me  # type: ignore[attr-defined]
-            sys.set_asyncgen_hooks(
-                firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-                finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
-            )
-            ready = loop._ready  # type: ignore[attr-defined]
-            try:
-                # The first step outside any task, as a task's first step would run (in a copy of this
-                # context): most calls end within it, which spares the task and the loop pass.
-                context = contextvars.copy_context()
-                try:
-                    waiting = context.run(aw.send, None)
-                except StopIteration as stop:
-                    result: _T = stop.value
-                else:
-                    task = context.run(loop.create_task, _carry(aw, waiting, me))
-                    run_once = loop._run_once  # type: ignore[attr-defined]
-                    while not task.done():
-                        run_once()
-            finally:
-                if ready:
-                    # What the call left for the end of its pass (the server's held writes); timers and
-                    # I/O are for the next pass, whichever thread runs it.
-                    for _ in range(len(ready)):
-                        handle = ready.popleft()
-                        if not handle._cancelled:
-                            handle._run()
-                sys.set_asyncgen_hooks(*hooks)
-                loop._thread_id = thread_id  # type: ignore[attr-defined]
-                events._set_running_loop(running)
-                self.holder = None
-                self.calls -= 1
-                self.last = time.monotonic()
-                # The others sleep until their next timer or I/O: wake them for what this call left.
-                waiters = self.waiting
-                if waiters:
-                    scheduled = loop._scheduled  # type: ignore[attr-defined]
-                    if ready or (scheduled and scheduled[0].when() < min(waiters.values()) - _SLACK):
-                        loop.call_soon_threadsafe(_nothing)
-        return result if task is None else task.result()
+        shared = self.shared
+        assert shared is not None
+        return shared.run(aw)
 
     def start(self) -> None:
         """Start the app (lifespan startup) on the client's loop."""
@@ -429,19 +250,16 @@ class _LoopPool:
     def close(self) -> None:
         """Close the connections, stop the app (lifespan shutdown), then the loop and its thread."""
         with self.guard:
-            loop, pool, thread = self.loop, self.pool, self.thread
-            if loop is None or pool is None or thread is None:
+            shared, pool = self.shared, self.pool
+            if shared is None or pool is None:
                 return
             try:
-                self.on_loop(pool.close())
-                self.on_loop(self.local.stop())
-                self.on_loop(loop.shutdown_asyncgens())
+                shared.run(pool.close())
+                shared.run(self.local.stop())
+                shared.run(shared.loop.shutdown_asyncgens())
             finally:
-                self.loop = self.pool = self.thread = None
-                loop.call_soon_threadsafe(loop.stop)
-                self.nudge.set()
-                thread.join()
-                loop.close()
+                self.shared = self.pool = None
+                shared.stop()
 
 
 class TestClient(SyncHTTPClient):
@@ -449,8 +267,8 @@ class TestClient(SyncHTTPClient):
 
     ``target`` is a ``@service`` class, ``"module:Class"`` or any ASGI app; the options are the server's
     (``api_token=``, ``max_body_size=``, ``http="h11"``, ...). ``token`` defaults to ``api_token``.
-    The server runs on an event loop in a thread of the client's; ``AsyncTestClient`` runs it in the
-    caller's own loop instead.
+    The server runs on an event loop of the client's, run by a thread of its own between calls and by the
+    calling thread during a call; ``AsyncTestClient`` runs it in the caller's own loop instead.
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of its name
