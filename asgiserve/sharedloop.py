@@ -26,12 +26,13 @@ import sys
 import threading
 import time
 from asyncio import events
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import TypeVar
 
 __all__ = ["SharedLoop"]
 
 _T = TypeVar("_T")
+Select = Callable[[float | None], list[tuple[selectors.SelectorKey, int]]]
 _IDLE = 0.005  # seconds without a call before the loop's own thread waits for I/O again
 _SLACK = 0.001  # a timer due this close to a waiting thread's own wake-up is not worth waking it for
 
@@ -87,15 +88,17 @@ class _Selector(selectors.DefaultSelector):
             return super().select(0)
         shared = self.shared
         me = threading.get_ident()
-        if me == shared.owner and shared.standby():
-            return super().select(0)  # time went by while it stood by: a pass of its own first
-        waiting = shared.waiting
-        waiting[me] = math.inf if timeout is None else time.monotonic() + timeout
         shared.give_up()
         try:
-            return super().select(timeout)
+            if me == shared.owner:
+                return shared.idle(super().select, timeout)
+            waiting = shared.waiting
+            waiting[me] = math.inf if timeout is None else time.monotonic() + timeout
+            try:
+                return super().select(timeout)
+            finally:
+                del waiting[me]  # awake: its next pass sees whatever another thread left
         finally:
-            del waiting[me]  # awake: its next pass sees whatever another thread left
             shared.take(me)
 
 
@@ -142,25 +145,32 @@ class SharedLoop:
         """Whether this thread runs a pass of the loop now."""
         return self.holder == threading.get_ident()
 
-    def standby(self) -> bool:
-        """While calls run the loop, its own thread stands by instead of waiting for I/O (which would wake
-        it for each event of theirs), and takes a pass when timers are due or callbacks were left with
-        nobody running them; True after standing by. Called by the loop's thread, holding the loop."""
+    def idle(self, select: Select, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
+        """What the loop's own thread does between its passes, not holding the loop: wait for I/O while
+        no call runs the loop, else stand by (waiting for I/O too, it would be woken by every event of
+        theirs), coming back for a pass when calls have left timers due or callbacks to run."""
         loop = self.loop
-        stood = False
-        while self.calls or time.monotonic() - self.last < _IDLE:
-            if stood and (loop._ready or (loop._scheduled and loop._scheduled[0].when() <= loop.time())):  # type: ignore[attr-defined]
-                break
-            stood = True
-            self.give_up()
-            try:
+        me = self.owner
+        assert me is not None
+        waiting = self.waiting
+        while not self.nudge.is_set():
+            if self.calls or time.monotonic() - self.last < _IDLE:
                 self.nudge.wait(_IDLE)
+                if not self.calls and (
+                    loop._ready  # type: ignore[attr-defined]
+                    or (loop._scheduled and loop._scheduled[0].when() <= loop.time())  # type: ignore[attr-defined]
+                ):
+                    return []  # a pass, which then waits as long as its next timer says
+                continue
+            waiting[me] = math.inf if timeout is None else time.monotonic() + timeout
+            try:
+                got = select(timeout)
             finally:
-                assert self.owner is not None
-                self.take(self.owner)
-            if self.nudge.is_set():
-                break
-        return stood
+                del waiting[me]
+            if not self.calls:
+                return got
+            # A call took the loop meanwhile: it takes these events too (level-triggered, they stay).
+        return []
 
     def run(self, aw: Coroutine[object, object, _T]) -> _T:
         """Run ``aw`` to its end on the loop, from this thread, and return its result."""
@@ -195,9 +205,12 @@ class SharedLoop:
                 while not task.done():
                     run_once()
         finally:
-            if ready:
-                # What the call left for the end of its pass (the server's held writes); timers and I/O
-                # are for the next pass, whichever thread runs it.
+            scheduled = loop._scheduled  # type: ignore[attr-defined]
+            if scheduled and scheduled[0].when() <= loop.time():
+                loop._run_once()  # type: ignore[attr-defined]  # timers due: the loop's thread stands by
+            elif ready:
+                # What the call left for the end of its pass (the server's held writes); I/O is for the
+                # next pass, whichever thread runs it.
                 for _ in range(len(ready)):
                     handle = ready.popleft()
                     if not handle._cancelled:
@@ -209,10 +222,8 @@ class SharedLoop:
             self.last = time.monotonic()
             # The others sleep until their next timer or I/O: wake them for what this call left.
             waiters = self.waiting
-            if waiters:
-                scheduled = loop._scheduled  # type: ignore[attr-defined]
-                if ready or (scheduled and scheduled[0].when() < min(waiters.values()) - _SLACK):
-                    loop.call_soon_threadsafe(_nothing)
+            if waiters and (ready or (scheduled and scheduled[0].when() < min(waiters.values()) - _SLACK)):
+                loop.call_soon_threadsafe(_nothing)
             self.give_up()
         return result if task is None else task.result()
 
