@@ -41,6 +41,14 @@ def _nothing() -> None:
     pass
 
 
+def _due(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the loop's first timer is due (read without holding the loop: a pass may pop it)."""
+    try:
+        return bool(loop._scheduled[0].when() <= loop.time())  # type: ignore[attr-defined]
+    except IndexError:
+        return False
+
+
 class _Yield:
     """Hands what a coroutine yielded (a future it waits for, or None for a bare turn) to the task."""
 
@@ -156,10 +164,7 @@ class SharedLoop:
         while not self.nudge.is_set():
             if self.calls or time.monotonic() - self.last < _IDLE:
                 self.nudge.wait(_IDLE)
-                if not self.calls and (
-                    loop._ready  # type: ignore[attr-defined]
-                    or (loop._scheduled and loop._scheduled[0].when() <= loop.time())  # type: ignore[attr-defined]
-                ):
+                if not self.calls and (loop._ready or _due(loop)):  # type: ignore[attr-defined]
                     return []  # a pass, which then waits as long as its next timer says
                 continue
             waiting[me] = math.inf if timeout is None else time.monotonic() + timeout
