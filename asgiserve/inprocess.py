@@ -15,6 +15,9 @@ past ``_HIGH_WATER``), and a close reaches both protocols on a later pass.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+from asyncio import current_task
+from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Iterable
 
 from .client.aiopool import AsyncConnection
@@ -41,8 +44,11 @@ class Pipe:
         server: HTTPProtocol,
         client: AsyncConnection,
         live: set[Pipe] | None = None,
+        context: contextvars.Context | None = None,
     ) -> None:
         self.loop = loop
+        # The server side's reads run in one context of their own, as a socket's reader callback does.
+        self.context = contextvars.copy_context() if context is None else context
         self.live = live  # the open pipes of a ``LocalServer``
         self.server = server
         self.client = client
@@ -54,6 +60,7 @@ class Pipe:
         self.write_paused = False
         self.closed = False
         self.lost = False
+        self.delivering = False
         self.server_end = _ServerEnd(self)
         self.client_end = _ClientEnd(self)
         if live is not None:
@@ -62,15 +69,55 @@ class Pipe:
         server.connection_made(self.server_end)
 
     def send_to_server(self, data: bytes) -> None:
-        """The client wrote ``data``: the server reads it on a later pass."""
-        if not self.closed:
-            self.to_server.append(data)
-            self.loop.call_soon(self._deliver_to_server)
+        """The client wrote ``data``: the server reads it now, outside the client's task.
+
+        Read at once, a call the server answers without waiting is over before the client's write returns,
+        so it takes no loop pass (a loop pass costs more than the whole exchange). The server's protocol
+        is run as a socket's reader callback runs: in its own context, with no current task (the client's
+        task is left for the time of the read, then entered again).
+        """
+        if self.closed:
+            return
+        pending = self.to_server
+        if pending or self.delivering or not self.server_reading:
+            pending.append(data)  # taken in order, after what the server has not read yet
+            return
+        self.delivering = True
+        loop = self.loop
+        task = current_task(loop)
+        if task is not None:
+            _leave_task(loop, task)
+        try:
+            self._read(data)
+            while pending and self.server_reading and not self.lost:
+                self._read(pending.pop(0))
+        finally:
+            self.delivering = False
+            if task is not None:
+                _enter_task(loop, task)
+
+    def _read(self, data: bytes) -> None:
+        try:
+            self.context.run(self.server.data_received, data)
+        except Exception as exc:  # as the loop reports an error in a reader callback, which goes on
+            self.loop.call_exception_handler(
+                {
+                    "message": "Exception in the server protocol's data_received",
+                    "exception": exc,
+                    "protocol": self.server,
+                }
+            )
 
     def _deliver_to_server(self) -> None:
         pending = self.to_server
-        while pending and self.server_reading and not self.lost:
-            self.server.data_received(pending.pop(0))
+        if self.delivering:
+            return
+        self.delivering = True
+        try:
+            while pending and self.server_reading and not self.lost:
+                self._read(pending.pop(0))
+        finally:
+            self.delivering = False
 
     def send_to_client(self, data: bytes) -> None:
         """The server wrote ``data``: the client's parser takes it now, unless it stopped reading."""
@@ -209,6 +256,7 @@ class LocalServer:
         self.factory = protocol_class(config.http)
         self.started = False
         self.pipes: set[Pipe] = set()
+        self.context = contextvars.Context()  # replaced at start by the context the app starts in
 
     async def start(self) -> None:
         """Run the app's lifespan startup; ``StartupError`` when it failed."""
@@ -216,6 +264,8 @@ class LocalServer:
             self.server.close()
             name = getattr(self.app, "name", None) or type(self.app).__name__
             raise StartupError(f"{name} failed to start: {self.server.failure}")
+        # Each connection's reads run in a copy of it, as a listener's accepted sockets do.
+        self.context = contextvars.copy_context()
         self.started = True
 
     async def connect(self) -> AsyncConnection:
@@ -224,7 +274,7 @@ class LocalServer:
         if not self.started or state is None:
             raise RuntimeError("the server is not started")
         client = AsyncConnection()
-        Pipe(state.loop, self.factory(state), client, self.pipes)
+        Pipe(state.loop, self.factory(state), client, self.pipes, self.context.copy())
         return client
 
     async def stop(self) -> None:

@@ -8,8 +8,9 @@ client's response parser, so it answers as a real server would. Entering the cli
 lifespan startup (``__init__``, hooks, mounted apps); leaving it runs shutdown. Outside a ``with`` block
 the first use starts it and ``close()`` stops it.
 
-``TestClient`` runs the server on an event loop in a thread of its own (calls from several threads run
-at once); ``AsyncTestClient`` runs it in the caller's loop. ``fixture(Svc)`` is a pytest fixture in one
+``TestClient`` runs the server on an asyncio loop that a thread of its own runs between calls and each
+calling thread runs for its call (``sharedloop.py``: no handover between threads per call; calls from
+several threads run at once); ``AsyncTestClient`` runs it in the caller's loop. ``fixture(Svc)`` is a pytest fixture in one
 line.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from .app import ServiceApp
@@ -27,6 +28,7 @@ from .client.aiopool import AsyncConnection, AsyncConnectionPool
 from .client.clients import AsyncHTTPClient, SyncHTTPClient
 from .embed import make_config, resolve
 from .inprocess import LocalServer
+from .sharedloop import SharedLoop
 
 if TYPE_CHECKING:
     from .client.transport import AsyncBody
@@ -173,16 +175,15 @@ class _LoopBody:
         body, self.body = self.body, None
         if body is None:
             return
-        pool = self.pool
-        thread = pool.thread
-        if pool.loop is None or thread is None:
+        shared = self.pool.shared
+        if shared is None:
             body.close()  # the loop is gone: nothing runs on it any more
-        elif thread.ident == threading.get_ident():  # collected on the loop's own thread
+        elif shared.holds():  # collected while this thread runs the loop
             body.close()
             if chunks is not None:
-                pool.loop.create_task(_aclose(chunks))
+                shared.loop.create_task(_aclose(chunks))
         else:
-            pool.on_loop(_finish(chunks, body))
+            shared.run(_finish(chunks, body))
 
 
 async def _aclose(chunks: AsyncIterator[bytes]) -> None:
@@ -202,58 +203,33 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 class _LoopPool:
-    """The blocking client's pool: the asyncio pool of ``_Local`` on an event loop in a thread of its own.
-
-    The loop is the real server's (uvloop where installed) and keeps running between calls, so several
-    threads may call at once, as with ``SyncHTTPClient``, and a call works from inside another event
-    loop too (it blocks that loop's thread while it waits, as any blocking call does).
-    """
+    """The blocking client's pool: the asyncio pool of ``_Local`` on a ``SharedLoop`` (``sharedloop.py``),
+    which a thread of its own runs between calls and each call's thread runs for its call."""
 
     def __init__(self, local: _Local, timeout: float, max_connections: int) -> None:
         self.local = local
         self.timeout = timeout
         self.max_connections = max_connections
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread: threading.Thread | None = None
+        self.shared: SharedLoop | None = None
         self.pool: AsyncConnectionPool | None = None
-        self.lock = threading.Lock()  # for starting and stopping the loop
+        self.guard = threading.Lock()  # for starting and stopping the loop
 
     def _started(self) -> AsyncConnectionPool:
         pool = self.pool
         if pool is None:
-            with self.lock:
+            with self.guard:
                 if self.pool is None:
-                    from .http.auto import new_event_loop
-
-                    loop = self.loop = new_event_loop()
-                    self.thread = threading.Thread(
-                        target=loop.run_forever, name="asgiserve TestClient", daemon=True
-                    )
-                    self.thread.start()
+                    self.shared = SharedLoop()
                     self.pool = self.local.pool(self.timeout, self.max_connections)
             pool = self.pool
             assert pool is not None
         return pool
 
-    def on_loop(self, aw: Awaitable[_T]) -> _T:
-        """Run ``aw`` to its end on the client's loop and wait for it here."""
-        loop = self.loop
-        assert loop is not None
-        # A lock released by the task's end: lighter than a concurrent.futures.Future on every call.
-        done = threading.Lock()
-        done.acquire()
-        ended: list[asyncio.Task[_T]] = []
-
-        def finished(task: asyncio.Task[_T]) -> None:
-            ended.append(task)
-            done.release()
-
-        def begin() -> None:
-            loop.create_task(_wrap(aw)).add_done_callback(finished)
-
-        loop.call_soon_threadsafe(begin)
-        done.acquire()
-        return ended[0].result()
+    def on_loop(self, aw: Coroutine[object, object, _T]) -> _T:
+        """Run ``aw`` to its end on the client's loop, from this thread, and return its result."""
+        shared = self.shared
+        assert shared is not None
+        return shared.run(aw)
 
     def start(self) -> None:
         """Start the app (lifespan startup) on the client's loop."""
@@ -273,23 +249,17 @@ class _LoopPool:
 
     def close(self) -> None:
         """Close the connections, stop the app (lifespan shutdown), then the loop and its thread."""
-        with self.lock:
-            loop, pool, thread = self.loop, self.pool, self.thread
-            if loop is None or pool is None or thread is None:
+        with self.guard:
+            shared, pool = self.shared, self.pool
+            if shared is None or pool is None:
                 return
             try:
-                self.on_loop(pool.close())
-                self.on_loop(self.local.stop())
-                self.on_loop(loop.shutdown_asyncgens())
+                shared.run(pool.close())
+                shared.run(self.local.stop())
+                shared.run(shared.loop.shutdown_asyncgens())
             finally:
-                self.loop = self.pool = self.thread = None
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join()
-                loop.close()
-
-
-async def _wrap(aw: Awaitable[_T]) -> _T:
-    return await aw
+                self.shared = self.pool = None
+                shared.stop()
 
 
 class TestClient(SyncHTTPClient):
@@ -297,8 +267,8 @@ class TestClient(SyncHTTPClient):
 
     ``target`` is a ``@service`` class, ``"module:Class"`` or any ASGI app; the options are the server's
     (``api_token=``, ``max_body_size=``, ``http="h11"``, ...). ``token`` defaults to ``api_token``.
-    The server runs on an event loop in a thread of the client's; ``AsyncTestClient`` runs it in the
-    caller's own loop instead.
+    The server runs on an event loop of the client's, run by a thread of its own between calls and by the
+    calling thread during a call; ``AsyncTestClient`` runs it in the caller's own loop instead.
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of its name

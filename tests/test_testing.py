@@ -254,3 +254,46 @@ def test_answers_equal_a_real_servers(tmp_path):
     with TestClient(ClientSvc) as client:
         in_process = run(client)
     assert in_process == over_socket
+
+
+TICKS: list[float] = []
+
+
+async def _tick() -> None:
+    while True:
+        TICKS.append(time.monotonic())
+        await asyncio.sleep(0.01)
+
+
+async def ticking_app(scope, receive, send) -> None:
+    """A background task started by the lifespan, ticking every 10 ms; GET answers how many ticks."""
+    if scope["type"] == "lifespan":
+        ticker = None
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                ticker = asyncio.get_running_loop().create_task(_tick())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if ticker is not None:
+                    ticker.cancel()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = str(len(TICKS)).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_the_app_runs_on_between_calls():
+    # Calls run the loop in the caller's thread; between them the loop's own thread runs it, so the
+    # background task ticks on while the test sleeps, as it would in a server.
+    TICKS.clear()
+    with TestClient(ticking_app) as client:
+        first = int(client.request("GET", "/").text)
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:  # calls back to back: the loop's own thread stands by meanwhile
+            before = int(client.request("GET", "/").text)
+        time.sleep(0.3)
+        after = int(client.request("GET", "/").text)
+    assert before - first >= 10  # timers still fire during the calls (about 30 ticks)
+    assert after - before >= 10  # and between them
