@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 if TYPE_CHECKING:
-    from .types import Headers, Scope
+    from .types import Answer, Headers, Scope
 
 __all__ = [
     "URL",
@@ -26,10 +26,13 @@ __all__ = [
     "Address",
     "Context",
     "Cookie",
+    "DirectContext",
+    "DirectRequest",
     "Metadata",
     "QueryParams",
     "RequestInfo",
     "ResponseContext",
+    "direct_scope",
 ]
 
 # The statuses an api may answer with (the server writes the reason phrase of each).
@@ -86,7 +89,8 @@ class Metadata(Mapping[str, str]):
     __slots__ = ("_items",)
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
-        self._items: list[tuple[str, str]] = items if items is not None else []
+        # A list, or (on a response, until a field is set) the empty tuple.
+        self._items: list[tuple[str, str]] | tuple[()] = items if items is not None else []
 
     def __getitem__(self, key: str) -> str:
         low = key.lower()
@@ -117,17 +121,26 @@ class Metadata(Mapping[str, str]):
 
     def raw(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` pair, in order (names lowercased)."""
-        return self._items
+        items = self._items
+        if type(items) is not list:
+            items = self._items = list(items)
+        return items
 
     def __setitem__(self, key: str, value: str) -> None:
         """Set ``key`` to ``value``, dropping its other values."""
-        low = _NAMES.get(key)
-        if low is None or type(value) is not str or "\r" in value or "\n" in value or "\0" in value:
+        try:
+            low = _NAMES[key]
+        except KeyError:
             low = _checked(key, value)
+        # A printable str holds no CR, LF or NUL: one C call for most values, the full check otherwise.
+        if type(value) is not str or not value.isprintable():
+            _checked(key, value)
         items = self._items
-        if items:
+        if not items:  # a list, or the empty tuple a response's headers begin with
+            self._items = [(low, value)]
+        else:
             self._items = items = [(n, v) for n, v in items if n != low]
-        items.append((low, value))
+            items.append((low, value))
 
     def __delitem__(self, key: str) -> None:
         low = key.lower()
@@ -135,7 +148,7 @@ class Metadata(Mapping[str, str]):
 
     def append(self, key: str, value: str) -> None:
         """Add a value for ``key``, keeping its others."""
-        self._items.append((_checked(key, value), value))
+        self.raw().append((_checked(key, value), value))
 
     def setdefault(self, key: str, value: str) -> str:
         """The value of ``key``, set to ``value`` first when absent."""
@@ -169,6 +182,7 @@ _BAD_VALUE = re.compile(r"[\r\n\0]").search
 
 
 _NAMES: dict[str, str] = {}  # field names seen valid, lowercased: most apis set the same few
+_RAW: dict[str, bytes] = {}  # those lowercased names, encoded
 
 
 def _checked(key: str, value: str) -> str:
@@ -180,6 +194,7 @@ def _checked(key: str, value: str) -> str:
     low = key.lower()
     if len(_NAMES) < 256:
         _NAMES[key] = low
+        _RAW[low] = low.encode()
     return low
 
 
@@ -330,23 +345,33 @@ class RequestInfo:
 
 
 class ResponseContext:
-    """``ctx.response``: status, headers and cookies for the response of this call."""
+    """``ctx.response``: status, headers and cookies for the response of this call.
 
-    __slots__ = ("cookies", "metadata", "status_code")
+    ``headers`` is ``metadata`` under BentoML's other name: the same field, read as fast as any other.
+    The cookie list is made on first use.
+    """
+
+    __slots__ = ("_cookies", "metadata", "status_code")
+
+    if TYPE_CHECKING:
+        headers: Metadata  # the ``metadata`` field (set below, once the class has it)
 
     def __init__(self) -> None:
         self.status_code = 200
-        self.metadata = Metadata()
-        self.cookies: list[Cookie] = []
+        self.metadata: Metadata = Metadata()
+        self._cookies: list[Cookie] | None = None
 
     @property
-    def headers(self) -> Metadata:
-        """The response's extra header fields (``append``, item set)."""
-        return self.metadata
+    def cookies(self) -> list[Cookie]:
+        """The cookies to set on the response (``set_cookie`` adds one)."""
+        cookies = self._cookies
+        if cookies is None:
+            cookies = self._cookies = []
+        return cookies
 
-    @headers.setter
-    def headers(self, headers: Metadata | Mapping[str, str]) -> None:
-        self.metadata = headers if isinstance(headers, Metadata) else Metadata(list(headers.items()))
+    @cookies.setter
+    def cookies(self, cookies: list[Cookie]) -> None:
+        self._cookies = cookies
 
     def set_cookie(
         self,
@@ -371,8 +396,15 @@ class ResponseContext:
             raise ValueError(
                 f"ctx.response.status_code must be a final HTTP status (200-599), got {status!r}"
             )
-        items = self.metadata._items
-        if not items and not self.cookies:
+        metadata = self.metadata
+        if type(metadata) is not Metadata and not isinstance(metadata, Metadata):
+            # A mapping set as a whole (``ctx.response.headers = {...}``): each field checked as an item set is.
+            fields = Metadata()
+            fields.update(metadata)
+            self.metadata = metadata = fields
+        items = metadata._items
+        cookies = self._cookies
+        if not items and not cookies:
             return status, ctype, extra
         out: Headers = list(extra) if extra else []
         for name, value in items:
@@ -380,9 +412,40 @@ class ResponseContext:
                 ctype = value.encode("latin-1")
             elif name != "content-length":  # the server frames the body itself
                 out.append((name.encode("latin-1"), value.encode("latin-1")))
-        for cookie in self.cookies:
-            out.append((b"set-cookie", cookie.header()))
+        if cookies:
+            for cookie in cookies:
+                out.append((b"set-cookie", cookie.header()))
         return status, ctype, out
+
+    def on_answer(self, answer: Answer) -> Answer:
+        """A successful call's whole ``answer`` (no extra header fields of its own) once this context's
+        settings are on it: ``apply``, with its most common cases (nothing set, one header) taken here."""
+        status = self.status_code
+        metadata = self.metadata
+        if (
+            self._cookies
+            or (type(metadata) is not _NewMetadata and not isinstance(metadata, Metadata))
+            or (status != 200 and status not in _FINAL)
+        ):
+            status, ctype, extra = self.apply(200, answer[1], None)
+            return status, ctype, answer[2], extra
+        items = metadata._items
+        if not items:
+            return answer if status == 200 else (status, answer[1], answer[2], None)
+        if len(items) == 1:
+            name, value = items[0]
+            try:
+                raw = _RAW[name]
+            except KeyError:
+                raw = b""  # a field not set through an item set (``apply`` encodes it)
+            if raw and name != "content-type" and name != "content-length":
+                return status, answer[1], answer[2], [(raw, value.encode("latin-1"))]
+        status, ctype, extra = self.apply(200, answer[1], None)
+        return status, ctype, answer[2], extra
+
+
+# A second name for the slot: ``ctx.response.headers`` is an attribute read, not a property call.
+ResponseContext.headers = ResponseContext.metadata  # type: ignore[misc]
 
 
 class Context:
@@ -391,31 +454,41 @@ class Context:
     Each part is made on first use: an api that reads nothing of its context costs one small object.
     """
 
-    __slots__ = ("_request", "_response", "_scope", "_temp_dir")
+    __slots__ = ("_request", "_response", "_temp_dir")
 
     # ``ctx.state``: the worker's one dict.
     state: dict[str, object] = WORKER_STATE
 
     def __init__(self, scope: Scope | Callable[[], Scope]) -> None:
-        self._scope = scope  # or what makes it (a direct call has no scope of its own)
-        self._request: RequestInfo | None = None
+        # The request's ASGI scope, or what makes it; a ``RequestInfo`` once read.
+        self._request: RequestInfo | Scope | Callable[[], Scope] | DirectRequest = scope
         self._response: ResponseContext | None = None
         self._temp_dir: str | None = None
 
     @property
     def request(self) -> RequestInfo:
         """The request being answered."""
-        if self._request is None:
-            scope = self._scope
-            self._request = RequestInfo(scope if isinstance(scope, dict) else scope())
-        return self._request
+        request = self._request
+        if type(request) is not RequestInfo:
+            if type(request) is tuple:
+                scope = direct_scope(*request)
+            else:
+                scope = request if isinstance(request, dict) else request()  # type: ignore[operator]
+            request = self._request = RequestInfo(scope)
+        return request
 
     @property
     def response(self) -> ResponseContext:
         """What goes on the response: status, headers, cookies."""
-        if self._response is None:
-            self._response = ResponseContext()
-        return self._response
+        response = self._response
+        if response is None:
+            # ResponseContext() without its __init__'s call (nor Metadata's).
+            response = self._response = _NewResponse()
+            response.status_code = 200
+            response.metadata = metadata = _NewMetadata()
+            metadata._items = ()
+            response._cookies = None
+        return response
 
     @response.setter
     def response(self, response: ResponseContext) -> None:
@@ -445,3 +518,42 @@ class Context:
 
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
+
+
+# What a direct call's context keeps of its request: route, header fields, target, peer.
+DirectRequest = tuple[str, "Headers", bytes, "tuple[str, int] | None"]
+
+
+def direct_scope(route: str, headers: Headers, target: bytes, client: tuple[str, int] | None) -> Scope:
+    """The part of an ASGI scope a ``Context`` reads, for a call the server made directly."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "scheme": "http",
+        "path": route,
+        "query_string": target.partition(b"?")[2],
+        "headers": headers,
+        "client": client,
+    }
+
+
+class _NewMetadata(Metadata):
+    """A ``Metadata`` made without ``__init__``'s call: ``Context.response`` sets its items."""
+
+    __slots__ = ()
+    __init__ = object.__init__
+
+
+class _NewResponse(ResponseContext):
+    """A ``ResponseContext`` made without ``__init__``'s call: ``Context.response`` sets its fields."""
+
+    __slots__ = ()
+    __init__ = object.__init__
+
+
+class DirectContext(Context):
+    """The ``Context`` of a call the server made directly, made without ``__init__``'s call (the hot path):
+    its maker sets ``_request`` to a ``DirectRequest``, ``_response`` and ``_temp_dir`` to None."""
+
+    __slots__ = ()
+    __init__ = object.__init__
