@@ -10,12 +10,12 @@ Nothing here runs for an api that does not ask for a context: handlers decide th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, unquote
+
+from .ctxfields import RAW_NAMES, Cookie, Metadata, NewMetadata
 
 if TYPE_CHECKING:
     from .types import Answer, Headers, Scope
@@ -40,162 +40,6 @@ _FINAL = frozenset(int(s) for s in HTTPStatus if 200 <= s < 600)
 
 # ``ctx.state``: one dict per worker process, shared by all apis (BentoML keeps one per service process).
 WORKER_STATE: dict[str, object] = {}
-
-
-@dataclass
-class Cookie:
-    """A cookie to set on the response, with BentoML's fields and defaults."""
-
-    key: str
-    value: str
-    max_age: int | None = None
-    expires: int | None = None
-    path: str = "/"
-    domain: str | None = None
-    secure: bool = False
-    httponly: bool = False
-    samesite: str = "lax"
-
-    def header(self) -> bytes:
-        """The ``Set-Cookie`` value (RFC 6265 section 4.1), as Starlette writes it."""
-        parts = [f"{self.key}={self.value}"]
-        if self.max_age is not None:
-            parts.append(f"Max-Age={self.max_age}")
-        if self.expires is not None:
-            from email.utils import formatdate
-
-            parts.append(f"expires={formatdate(self.expires, usegmt=True)}")
-        if self.path is not None:
-            parts.append(f"Path={self.path}")
-        if self.domain is not None:
-            parts.append(f"Domain={self.domain}")
-        if self.secure:
-            parts.append("Secure")
-        if self.httponly:
-            parts.append("HttpOnly")
-        if self.samesite:
-            if self.samesite.lower() not in ("strict", "lax", "none"):
-                raise ValueError(f"samesite must be 'strict', 'lax' or 'none', got {self.samesite!r}")
-            parts.append(f"SameSite={self.samesite}")
-        return "; ".join(parts).encode("latin-1")
-
-
-class Metadata(Mapping[str, str]):
-    """Header fields, looked up case-insensitively; mutable on the response (``append``, item set).
-
-    Names are kept lowercased (as ASGI gives request headers), so that a lookup lowercases only the key.
-    """
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
-        # A list, or (on a response, until a field is set) the empty tuple.
-        self._items: list[tuple[str, str]] | tuple[()] = items if items is not None else []
-
-    def __getitem__(self, key: str) -> str:
-        low = key.lower()
-        for name, value in self._items:
-            if name == low:
-                return value
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(name for name, _ in self._items))
-
-    def __len__(self) -> int:
-        return len({name for name, _ in self._items})
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        low = key.lower()
-        return any(n == low for n, _ in self._items)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._items!r})"
-
-    def getlist(self, key: str) -> list[str]:
-        """Every value of ``key``, in order."""
-        low = key.lower()
-        return [v for n, v in self._items if n == low]
-
-    def raw(self) -> list[tuple[str, str]]:
-        """Every ``(name, value)`` pair, in order (names lowercased)."""
-        items = self._items
-        if type(items) is not list:
-            items = self._items = list(items)
-        return items
-
-    def __setitem__(self, key: str, value: str) -> None:
-        """Set ``key`` to ``value``, dropping its other values."""
-        try:
-            low = _NAMES[key]
-        except KeyError:
-            low = _checked(key, value)
-        # A printable str holds no CR, LF or NUL: one C call for most values, the full check otherwise.
-        if type(value) is not str or not value.isprintable():
-            _checked(key, value)
-        items = self._items
-        if not items:  # a list, or the empty tuple a response's headers begin with
-            self._items = [(low, value)]
-        else:
-            self._items = items = [(n, v) for n, v in items if n != low]
-            items.append((low, value))
-
-    def __delitem__(self, key: str) -> None:
-        low = key.lower()
-        self._items = [(n, v) for n, v in self._items if n != low]
-
-    def append(self, key: str, value: str) -> None:
-        """Add a value for ``key``, keeping its others."""
-        self.raw().append((_checked(key, value), value))
-
-    def setdefault(self, key: str, value: str) -> str:
-        """The value of ``key``, set to ``value`` first when absent."""
-        if key not in self:
-            self[key] = value
-        return self[key]
-
-    def update(self, other: Mapping[str, str]) -> None:
-        """Set every key of ``other``."""
-        for key, value in other.items():
-            self[key] = value
-
-    def __ior__(self, other: Mapping[str, str]) -> Metadata:
-        self.update(other)
-        return self
-
-    def __or__(self, other: Mapping[str, str]) -> Metadata:
-        out = self.mutablecopy()
-        out.update(other)
-        return out
-
-    def mutablecopy(self) -> Metadata:
-        """A copy of these fields."""
-        return Metadata(list(self._items))
-
-
-# A field name is a token (RFC 9110 section 5.1); a value holds no CR, LF or NUL (section 5.5), which would
-# let whoever chose it forge response headers.
-_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
-_BAD_VALUE = re.compile(r"[\r\n\0]").search
-
-
-_NAMES: dict[str, str] = {}  # field names seen valid, lowercased: most apis set the same few
-_RAW: dict[str, bytes] = {}  # those lowercased names, encoded
-
-
-def _checked(key: str, value: str) -> str:
-    """``key`` lowercased, once the field is known to be valid."""
-    if type(key) is not str or type(value) is not str:
-        raise TypeError(f"header names and values must be str, got {key!r}: {value!r}")
-    if _NAME(key) is None or _BAD_VALUE(value) is not None:
-        raise ValueError(f"invalid header field {key!r}: {value!r}")
-    low = key.lower()
-    if len(_NAMES) < 256:
-        _NAMES[key] = low
-        _RAW[low] = low.encode()
-    return low
 
 
 class QueryParams(Mapping[str, str]):
@@ -420,27 +264,17 @@ class ResponseContext:
     def on_answer(self, answer: Answer) -> Answer:
         """A successful call's whole ``answer`` (no extra header fields of its own) once this context's
         settings are on it: ``apply``, with its most common cases (nothing set, one header) taken here."""
-        status = self.status_code
         metadata = self.metadata
-        if (
-            self._cookies
-            or (type(metadata) is not _NewMetadata and not isinstance(metadata, Metadata))
-            or (status != 200 and status not in _FINAL)
-        ):
-            status, ctype, extra = self.apply(200, answer[1], None)
-            return status, ctype, answer[2], extra
-        items = metadata._items
-        if not items:
-            return answer if status == 200 else (status, answer[1], answer[2], None)
-        if len(items) == 1:
-            name, value = items[0]
-            try:
-                raw = _RAW[name]
-            except KeyError:
-                raw = b""  # a field not set through an item set (``apply`` encodes it)
-            if raw and name != "content-type" and name != "content-length":
-                return status, answer[1], answer[2], [(raw, value.encode("latin-1"))]
-        status, ctype, extra = self.apply(200, answer[1], None)
+        if type(metadata) is NewMetadata and self.status_code == 200 and not self._cookies:
+            items = metadata._items
+            if len(items) == 1:
+                name, value = items[0]
+                raw = RAW_NAMES.get(name)  # None for the framing fields, which apply() handles
+                if raw is not None:
+                    return 200, answer[1], answer[2], [(raw, value.encode("latin-1"))]
+            elif not items:
+                return answer
+        status, ctype, extra = self.apply(200, answer[1], answer[3])
         return status, ctype, answer[2], extra
 
 
@@ -485,7 +319,7 @@ class Context:
             # ResponseContext() without its __init__'s call (nor Metadata's).
             response = self._response = _NewResponse()
             response.status_code = 200
-            response.metadata = metadata = _NewMetadata()
+            response.metadata = metadata = NewMetadata()
             metadata._items = ()
             response._cookies = None
         return response
@@ -535,13 +369,6 @@ def direct_scope(route: str, headers: Headers, target: bytes, client: tuple[str,
         "headers": headers,
         "client": client,
     }
-
-
-class _NewMetadata(Metadata):
-    """A ``Metadata`` made without ``__init__``'s call: ``Context.response`` sets its items."""
-
-    __slots__ = ()
-    __init__ = object.__init__
 
 
 class _NewResponse(ResponseContext):

@@ -80,13 +80,13 @@ class ContextCalls:
         self, head: RequestHead, client: tuple[str, int] | None, body: bytes, task: object, t0: float
     ) -> Answer | Started:
         """``start`` for an api taking a ``Context`` (``wants_head``): the same, with the request's context."""
-        headers, target = head.headers, head.target
+        headers = head.headers
         gate = self.gate
         refused = gate.admit(headers, self.route, task, t0)
         if refused is not None:
             return refused
-        ctx = DirectContext()  # direct_context(), without its call
-        ctx._request = (self.route, headers, target, client)
+        ctx = DirectContext()
+        ctx._request = (self.route, headers, head.target, client)
         ctx._response = None
         ctx._temp_dir = None
         try:
@@ -118,25 +118,23 @@ class ContextCalls:
                 ctx.close()
             return type(self).finish(self, task, t0, own, result, error)  # the class's: this one stands in
         answer: Answer
-        try:
-            if self.json_out and type(result) in PLAIN_JSON:  # finish()'s first case, as it takes it
-                try:
-                    answer = 200, JSON_CT, encode_plain_json(result), None
-                except Exception:
-                    answer = self.answer(result)
-            else:
+        if self.json_out and type(result) in PLAIN_JSON:  # finish()'s first case, as it takes it
+            try:
+                answer = 200, JSON_CT, encode_plain_json(result), None
+            except Exception:
                 answer = self.answer(result)
-            response = ctx._response
-            if response is not None and answer[0] == 200:
-                try:
-                    answer = response.on_answer(answer)
-                except (ValueError, TypeError) as exc:  # a status or header the server cannot send
-                    answer = self.failed(exc)
-            self.gate.leave(self.route, task, t0, answer[0])  # the status sent, the api's own included
-            return answer
-        finally:
-            if ctx._temp_dir is not None:
-                ctx.close()
+        else:
+            answer = self.answer(result)
+        response = ctx._response
+        if response is not None and answer[0] == 200:
+            try:
+                answer = response.on_answer(answer)
+            except Exception as exc:  # a status or header the server cannot send
+                answer = self.failed(exc)
+        if ctx._temp_dir is not None:
+            ctx.close()
+        self.gate.leave(self.route, task, t0, answer[0])  # the status sent, the api's own included
+        return answer
 
     async def _call_batch(self, batch: object, contexts: list[object]) -> object:
         """Run a batch of calls to an api taking a ``Context``: it gets the first call's, and what it sets
