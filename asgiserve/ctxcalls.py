@@ -49,13 +49,12 @@ class ContextCalls:
         codec: APICodec
         bound: Callable[..., object]
         _ctx_last: bool
-        _contexts: dict[object, Context]
 
         def _own_decode(self, headers: Headers, body: bytes) -> msgspec.Struct | None: ...
         def answer(self, result: object) -> Answer: ...
         def failed(self, exc: Exception) -> Answer: ...
         def finish(
-            self, task: object, t0: float, own: bool, result: object, error: BaseException | None
+            self, task: object, t0: float, own: object, result: object, error: BaseException | None
         ) -> Answer | None: ...
         async def _call(self, *args: object, **kwargs: object) -> object: ...
         async def _respond_whole(
@@ -100,8 +99,7 @@ class ContextCalls:
                 started = self.bound(*astuple(obj), ctx)
             else:
                 started = self.bound(**self.codec.call_args(obj, ctx)[1])
-            self._contexts[task] = ctx  # for _finish_ctx
-            return started, True  # type: ignore[return-value]
+            return started, ctx  # type: ignore[return-value]  # ``own``: given back to _finish_ctx
         except Exception as exc:
             ctx.close()
             answer = self.failed(exc)
@@ -109,10 +107,11 @@ class ContextCalls:
             return answer
 
     def _finish_ctx(
-        self, task: object, t0: float, own: bool, result: object, error: BaseException | None
+        self, task: object, t0: float, own: object, result: object, error: BaseException | None
     ) -> Answer | None:
-        """``finish`` for an api taking a ``Context``: its own call's answer gets what it set on the response."""
-        ctx = self._contexts.pop(task, None) if own else None
+        """``finish`` for an api taking a ``Context``: its own call's answer gets what it set on the response
+        (``own`` is the call's context, as ``start_head`` handed it out)."""
+        ctx = own if isinstance(own, Context) else None
         if ctx is None or error is not None:
             if ctx is not None and ctx._temp_dir is not None:
                 ctx.close()

@@ -138,7 +138,7 @@ class Calls(asyncio.Protocol):
             return
         finally:
             _leave_task(loop, task)
-        self.send_answer(c, c.handler.finish(task, t0, True, result, error))
+        self.send_answer(c, c.handler.finish(task, t0, own, result, error))
 
     def finish_call(self, c: Exchange, result: object, error: BaseException | None) -> None:
         """The runner carried the call for ``c`` to its end, with ``result`` or ``error``: answer it (an
