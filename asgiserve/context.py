@@ -10,15 +10,15 @@ Nothing here runs for an api that does not ask for a context: handlers decide th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
+from .ctxfields import RAW_NAMES, Cookie, Metadata, NewMetadata
+
 if TYPE_CHECKING:
-    from .types import Headers, Scope
+    from .types import Answer, Headers, Scope
 
 __all__ = [
     "URL",
@@ -26,10 +26,13 @@ __all__ = [
     "Address",
     "Context",
     "Cookie",
+    "DirectContext",
+    "DirectRequest",
     "Metadata",
     "QueryParams",
     "RequestInfo",
     "ResponseContext",
+    "direct_scope",
 ]
 
 # The statuses an api may answer with (the server writes the reason phrase of each).
@@ -37,150 +40,6 @@ _FINAL = frozenset(int(s) for s in HTTPStatus if 200 <= s < 600)
 
 # ``ctx.state``: one dict per worker process, shared by all apis (BentoML keeps one per service process).
 WORKER_STATE: dict[str, object] = {}
-
-
-@dataclass
-class Cookie:
-    """A cookie to set on the response, with BentoML's fields and defaults."""
-
-    key: str
-    value: str
-    max_age: int | None = None
-    expires: int | None = None
-    path: str = "/"
-    domain: str | None = None
-    secure: bool = False
-    httponly: bool = False
-    samesite: str = "lax"
-
-    def header(self) -> bytes:
-        """The ``Set-Cookie`` value (RFC 6265 section 4.1), as Starlette writes it."""
-        parts = [f"{self.key}={self.value}"]
-        if self.max_age is not None:
-            parts.append(f"Max-Age={self.max_age}")
-        if self.expires is not None:
-            from email.utils import formatdate
-
-            parts.append(f"expires={formatdate(self.expires, usegmt=True)}")
-        if self.path is not None:
-            parts.append(f"Path={self.path}")
-        if self.domain is not None:
-            parts.append(f"Domain={self.domain}")
-        if self.secure:
-            parts.append("Secure")
-        if self.httponly:
-            parts.append("HttpOnly")
-        if self.samesite:
-            if self.samesite.lower() not in ("strict", "lax", "none"):
-                raise ValueError(f"samesite must be 'strict', 'lax' or 'none', got {self.samesite!r}")
-            parts.append(f"SameSite={self.samesite}")
-        return "; ".join(parts).encode("latin-1")
-
-
-class Metadata(Mapping[str, str]):
-    """Header fields, looked up case-insensitively; mutable on the response (``append``, item set).
-
-    Names are kept lowercased (as ASGI gives request headers), so that a lookup lowercases only the key.
-    """
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
-        self._items: list[tuple[str, str]] = items if items is not None else []
-
-    def __getitem__(self, key: str) -> str:
-        low = key.lower()
-        for name, value in self._items:
-            if name == low:
-                return value
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(name for name, _ in self._items))
-
-    def __len__(self) -> int:
-        return len({name for name, _ in self._items})
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        low = key.lower()
-        return any(n == low for n, _ in self._items)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._items!r})"
-
-    def getlist(self, key: str) -> list[str]:
-        """Every value of ``key``, in order."""
-        low = key.lower()
-        return [v for n, v in self._items if n == low]
-
-    def raw(self) -> list[tuple[str, str]]:
-        """Every ``(name, value)`` pair, in order (names lowercased)."""
-        return self._items
-
-    def __setitem__(self, key: str, value: str) -> None:
-        """Set ``key`` to ``value``, dropping its other values."""
-        low = _NAMES.get(key)
-        if low is None or type(value) is not str or "\r" in value or "\n" in value or "\0" in value:
-            low = _checked(key, value)
-        items = self._items
-        if items:
-            self._items = items = [(n, v) for n, v in items if n != low]
-        items.append((low, value))
-
-    def __delitem__(self, key: str) -> None:
-        low = key.lower()
-        self._items = [(n, v) for n, v in self._items if n != low]
-
-    def append(self, key: str, value: str) -> None:
-        """Add a value for ``key``, keeping its others."""
-        self._items.append((_checked(key, value), value))
-
-    def setdefault(self, key: str, value: str) -> str:
-        """The value of ``key``, set to ``value`` first when absent."""
-        if key not in self:
-            self[key] = value
-        return self[key]
-
-    def update(self, other: Mapping[str, str]) -> None:
-        """Set every key of ``other``."""
-        for key, value in other.items():
-            self[key] = value
-
-    def __ior__(self, other: Mapping[str, str]) -> Metadata:
-        self.update(other)
-        return self
-
-    def __or__(self, other: Mapping[str, str]) -> Metadata:
-        out = self.mutablecopy()
-        out.update(other)
-        return out
-
-    def mutablecopy(self) -> Metadata:
-        """A copy of these fields."""
-        return Metadata(list(self._items))
-
-
-# A field name is a token (RFC 9110 section 5.1); a value holds no CR, LF or NUL (section 5.5), which would
-# let whoever chose it forge response headers.
-_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
-_BAD_VALUE = re.compile(r"[\r\n\0]").search
-
-
-_NAMES: dict[str, str] = {}  # field names seen valid, lowercased: most apis set the same few
-
-
-def _checked(key: str, value: str) -> str:
-    """``key`` lowercased, once the field is known to be valid."""
-    if type(key) is not str or type(value) is not str:
-        raise TypeError(f"header names and values must be str, got {key!r}: {value!r}")
-    if _NAME(key) is None or _BAD_VALUE(value) is not None:
-        raise ValueError(f"invalid header field {key!r}: {value!r}")
-    low = key.lower()
-    if len(_NAMES) < 256:
-        _NAMES[key] = low
-    return low
 
 
 class QueryParams(Mapping[str, str]):
@@ -330,23 +189,33 @@ class RequestInfo:
 
 
 class ResponseContext:
-    """``ctx.response``: status, headers and cookies for the response of this call."""
+    """``ctx.response``: status, headers and cookies for the response of this call.
 
-    __slots__ = ("cookies", "metadata", "status_code")
+    ``headers`` is ``metadata`` under BentoML's other name: the same field, read as fast as any other.
+    The cookie list is made on first use.
+    """
+
+    __slots__ = ("_cookies", "metadata", "status_code")
+
+    if TYPE_CHECKING:
+        headers: Metadata  # the ``metadata`` field (set below, once the class has it)
 
     def __init__(self) -> None:
         self.status_code = 200
-        self.metadata = Metadata()
-        self.cookies: list[Cookie] = []
+        self.metadata: Metadata = Metadata()
+        self._cookies: list[Cookie] | None = None
 
     @property
-    def headers(self) -> Metadata:
-        """The response's extra header fields (``append``, item set)."""
-        return self.metadata
+    def cookies(self) -> list[Cookie]:
+        """The cookies to set on the response (``set_cookie`` adds one)."""
+        cookies = self._cookies
+        if cookies is None:
+            cookies = self._cookies = []
+        return cookies
 
-    @headers.setter
-    def headers(self, headers: Metadata | Mapping[str, str]) -> None:
-        self.metadata = headers if isinstance(headers, Metadata) else Metadata(list(headers.items()))
+    @cookies.setter
+    def cookies(self, cookies: list[Cookie]) -> None:
+        self._cookies = cookies
 
     def set_cookie(
         self,
@@ -371,8 +240,15 @@ class ResponseContext:
             raise ValueError(
                 f"ctx.response.status_code must be a final HTTP status (200-599), got {status!r}"
             )
-        items = self.metadata._items
-        if not items and not self.cookies:
+        metadata = self.metadata
+        if type(metadata) is not Metadata and not isinstance(metadata, Metadata):
+            # A mapping set as a whole (``ctx.response.headers = {...}``): each field checked as an item set is.
+            fields = Metadata()
+            fields.update(metadata)
+            self.metadata = metadata = fields
+        items = metadata._items
+        cookies = self._cookies
+        if not items and not cookies:
             return status, ctype, extra
         out: Headers = list(extra) if extra else []
         for name, value in items:
@@ -380,9 +256,30 @@ class ResponseContext:
                 ctype = value.encode("latin-1")
             elif name != "content-length":  # the server frames the body itself
                 out.append((name.encode("latin-1"), value.encode("latin-1")))
-        for cookie in self.cookies:
-            out.append((b"set-cookie", cookie.header()))
+        if cookies:
+            for cookie in cookies:
+                out.append((b"set-cookie", cookie.header()))
         return status, ctype, out
+
+    def on_answer(self, answer: Answer) -> Answer:
+        """A successful call's whole ``answer`` (no extra header fields of its own) once this context's
+        settings are on it: ``apply``, with its most common cases (nothing set, one header) taken here."""
+        metadata = self.metadata
+        if type(metadata) is NewMetadata and self.status_code == 200 and not self._cookies:
+            items = metadata._items
+            if len(items) == 1:
+                name, value = items[0]
+                raw = RAW_NAMES.get(name)  # None for the framing fields, which apply() handles
+                if raw is not None:
+                    return 200, answer[1], answer[2], [(raw, value.encode("latin-1"))]
+            elif not items:
+                return answer
+        status, ctype, extra = self.apply(200, answer[1], answer[3])
+        return status, ctype, answer[2], extra
+
+
+# A second name for the slot: ``ctx.response.headers`` is an attribute read, not a property call.
+ResponseContext.headers = ResponseContext.metadata  # type: ignore[misc]
 
 
 class Context:
@@ -391,31 +288,41 @@ class Context:
     Each part is made on first use: an api that reads nothing of its context costs one small object.
     """
 
-    __slots__ = ("_request", "_response", "_scope", "_temp_dir")
+    __slots__ = ("_request", "_response", "_temp_dir")
 
     # ``ctx.state``: the worker's one dict.
     state: dict[str, object] = WORKER_STATE
 
     def __init__(self, scope: Scope | Callable[[], Scope]) -> None:
-        self._scope = scope  # or what makes it (a direct call has no scope of its own)
-        self._request: RequestInfo | None = None
+        # The request's ASGI scope, or what makes it; a ``RequestInfo`` once read.
+        self._request: RequestInfo | Scope | Callable[[], Scope] | DirectRequest = scope
         self._response: ResponseContext | None = None
         self._temp_dir: str | None = None
 
     @property
     def request(self) -> RequestInfo:
         """The request being answered."""
-        if self._request is None:
-            scope = self._scope
-            self._request = RequestInfo(scope if isinstance(scope, dict) else scope())
-        return self._request
+        request = self._request
+        if type(request) is not RequestInfo:
+            if type(request) is tuple:
+                scope = direct_scope(*request)
+            else:
+                scope = request if isinstance(request, dict) else request()  # type: ignore[operator]
+            request = self._request = RequestInfo(scope)
+        return request
 
     @property
     def response(self) -> ResponseContext:
         """What goes on the response: status, headers, cookies."""
-        if self._response is None:
-            self._response = ResponseContext()
-        return self._response
+        response = self._response
+        if response is None:
+            # ResponseContext() without its __init__'s call (nor Metadata's).
+            response = self._response = _NewResponse()
+            response.status_code = 200
+            response.metadata = metadata = NewMetadata()
+            metadata._items = ()
+            response._cookies = None
+        return response
 
     @response.setter
     def response(self, response: ResponseContext) -> None:
@@ -445,3 +352,35 @@ class Context:
 
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
+
+
+# What a direct call's context keeps of its request: route, header fields, target, peer.
+DirectRequest = tuple[str, "Headers", bytes, "tuple[str, int] | None"]
+
+
+def direct_scope(route: str, headers: Headers, target: bytes, client: tuple[str, int] | None) -> Scope:
+    """The part of an ASGI scope a ``Context`` reads, for a call the server made directly."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "scheme": "http",
+        "path": route,
+        "query_string": target.partition(b"?")[2],
+        "headers": headers,
+        "client": client,
+    }
+
+
+class _NewResponse(ResponseContext):
+    """A ``ResponseContext`` made without ``__init__``'s call: ``Context.response`` sets its fields."""
+
+    __slots__ = ()
+    __init__ = object.__init__
+
+
+class DirectContext(Context):
+    """The ``Context`` of a call the server made directly, made without ``__init__``'s call (the hot path):
+    its maker sets ``_request`` to a ``DirectRequest``, ``_response`` and ``_temp_dir`` to None."""
+
+    __slots__ = ()
+    __init__ = object.__init__

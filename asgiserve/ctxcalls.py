@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from msgspec.structs import astuple
 
-from .context import Context
+from .codec import JSON_CT, PLAIN_JSON, encode_plain_json
+from .context import Context, DirectContext
 from .files import FileOut, send_file
 from .responses import send_answer
 from .types import Answer, Headers, Receive, RequestHead, Scope, Send, Started
@@ -31,23 +31,10 @@ if TYPE_CHECKING:
     # A form read as it arrived (``handlers.Form``).
     Form = tuple[msgspec.Struct, Callable[[], None]]
 
-__all__ = ["ContextCalls", "Response", "direct_scope"]
+__all__ = ["ContextCalls", "Response"]
 
 # What ``respond`` produces: an ``Answer``, or one whose body is a file to stream.
 Response = tuple[int, bytes, "bytes | FileOut", "Headers | None"]
-
-
-def direct_scope(route: str, headers: Headers, target: bytes, client: tuple[str, int] | None) -> Scope:
-    """The part of an ASGI scope a ``Context`` reads, for a call the server made directly."""
-    return {
-        "type": "http",
-        "method": "POST",
-        "scheme": "http",
-        "path": route,
-        "query_string": target.partition(b"?")[2],
-        "headers": headers,
-        "client": client,
-    }
 
 
 class ContextCalls:
@@ -57,16 +44,17 @@ class ContextCalls:
         gate: Gate
         route: str
         own: bool
+        json_out: bool
         streams: bool
         codec: APICodec
         bound: Callable[..., object]
         _ctx_last: bool
-        _contexts: dict[object, Context]
 
-        def decode(self, headers: Headers, body: bytes) -> msgspec.Struct | None: ...
+        def _own_decode(self, headers: Headers, body: bytes) -> msgspec.Struct | None: ...
+        def answer(self, result: object) -> Answer: ...
         def failed(self, exc: Exception) -> Answer: ...
         def finish(
-            self, task: object, t0: float, own: bool, result: object, error: BaseException | None
+            self, task: object, t0: float, own: object, result: object, error: BaseException | None
         ) -> Answer | None: ...
         async def _call(self, *args: object, **kwargs: object) -> object: ...
         async def _respond_whole(
@@ -91,24 +79,27 @@ class ContextCalls:
         self, head: RequestHead, client: tuple[str, int] | None, body: bytes, task: object, t0: float
     ) -> Answer | Started:
         """``start`` for an api taking a ``Context`` (``wants_head``): the same, with the request's context."""
-        headers, target = head.headers, head.target
+        headers = head.headers
         gate = self.gate
         refused = gate.admit(headers, self.route, task, t0)
         if refused is not None:
             return refused
-        ctx = Context(partial(direct_scope, self.route, headers, target, client))
+        ctx = DirectContext()
+        ctx._request = (self.route, headers, head.target, client)
+        ctx._response = None
+        ctx._temp_dir = None
         try:
             if len(body) > gate.max_body:
                 raise gate.too_large()
-            obj = self.decode(headers, body) if self.own else None
+            # As ``start``: None also when the Accept header asks for a binary answer (``respond`` does it).
+            obj = self._own_decode(headers, body) if self.own else None
             if obj is None:
                 return self._respond_whole(headers, body, ctx), False
             if self._ctx_last:  # codec.call_args() without its dict: the context goes last
                 started = self.bound(*astuple(obj), ctx)
             else:
                 started = self.bound(**self.codec.call_args(obj, ctx)[1])
-            self._contexts[task] = ctx  # for _finish_ctx
-            return started, True  # type: ignore[return-value]
+            return started, ctx  # type: ignore[return-value]  # ``own``: given back to _finish_ctx
         except Exception as exc:
             ctx.close()
             answer = self.failed(exc)
@@ -116,25 +107,33 @@ class ContextCalls:
             return answer
 
     def _finish_ctx(
-        self, task: object, t0: float, own: bool, result: object, error: BaseException | None
+        self, task: object, t0: float, own: object, result: object, error: BaseException | None
     ) -> Answer | None:
-        """``finish`` for an api taking a ``Context``: its own call's answer gets what it set on the response."""
-        finish = type(self).finish  # the class's: this method stands in for it on the instance
-        ctx = self._contexts.pop(task, None) if own else None
-        if ctx is None:
-            return finish(self, task, t0, own, result, error)
-        try:
-            answer = finish(self, task, t0, own, result, error)
-            if answer is not None and answer[0] == 200 and ctx._response is not None:
-                try:
-                    status, ctype, extra = ctx.finish(200, answer[1], answer[3])
-                except (ValueError, TypeError) as exc:  # a status or cookie the server cannot send
-                    return self.failed(exc)
-                answer = (status, ctype, answer[2], extra)
-            return answer
-        finally:
-            if ctx._temp_dir is not None:
+        """``finish`` for an api taking a ``Context``: its own call's answer gets what it set on the response
+        (``own`` is the call's context, as ``start_head`` handed it out)."""
+        ctx = own if isinstance(own, Context) else None
+        if ctx is None or error is not None:
+            if ctx is not None and ctx._temp_dir is not None:
                 ctx.close()
+            return type(self).finish(self, task, t0, own, result, error)  # the class's: this one stands in
+        answer: Answer
+        if self.json_out and type(result) in PLAIN_JSON:  # finish()'s first case, as it takes it
+            try:
+                answer = 200, JSON_CT, encode_plain_json(result), None
+            except Exception:
+                answer = self.answer(result)
+        else:
+            answer = self.answer(result)
+        response = ctx._response
+        if response is not None and answer[0] == 200:
+            try:
+                answer = response.on_answer(answer)
+            except Exception as exc:  # a status or header the server cannot send
+                answer = self.failed(exc)
+        if ctx._temp_dir is not None:
+            ctx.close()
+        self.gate.leave(self.route, task, t0, answer[0])  # the status sent, the api's own included
+        return answer
 
     async def _call_batch(self, batch: object, contexts: list[object]) -> object:
         """Run a batch of calls to an api taking a ``Context``: it gets the first call's, and what it sets

@@ -89,7 +89,6 @@ class APIHandler(ContextCalls, ASGICalls):
         self.ctx = codec.ctx_param is not None
         self.wants_head = self.ctx
         self._ctx_last = codec.ctx_last
-        self._contexts: dict[object, Context] = {}  # by the task running each such call (one per connection)
         if self.ctx:
             self.finish = self._finish_ctx  # type: ignore[method-assign]
         # What a server may call directly: whole answers, and streams that take no files (nor a Context,
@@ -188,7 +187,7 @@ class APIHandler(ContextCalls, ASGICalls):
         return self.writer.write(self._open_stream(headers, body, None), task, out), False
 
     def finish(
-        self, task: object, t0: float, own: bool, result: object, error: BaseException | None
+        self, task: object, t0: float, own: object, result: object, error: BaseException | None
     ) -> Answer | None:
         """The answer for a call ``start`` began; None when the server cancelled it (not its deadline)."""
         answer: Answer | None

@@ -51,10 +51,11 @@ Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, bytes, bytes, "Headers | None"]
 
 
-# An admitted api call for the server to run in the call's task: (coroutine, own). ``own`` is True when the
-# coroutine is the api's own (its result still needs encoding by ``finish``), False when it is asgiserve's,
-# which returns a whole ``Answer``. A plain 2-tuple (an ``Answer`` has 4 items): no class to build per call.
-Started = tuple[Coroutine[Any, Any, object], bool]
+# An admitted api call for the server to run in the call's task: (coroutine, own). ``own`` is true when the
+# coroutine is the api's own (its result still needs encoding by ``finish``, which is given ``own`` back as
+# it was: a handler may make it an object of its own), False when it is asgiserve's, which returns a whole
+# ``Answer``. A plain 2-tuple (an ``Answer`` has 4 items): no class to build per call.
+Started = tuple[Coroutine[Any, Any, object], object]
 
 
 class ChunkWriter(Protocol):
@@ -107,7 +108,7 @@ class DirectHandler(Protocol):
         ...
 
     def finish(
-        self, task: object, t0: float, own: bool, result: object, error: BaseException | None
+        self, task: object, t0: float, own: object, result: object, error: BaseException | None
     ) -> Answer | None:
         """The answer for a started call that returned ``result`` or raised ``error``."""
         ...

@@ -138,7 +138,7 @@ class Calls(asyncio.Protocol):
             return
         finally:
             _leave_task(loop, task)
-        self.send_answer(c, c.handler.finish(task, t0, True, result, error))
+        self.send_answer(c, c.handler.finish(task, t0, own, result, error))
 
     def finish_call(self, c: Exchange, result: object, error: BaseException | None) -> None:
         """The runner carried the call for ``c`` to its end, with ``result`` or ``error``: answer it (an
@@ -191,11 +191,17 @@ class Calls(asyncio.Protocol):
         c.finished = True
         c.sent = size = len(out)
         prefix = (
-            OK_PREFIX.get(ctype) if status == 200 and extra is None and keep_alive and not c.http10 else None
+            OK_PREFIX.get(ctype)
+            if status == 200 and keep_alive and not c.http10 and (extra is None or len(extra) == 1)
+            else None
         )
         if prefix is not None:
             length = LENGTHS[size] if size < 2048 else b"%d\r\n" % size
-            data = b"".join((prefix, length, server.head_end, out))
+            if extra is None:
+                data = b"".join((prefix, length, server.head_end, out))
+            else:  # one field of its own (a header the api set, a request id): after the length, as api_head
+                name, value = extra[0]
+                data = b"".join((prefix, length, name, b": ", value, b"\r\n", server.head_end, out))
         else:
             data = api_head(status, ctype, size, extra, server.defaults, keep_alive, c.http10) + out
         if self.out is None and not server.pass_open:

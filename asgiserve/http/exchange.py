@@ -106,7 +106,7 @@ class APICall(Exchange):
         self.headers = headers  # the request's header fields
         self.target = target  # for the access log
         self.t0 = 0.0
-        self.own = False  # its coroutine is the api's own (see ``types.Started``)
+        self.own: object = False  # its coroutine is the api's own (see ``types.Started``)
         self.head: ResponseHead | None = None  # a stream's response head, once written
         self.extra: Headers | None = None  # more header fields for a stream's head (the access log's id)
         self.held: list[bytes] | None = None  # a stream's pieces not written yet (see ``piece``)
