@@ -124,3 +124,30 @@ def test_status_content_type_errors_and_bad_headers(server, runner):
             assert r.status_code == 500 and r.json() == {"error": "Internal Server Error"}, (api, code)
         assert httpx.post(f"{server.url}/{api}", json={"code": 226}).status_code == 226
     assert httpx.post(server.url + "/echo", json={"text": "still serving"}).status_code == 201
+
+
+def test_a_whole_header_mapping_is_sent_and_checked_like_single_headers(server, runner):
+    r = httpx.post(server.url + "/mapped_headers", json={})
+    assert r.status_code == 200 and r.headers["x-map"] == "one" and r.text == "mapped"
+    r = httpx.post(server.url + "/mapped_headers", json={"evil": True})
+    assert r.status_code == 500 and "x-evil" not in r.headers and "x-map" not in r.headers
+
+
+def test_a_context_api_answers_in_the_media_type_asked_for(server, runner):
+    import msgspec
+
+    asked = httpx.post(server.url + "/echo", json={"text": "hi"}, headers={"accept": "application/msgpack"})
+    plain = httpx.post(server.url + "/echo", json={"text": "hi"})
+    assert asked.headers["content-type"] == "application/msgpack" and asked.status_code == 201
+    assert asked.headers["x-echo"] == "yes"
+    assert msgspec.msgpack.decode(asked.content) == plain.json()
+
+
+def test_a_failed_context_answer_is_counted_as_a_500(server, runner):
+    # The status is set, and found bad only when the answer is made: the call is a 500 all the same.
+    for _ in range(3):
+        assert httpx.post(server.url + "/bad_status", json={"code": 99}).status_code == 500
+    text = httpx.get(server.url + "/metrics").text
+    lines = [ln for ln in text.splitlines() if ln.startswith("asgiserve_request_total{") and "bad_status" in ln]
+    assert lines and all('http_response_code="500"' in ln for ln in lines), lines
+    assert sum(float(ln.rsplit(" ", 1)[1]) for ln in lines) == 3

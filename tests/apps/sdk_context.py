@@ -104,6 +104,12 @@ class CtxSvc:
         return "never"
 
     @bentoml.api
+    async def mapped_headers(self, ctx, evil: bool = False) -> str:
+        """Replaces the whole header mapping, as BentoML allows; checked when the answer is made."""
+        ctx.response.headers = {"X-Map": "a\r\nX-Evil: 1" if evil else "one"}
+        return "mapped"
+
+    @bentoml.api
     async def bad_status(self, code: int, ctx) -> str:
         ctx.response.status_code = code
         return "status"
