@@ -24,6 +24,8 @@ def one_call(port: int, request: bytes) -> tuple[str, float]:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     except ConnectionRefusedError:
         return "refused", time.monotonic() - t0
+    except ConnectionResetError:  # queued as the last listening socket closed: counted with the resets
+        return "reset", time.monotonic() - t0
     with sock:
         try:
             sock.sendall(request)
