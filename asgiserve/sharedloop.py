@@ -161,12 +161,18 @@ class SharedLoop:
         me = self.owner
         assert me is not None
         waiting = self.waiting
+        stood_by = False
         while not self.nudge.is_set():
             if self.calls or time.monotonic() - self.last < _IDLE:
+                stood_by = True
                 self.nudge.wait(_IDLE)
                 if not self.calls and (loop._ready or _due(loop)):  # type: ignore[attr-defined]
                     return []  # a pass, which then waits as long as its next timer says
                 continue
+            if stood_by:
+                # The calls meanwhile may have left timers that ``timeout`` (from before them) knows
+                # nothing of: an empty pass works out the wait afresh.
+                return []
             waiting[me] = math.inf if timeout is None else time.monotonic() + timeout
             try:
                 got = select(timeout)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import asgiserve
+from asgiserve.sharedloop import SharedLoop
 from asgiserve.testing import AsyncTestClient, TestClient, fixture
 from tests.apps import embed_apps
 from tests.apps.client_svc import PNG, ClientSvc
@@ -297,3 +298,33 @@ def test_the_app_runs_on_between_calls():
         after = int(client.request("GET", "/").text)
     assert before - first >= 10  # timers still fire during the calls (about 30 ticks)
     assert after - before >= 10  # and between them
+
+
+
+
+
+def test_a_timer_left_while_another_call_runs_fires_after_it():
+    # The loop's own thread waits for I/O with no timeout: the loop has no timer yet. A call leaves a
+    # timer (0.3 s in) and then blocks the loop for 0.1 s; a callback handed over from another thread
+    # meanwhile wakes the loop's thread, which finds the call running and stands by. Once the call ends,
+    # the loop's thread must wait for that timer, not go back to its wait with no timeout, which only
+    # another call would end.
+    shared = SharedLoop()
+    fired: list[str] = []
+
+    async def blocking() -> None:
+        asyncio.get_running_loop().call_later(0.3, fired.append, "timer")
+        time.sleep(0.1)
+        await asyncio.sleep(0.01)  # a pass, which reads the wake-up
+
+    try:
+        time.sleep(0.02)  # the loop's thread in its wait
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(shared.run, blocking())
+            time.sleep(0.03)
+            shared.loop.call_soon_threadsafe(fired.append, "handed over")
+            call.result()
+        time.sleep(0.5)
+        assert fired == ["handed over", "timer"]
+    finally:
+        shared.stop()
