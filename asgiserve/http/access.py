@@ -231,11 +231,10 @@ class LoggedProtocol(HTTPProtocol):
                 line(status or 500)
             raise
 
-    def start_call(self, c: APICall, eager: bool = True) -> None:
-        """As usual; a stream's call gets its request id now, for its head (``APICall.begin``)."""
-        if c.handler.streams:
-            c.extra = [(_ID_HEADER, self.log.request_id(c.headers).encode())]
-        HTTPProtocol.start_call(self, c, eager)
+    def stream_fields(self, call: APICall) -> Headers | None:
+        """A stream's head echoes its request id (made now: the line is written when the stream ends)."""
+        extra = call.extra = [(_ID_HEADER, self.log.request_id(call.headers).encode())]
+        return extra
 
     def _direct_prefix(self, c: APICall) -> str | Request:
         key = (self.who, c.target, c.http10)
@@ -255,21 +254,23 @@ class LoggedProtocol(HTTPProtocol):
 
     def send_answer(self, c: APICall, answer: Answer | None) -> None:
         """A direct api answer: logged, with the request id among its headers."""
-        extra = c.extra
-        if extra is not None:  # a stream's call answered before it began streaming
-            c.extra = None
         if answer is not None and not c.disconnected:
             log = self.log
-            if extra is None:
-                rid = log.request_id(c.headers)
-                value = rid.encode()
-            else:
-                value = extra[0][1]
+            # ``AccessLog.request_id``, inlined on the hottest path.
+            rid = None
+            for name, value in c.headers:
+                if name == _ID_HEADER:
+                    if _ID_OK.fullmatch(value) is not None:
+                        rid = value.decode("ascii")
+                    break
+            if rid is None:
+                log.next_id = number = log.next_id + 1
+                value = b"%x" % number
                 rid = value.decode()
             status, ctype, out, more = answer
             size = len(out)
             pre = log.prefixes.get((self.who, c.target, c.http10)) or self._direct_prefix(c)
-            records = log.records  # ``AccessLog.add``, inlined on the hottest path
+            records = log.records  # ``AccessLog.add``, inlined
             if not records:
                 self.loop.call_later(_FLUSH_AFTER, log.flush)
             records.append((pre, status, size, c.t0, monotonic(), rid))
@@ -287,7 +288,13 @@ class LoggedProtocol(HTTPProtocol):
                 c.status = status
                 c.finished = True
                 c.sent = size
-                self.emit(b"".join((prefix, length, b"x-request-id: ", value, b"\r\n", server.head_end, out)))
+                data = b"".join((prefix, length, b"x-request-id: ", value, b"\r\n", server.head_end, out))
+                if self.out is None and not server.pass_open:  # ``emit``'s first case, inlined
+                    server.pass_open = True
+                    self.loop.call_soon(server.flush)
+                    self.transport.write(data)
+                else:
+                    self.emit(data)
                 self.response_complete(c, keep_alive)
                 self.spare = c
                 return

@@ -18,7 +18,7 @@ from contextvars import Context
 from time import monotonic
 from typing import cast
 
-from ..types import Answer
+from ..types import Answer, Headers
 from .cycle import RequestCycle
 from .exchange import APICall, Exchange
 from .flow_control import FlowControl
@@ -213,6 +213,10 @@ class Calls(asyncio.Protocol):
             self.emit(data)
         self.response_complete(c, keep_alive)
         self.spare = c  # nothing refers to it any more: the next api call on this connection reuses it
+
+    def stream_fields(self, call: APICall) -> Headers | None:
+        """No more header fields for a stream's head (the access log adds its request id)."""
+        return None
 
     # -- output --------------------------------------------------------------------------------------
 

@@ -81,6 +81,9 @@ class Output(Protocol):
     def write(self, data: bytes) -> None:
         """Write now, after any responses held for the end of the loop pass."""
 
+    def stream_fields(self, call: APICall) -> Headers | None:
+        """More header fields for the head of ``call``'s stream (the access log's request id), or None."""
+
 
 class APICall(Exchange):
     """A ``POST`` to an api answered without ASGI: the request head the handler needs, and the call's state.
@@ -108,7 +111,7 @@ class APICall(Exchange):
         self.t0 = 0.0
         self.own: object = False  # its coroutine is the api's own (see ``types.Started``)
         self.head: ResponseHead | None = None  # a stream's response head, once written
-        self.extra: Headers | None = None  # more header fields for a stream's head (the access log's id)
+        self.extra: Headers | None = None  # what ``stream_fields`` gave its stream's head (the log's id)
         self.held: list[bytes] | None = None  # a stream's pieces not written yet (see ``piece``)
 
     # -- types.ChunkWriter, for streaming apis ----------------------------------------------------------
@@ -118,8 +121,9 @@ class APICall(Exchange):
         out = self.out
         server = out.server
         fields: Headers = [(b"content-type", content_type)]
-        if self.extra is not None:
-            fields += self.extra
+        extra = out.stream_fields(self)
+        if extra is not None:
+            fields += extra
         head = self.head = response_head(
             200,
             fields,
