@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from asyncio import current_task
 from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Iterable
@@ -28,11 +29,20 @@ from .server.config import Config
 from .server.server import Server
 from .types import ASGIApp
 
-__all__ = ["LocalServer", "Pipe"]
+__all__ = ["LocalServer", "Pipe", "sent_by"]
 
 _HIGH_WATER = 256 * 1024  # bytes held for a client that stopped reading before the server must wait
 _PEER = ("127.0.0.1", 50000)
 _SOCKNAME = ("127.0.0.1", 80)
+# In a connection's server side: the thread that sent it its latest bytes, in a list of one, the pipe's.
+_SENDER: contextvars.ContextVar[list[int]] = contextvars.ContextVar("asgiserve_sender")
+
+
+def sent_by(thread: int) -> bool:
+    """Whether the connection whose server side runs now was last written to by thread ``thread`` (whose
+    request it is then serving: a client connection carries one request at a time)."""
+    sender = _SENDER.get(None)
+    return sender is not None and sender[0] == thread
 
 
 class Pipe:
@@ -58,6 +68,7 @@ class Pipe:
         self.server_reading = True
         self.client_reading = True
         self.write_paused = False
+        self.sender = [0]  # the thread that wrote last (``sent_by``)
         self.closed = False
         self.lost = False
         self.delivering = False
@@ -78,6 +89,7 @@ class Pipe:
         """
         if self.closed:
             return
+        self.sender[0] = threading.get_ident()
         pending = self.to_server
         if pending or self.delivering or not self.server_reading:
             pending.append(data)  # taken in order, after what the server has not read yet
@@ -274,7 +286,12 @@ class LocalServer:
         if not self.started or state is None:
             raise RuntimeError("the server is not started")
         client = AsyncConnection()
-        Pipe(state.loop, self.factory(state), client, self.pipes, self.context.copy())
+        context = self.context.copy()
+        sender = [0]
+        context.run(_SENDER.set, sender)
+        # Made in that context, the protocol runs each request in a copy of it, where ``sent_by`` reads it.
+        pipe = Pipe(state.loop, context.run(self.factory, state), client, self.pipes, context)
+        pipe.sender = sender
         return client
 
     async def stop(self) -> None:

@@ -10,6 +10,11 @@ streams and tasks go on between calls), several threads may call at once (a thre
 lets go of the loop), and a call works from inside another event loop too (it blocks that loop's
 thread while it waits, as any blocking call does).
 
+A sync api's function would cost two more handovers, to a pool thread and back; ``inline(pool)`` has the
+calling thread run what its own call hands to the pool, between its passes and not holding the loop (so
+the loop runs on meanwhile, and the function sees no running loop, as in a pool thread). Work that serves
+another thread's call goes to the pool as before: a call never waits for a function it did not ask for.
+
 The loop is asyncio's own selector loop, whose passes any thread holding the GIL and the lock can run:
 uvloop runs its passes without the GIL, and sets up its signal handling on each run in the main thread,
 which alone costs more than a call. Running another thread's loop takes a few of its private parts
@@ -27,9 +32,13 @@ import threading
 import time
 from asyncio import events
 from collections.abc import Callable, Coroutine, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 __all__ = ["SharedLoop"]
+
+# Work a call's thread runs outside the loop: the loop's future for it and the function whose result it gets.
+Work = tuple["asyncio.Future[object]", Callable[..., object], tuple[object, ...], dict[str, object]]
 
 _T = TypeVar("_T")
 Select = Callable[[float | None], list[tuple[selectors.SelectorKey, int]]]
@@ -79,6 +88,18 @@ async def _carry(coro: Coroutine[object, object, _T], waiting: object, caller: i
             asyncio.get_running_loop().call_soon_threadsafe(_nothing)
 
 
+class _Caller:
+    """A thread running a call (``SharedLoop.run``): the work the call handed to the thread pool, for this
+    thread to run, and whether it still takes more (not once the call ended: the loop it leaves behind
+    may hand work over, which nobody here would run)."""
+
+    __slots__ = ("open", "work")
+
+    def __init__(self) -> None:
+        self.open = True
+        self.work: list[Work] = []
+
+
 class _Selector(selectors.DefaultSelector):
     """The loop's selector: a thread that waits for I/O or a timer gives the loop up meanwhile."""
 
@@ -120,6 +141,7 @@ class SharedLoop:
         self.calls = 0  # calls running the loop now
         self.last = 0.0  # when the last one ended
         self.nudge = threading.Event()  # ends the loop thread's standby at once (set to stop)
+        self.callers: dict[int, _Caller] = {}  # threads running a call now
         self.loop = asyncio.SelectorEventLoop(_Selector(self))
         self.owner: int | None = None  # the loop's own thread
         running = threading.Event()
@@ -191,17 +213,11 @@ class SharedLoop:
             aw.close()
             raise RuntimeError("a blocking call from inside the loop it would run")
         task: asyncio.Task[_T] | None = None
-        self.take(me)  # while the thread running the loop waits for I/O (or when its pass ends)
-        self.calls += 1
-        running = events._get_running_loop()
-        hooks = sys.get_asyncgen_hooks()
-        # This thread runs the loop for now: what a running loop's thread has.
-        events._set_running_loop(loop)
-        sys.set_asyncgen_hooks(
-            firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-            finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
-        )
-        ready = loop._ready  # type: ignore[attr-defined]
+        callers = self.callers
+        outer = callers.get(me)  # a call made by work this thread runs for another call
+        caller = callers[me] = _Caller()
+        work = caller.work
+        running, hooks = self._enter(me)
         try:
             # The first step outside any task, as a task's first step would run (in a copy of this
             # context): most calls end within it, which spares the task and the loop pass.
@@ -213,10 +229,105 @@ class SharedLoop:
             else:
                 task = context.run(loop.create_task, _carry(aw, waiting, me))
                 run_once = loop._run_once  # type: ignore[attr-defined]
-                while not task.done():
-                    run_once()
+                while work or not task.done():
+                    if work:
+                        self._outside(me, work, running, hooks)
+                    else:
+                        run_once()
         finally:
-            scheduled = loop._scheduled  # type: ignore[attr-defined]
+            caller.open = False
+            try:
+                for fut, *_ in work:  # left by a call that failed in this thread (KeyboardInterrupt)
+                    fut.cancel()
+                work.clear()
+                self._leave(running, hooks)
+            finally:
+                if outer is None:
+                    del callers[me]
+                else:
+                    callers[me] = outer
+        return result if task is None else task.result()
+
+    def inline(self, pool: ThreadPoolExecutor, mine: Callable[[int], bool]) -> None:
+        """Have what a call hands to ``pool`` (a sync api's function) run by the call's own thread, outside
+        the loop, instead of by a pool thread: two thread handovers less per call. ``mine(thread)`` says
+        whether the work handed over now serves a call of ``thread``; other work (another thread's call,
+        run in this thread's pass) goes to the pool, so that no call waits for another's function."""
+        submit = pool.submit
+        callers = self.callers
+        loop = self.loop
+
+        def submit_here(
+            fn: Callable[..., object], /, *args: object, **kwargs: object
+        ) -> Future[object] | asyncio.Future[object]:
+            me = threading.get_ident()
+            caller = callers.get(me)
+            if caller is None or not caller.open or self.holder != me or not mine(me):
+                return submit(fn, *args, **kwargs)
+            # The loop's own kind of future, which ``asyncio.wrap_future`` (what takes a pool's futures
+            # here) passes through: its result wakes the call without a wake-up of the loop's selector.
+            fut: asyncio.Future[object] = loop.create_future()
+            caller.work.append((fut, fn, args, kwargs))
+            return fut
+
+        pool.submit = submit_here  # type: ignore[method-assign, assignment]
+
+    def _outside(
+        self,
+        me: int,
+        work: list[Work],
+        running: asyncio.AbstractEventLoop | None,
+        hooks: sys._asyncgen_hooks,
+    ) -> None:
+        """Run the call's handed-over ``work`` in this thread, not holding the loop (others run it
+        meanwhile, and the work may call the loop as a pool thread would), then take the loop again."""
+        self._leave(running, hooks)
+        done: list[tuple[asyncio.Future[object], object, BaseException | None]] = []
+        try:
+            while work:
+                fut, fn, args, kwargs = work.pop(0)
+                if fut.cancelled():
+                    continue
+                try:
+                    done.append((fut, fn(*args, **kwargs), None))
+                except BaseException as exc:  # as a pool thread keeps it: the call gets it
+                    done.append((fut, None, exc))
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            self._enter(me)
+            # Set while holding the loop: the call's next step then runs in this thread's next pass,
+            # not in a pass of the loop's own thread woken by the result.
+            for fut, result, error in done:
+                if fut.cancelled():
+                    continue
+                if error is None:
+                    fut.set_result(result)
+                else:
+                    fut.set_exception(error)
+
+    def _enter(self, me: int) -> tuple[asyncio.AbstractEventLoop | None, sys._asyncgen_hooks]:
+        """Take the loop for a call in thread ``me``: what this thread had as running loop and asyncgen
+        hooks before, for ``_leave``."""
+        loop = self.loop
+        self.take(me)  # while the thread running the loop waits for I/O (or when its pass ends)
+        self.calls += 1
+        running = events._get_running_loop()
+        hooks = sys.get_asyncgen_hooks()
+        # This thread runs the loop for now: what a running loop's thread has.
+        events._set_running_loop(loop)
+        sys.set_asyncgen_hooks(
+            firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+            finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+        )
+        return running, hooks
+
+    def _leave(self, running: asyncio.AbstractEventLoop | None, hooks: sys._asyncgen_hooks) -> None:
+        """Let go of the loop a call took, once what the call's pass left is run."""
+        loop = self.loop
+        ready = loop._ready  # type: ignore[attr-defined]
+        scheduled = loop._scheduled  # type: ignore[attr-defined]
+        try:
             if scheduled and scheduled[0].when() <= loop.time():
                 loop._run_once()  # type: ignore[attr-defined]  # timers due: the loop's thread stands by
             elif ready:
@@ -226,6 +337,7 @@ class SharedLoop:
                     handle = ready.popleft()
                     if not handle._cancelled:
                         handle._run()
+        finally:
             sys.set_asyncgen_hooks(*hooks)
             events._set_running_loop(running)
             loop._thread_id = self.owner  # type: ignore[attr-defined]
@@ -236,7 +348,6 @@ class SharedLoop:
             if waiters and (ready or (scheduled and scheduled[0].when() < min(waiters.values()) - _SLACK)):
                 loop.call_soon_threadsafe(_nothing)
             self.give_up()
-        return result if task is None else task.result()
 
     def stop(self) -> None:
         """Stop the loop, end its thread and close the loop (after the last call)."""

@@ -9,16 +9,18 @@ lifespan startup (``__init__``, hooks, mounted apps); leaving it runs shutdown. 
 the first use starts it and ``close()`` stops it.
 
 ``TestClient`` runs the server on an asyncio loop that a thread of its own runs between calls and each
-calling thread runs for its call (``sharedloop.py``: no handover between threads per call; calls from
-several threads run at once); ``AsyncTestClient`` runs it in the caller's loop. ``fixture(Svc)`` is a pytest fixture in one
-line.
+calling thread runs for its call (``sharedloop.py``: no handover between threads per call, not even for
+a sync api's function, which the calling thread runs too; calls from several threads run at once);
+``AsyncTestClient`` runs it in the caller's loop. ``fixture(Svc)`` is a pytest fixture in one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
 from .app import ServiceApp
@@ -27,7 +29,7 @@ from .client._sync_client import SyncClient
 from .client.aiopool import AsyncConnection, AsyncConnectionPool
 from .client.clients import AsyncHTTPClient, SyncHTTPClient
 from .embed import make_config, resolve
-from .inprocess import LocalServer
+from .inprocess import LocalServer, sent_by
 from .sharedloop import SharedLoop
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ class _Local:
         self.service = isinstance(self.app, ServiceApp)  # a plain ASGI app has no schema to read
         self.server: LocalServer | None = None
         self.lock: asyncio.Lock | None = None
+        # Called with each service app's thread pool before it starts (``SharedLoop.inline``).
+        self.adopt_pool: Callable[[ThreadPoolExecutor], None] | None = None
 
     async def start(self) -> LocalServer:
         """Start the server (lifespan startup) unless it runs; ``StartupError`` when the app fails."""
@@ -67,6 +71,8 @@ class _Local:
                 app, self.app = self.app, None
                 if app is None:
                     app = resolve(self.target, self.config)[0]
+                if self.adopt_pool is not None and isinstance(app, ServiceApp):
+                    self.adopt_pool(app.executor)
                 started = LocalServer(self.config, app)
                 await started.start()
                 self.server = started
@@ -220,6 +226,8 @@ class _LoopPool:
             with self.guard:
                 if self.pool is None:
                     self.shared = SharedLoop()
+                    # A sync api's function runs in the calling thread, as the rest of its call does.
+                    self.local.adopt_pool = functools.partial(self.shared.inline, mine=sent_by)
                     self.pool = self.local.pool(self.timeout, self.max_connections)
             pool = self.pool
             assert pool is not None

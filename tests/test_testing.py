@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import pathlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +17,7 @@ from asgiserve.sharedloop import SharedLoop
 from asgiserve.testing import AsyncTestClient, TestClient, fixture
 from tests.apps import embed_apps
 from tests.apps.client_svc import PNG, ClientSvc
-from tests.apps.embed_apps import EmbedSvc, LifespanSvc, plain_app
+from tests.apps.embed_apps import GATES, EmbedSvc, LifespanSvc, Threads, plain_app
 from tests.apps.traffic import Traffic
 from tests.conftest import ROOT, start
 
@@ -34,7 +35,10 @@ def seed(module: str, monkeypatch) -> object:
 def test_the_fixture_gives_a_started_client(summarizer):
     assert isinstance(summarizer, asgiserve.SyncHTTPClient)
     assert summarizer.summarize(text="One. Two. Three.") == "Two. Three."
-    assert summarizer.keywords(text="cat cat dog", top=2) == [{"word": "cat", "count": 2}, {"word": "dog", "count": 1}]
+    assert summarizer.keywords(text="cat cat dog", top=2) == [
+        {"word": "cat", "count": 2},
+        {"word": "dog", "count": 1},
+    ]
     words = list(summarizer.stream_summary(text="Cats purr. Dogs bark."))
     assert "".join(words) == "Cats purr. Dogs bark. "
     assert summarizer.is_ready()
@@ -113,7 +117,11 @@ def test_streams_and_files(tmp_path):
         assert list(client.astream(n=2)) == [{"i": 0}, {"i": 1}]
         out = client.generate(img=src, scale=2)
         assert isinstance(out, pathlib.Path) and out.read_bytes() == PNG * 2
-        assert client.blob_size(blob=b"\x00\x01\x02\x03rest", label="b") == {"size": 8, "label": "b", "head": [0, 1, 2, 3]}
+        assert client.blob_size(blob=b"\x00\x01\x02\x03rest", label="b") == {
+            "size": 8,
+            "label": "b",
+            "head": [0, 1, 2, 3],
+        }
         docs = [tmp_path / "a.txt", tmp_path / "b.txt"]
         for doc, text in zip(docs, ["A", "B"]):
             doc.write_text(text)
@@ -281,7 +289,9 @@ async def ticking_app(scope, receive, send) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     body = str(len(TICKS)).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -298,9 +308,6 @@ def test_the_app_runs_on_between_calls():
         after = int(client.request("GET", "/").text)
     assert before - first >= 10  # timers still fire during the calls (about 30 ticks)
     assert after - before >= 10  # and between them
-
-
-
 
 
 def test_a_timer_left_while_another_call_runs_fires_after_it():
@@ -328,3 +335,30 @@ def test_a_timer_left_while_another_call_runs_fires_after_it():
         assert fired == ["handed over", "timer"]
     finally:
         shared.stop()
+
+
+def test_a_sync_api_runs_in_the_calling_thread():
+    # No handover to a pool thread and back: the calling thread runs the api's function, outside the
+    # loop (no running loop there, as in a pool thread), from any thread that calls.
+    with TestClient(Threads) as client:
+        here = client.where()
+        assert here == {"thread": threading.get_ident(), "loop_running": False}
+        with ThreadPoolExecutor(2) as pool:
+            seen = list(pool.map(lambda _: (threading.get_ident(), client.where()["thread"]), range(8)))
+        assert all(caller == ran for caller, ran in seen)
+        # The loop runs while the function does: a function waiting for the loop gets its answer.
+        assert client.via_loop(text="abc") == "ABC"
+
+
+def test_sync_apis_that_wait_for_each_other_from_two_threads():
+    # One thread's call blocks until another thread's call releases it: each function runs in its own
+    # caller's thread (or the pool), never in the thread whose own call would release it.
+    GATES.clear()
+    with TestClient(Threads) as client:
+        for round_ in range(20):
+            key = f"k{round_}"
+            with ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(client.wait, key=key)
+                time.sleep(0.005)
+                assert client.release(key=key) == "ok"
+                assert waiting.result(timeout=10) == "released"

@@ -81,7 +81,9 @@ async def lifespan_recorder(scope: dict[str, Any], receive: Any, send: Any) -> N
             if step == "shutdown":
                 return
     body = json.dumps(EVENTS).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -102,3 +104,45 @@ async def plain_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+
+# What ``Threads``' apis share: events a call waits for, set by another call.
+GATES: dict[str, threading.Event] = {}
+
+
+@asgiserve.service
+class Threads:
+    """Sync apis that show where they run and that wait for each other or for the loop."""
+
+    @asgiserve.on_startup
+    async def keep_loop(self) -> None:
+        self.loop = asyncio.get_running_loop()
+
+    @asgiserve.api
+    def where(self) -> dict[str, Any]:
+        try:
+            asyncio.get_running_loop()
+            loop_running = True
+        except RuntimeError:
+            loop_running = False
+        return {"thread": threading.get_ident(), "loop_running": loop_running}
+
+    @asgiserve.api
+    def wait(self, key: str) -> str:
+        """Block until ``release(key)``: a call that only another call ends."""
+        return "released" if GATES.setdefault(key, threading.Event()).wait(5) else "timed out"
+
+    @asgiserve.api
+    def release(self, key: str) -> str:
+        GATES.setdefault(key, threading.Event()).set()
+        return "ok"
+
+    @asgiserve.api
+    def via_loop(self, text: str) -> str:
+        """Wait, from the api's thread, for a coroutine run on the service's loop."""
+
+        async def upper() -> str:
+            await asyncio.sleep(0.01)
+            return text.upper()
+
+        return asyncio.run_coroutine_threadsafe(upper(), self.loop).result(timeout=5)
