@@ -10,7 +10,11 @@
 One process serves the benchmark service (``apps/asgiserve_svc.py``) through the server's own connection
 class over an in-memory transport: each keep-alive request is fed as one read, the loop runs until the
 response is written, and the response is checked (a 200 with the expected body, byte for byte the same as
-the first). That process runs under ``valgrind --tool=callgrind`` twice, with N and 2N requests after the
+the first). With ``--access-log``, the log's lines are written every 500 requests (``FLUSH_EVERY``)
+instead of 50 ms after the first of them: under callgrind the server runs about 50 times slower, so the
+50 ms would come every few dozen requests and put a batch's fixed cost (a timer, a write) on each dozen,
+where under the load ``make bench`` puts on it (about 60,000 requests a second) a batch holds about 3,000
+lines. Each line's own formatting is still counted. That process runs under ``valgrind --tool=callgrind`` twice, with N and 2N requests after the
 same warm-up; ``(instr(2N) - instr(N)) / N`` is what one more request costs, start-up and imports excluded.
 No sockets are involved, so the figure covers parsing, dispatch, the api call and the response bytes, and
 the event loop passes around them, but not the kernel's side; ``--http none`` shows what the driver
@@ -52,6 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 _COUNTED = "methodcaller_call"  # the C function (in libpython) the counted part runs inside
 _COLLECTED = re.compile(rb"Collected\s*:\s*(\d+)")
 _REQUEST_ID = b"\r\nx-request-id: "
+FLUSH_EVERY = 500  # requests per batch of access log lines (see the module's docstring)
 
 
 class Connection(Protocol):
@@ -183,9 +188,12 @@ def build_connection(
     state.head_end = state.defaults + b"\r\n"
     factory = protocol_class(http)
     if access_log:  # as the server builds it with --access-log, writing its lines to /dev/null
+        from asgiserve.http import access
         from asgiserve.http.access import AccessLog, logged_class
 
-        factory = logged_class(factory, AccessLog(open(os.devnull, "w")))  # noqa: SIM115
+        log = AccessLog(open(os.devnull, "w"))  # noqa: SIM115
+        access._FLUSH_AFTER = 1e9  # the driver flushes (``Client.on_response``)
+        factory = logged_class(factory, log)
     proto: Connection = factory(state)
     proto.connection_made(transport)
     return proto
@@ -207,6 +215,7 @@ class Client:
         self.first = b""
         self.left = 0
         self.error: str | None = None
+        self.log: object = None  # the connection's access log, when on: flushed every FLUSH_EVERY requests
 
     def run(self, count: int, run_loop: Callable[[], None]) -> None:
         """Send ``count`` requests one after the other; ``run_loop`` runs the loop until they are answered."""
@@ -237,6 +246,8 @@ class Client:
                 return
             self.first = response
         self.left -= 1
+        if self.log is not None and not self.left % FLUSH_EVERY:
+            self.log.flush()  # type: ignore[attr-defined]
         if self.left:
             self.loop.call_soon(self.feed, self.request)
         else:
@@ -376,6 +387,7 @@ def serve(
         proto.connection_made(transport)
     else:
         proto = build_connection(app, loop, http, transport, access_log)
+        client.log = getattr(proto, "log", None)
     client.feed = proto.data_received
     client.run(warmup, loop.run_forever)
     t0 = time.perf_counter()
