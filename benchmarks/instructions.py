@@ -5,6 +5,7 @@
     python benchmarks/instructions.py --path /stream         # a 64-token stream (per stream)
     python benchmarks/instructions.py --path /v1/predict     # the FastAPI app mounted at /v1
     python benchmarks/instructions.py --http ceiling         # the ceiling: bare httptools, fixed bytes
+    python benchmarks/instructions.py --http floor           # the least Python an api call takes
     python benchmarks/instructions.py --root /path/to/other/checkout   # measure another tree's asgiserve
 
 One process serves the benchmark service (``apps/asgiserve_svc.py``) through the server's own connection
@@ -385,6 +386,11 @@ def serve(
 
         proto = FixedProtocol()
         proto.connection_made(transport)
+    elif http == "floor":
+        from floor import FloorProtocol
+
+        proto = FloorProtocol()
+        proto.connection_made(transport)
     else:
         proto = build_connection(app, loop, http, transport, access_log)
         client.log = getattr(proto, "log", None)
@@ -490,7 +496,7 @@ def per_request(
 
 def annotate(rows: list[Row], quick: bool) -> list[str]:
     """Add the ``instructions/req`` column to the rows of ``make bench`` that this driver can reproduce
-    (asgiserve's own server and the ceiling); returns notes on what was left out."""
+    (asgiserve's own server, the ceiling and the floor); returns notes on what was left out."""
     from benchmarks import peers as P
     from benchmarks.report import CEILING, INSTR
 
@@ -507,6 +513,7 @@ def annotate(rows: list[Row], quick: bool) -> list[str]:
         (P.PREDICT, P.CONTEXT): ("/predict_ctx", "httptools", 1000),
         (P.PREDICT, h11): ("/predict", "h11", 1000),
         (P.PREDICT, CEILING): ("/predict", "ceiling", 1000),
+        (P.PREDICT, P.FLOOR): ("/predict", "floor", 1000),
         (P.HELLO, own): ("/hello", "httptools", 1000),
         (P.HELLO, h11): ("/hello", "h11", 1000),
         (P.HELLO, CEILING): ("/hello", "ceiling", 1000),
@@ -545,10 +552,11 @@ def main() -> int:
     )
     ap.add_argument(
         "--http",
-        choices=["httptools", "h11", "none", "ceiling"],
+        choices=["httptools", "h11", "none", "ceiling", "floor"],
         default="httptools",
         help="the parser; none: a canned answer instead of the server, to show what the driver costs; "
-        "ceiling: the bare httptools protocol of benchmarks/apps/ceiling.py",
+        "ceiling: the bare httptools protocol of benchmarks/apps/ceiling.py; floor: the least Python an "
+        "api call takes (benchmarks/apps/floor.py)",
     )
     ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     ap.add_argument("-n", "--requests", type=int, default=2000, help="N: the runs serve N and 2N requests")

@@ -42,6 +42,7 @@ ROUTE_NAMES = {
 OWN = "asgiserve (own server, httptools)"  # the row a baseline is compared with
 # Variants of the own server on POST /predict, each compared with OWN (the features' cost), not a peer.
 ACCESS_LOG = "asgiserve (own server, access log on)"
+FLOOR = "floor: uvloop + httptools, the least Python an api call takes"
 CONTEXT = "asgiserve (own server, an api taking a Context: POST /predict_ctx)"
 VARIANTS = (ACCESS_LOG, CONTEXT)
 
@@ -182,6 +183,10 @@ def _ceiling(port: int) -> list[str]:
     return [PY, "ceiling.py", str(port)]
 
 
+def _floor(port: int) -> list[str]:
+    return [PY, "floor.py", str(port)]
+
+
 _SVC_ROUTES = {PREDICT: "/predict", HELLO: "/hello", SYNC: "/predict_sync", STREAM: "/stream"}
 
 PEERS = [
@@ -304,6 +309,13 @@ PEERS = [
         _ceiling,
         "/hello",
         {PREDICT: "/predict", HELLO: "/hello"},
+    ),
+    Peer(
+        "floor",
+        FLOOR,
+        _floor,
+        "/readyz",
+        {PREDICT: "/predict"},
     ),
 ]
 
