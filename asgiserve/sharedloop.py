@@ -282,6 +282,9 @@ class SharedLoop:
         """Run the call's handed-over ``work`` in this thread, not holding the loop (others run it
         meanwhile, and the work may call the loop as a pool thread would), then take the loop again."""
         self._leave(running, hooks)
+        # No running loop, as in a pool thread, even when this thread's own loop (blocked in this call)
+        # runs: the work may start one of its own (``asyncio.run``).
+        events._set_running_loop(None)
         done: list[tuple[asyncio.Future[object], object, BaseException | None]] = []
         try:
             while work:
@@ -295,6 +298,7 @@ class SharedLoop:
                     if not isinstance(exc, Exception):
                         raise
         finally:
+            events._set_running_loop(running)
             self._enter(me)
             # Set while holding the loop: the call's next step then runs in this thread's next pass,
             # not in a pass of the loop's own thread woken by the result.

@@ -349,6 +349,11 @@ def test_a_sync_api_runs_in_the_calling_thread():
         # The loop runs while the function does: a function waiting for the loop gets its answer.
         assert client.via_loop(text="abc") == "ABC"
 
+        async def inside_a_loop() -> object:  # the caller's own loop is not the function's either
+            return client.where()
+
+        assert asyncio.run(inside_a_loop()) == here
+
 
 def test_sync_apis_that_wait_for_each_other_from_two_threads():
     # One thread's call blocks until another thread's call releases it: each function runs in its own
