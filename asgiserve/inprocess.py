@@ -55,6 +55,7 @@ class Pipe:
         client: AsyncConnection,
         live: set[Pipe] | None = None,
         context: contextvars.Context | None = None,
+        sender: list[int] | None = None,
     ) -> None:
         self.loop = loop
         # The server side's reads run in one context of their own, as a socket's reader callback does.
@@ -68,7 +69,7 @@ class Pipe:
         self.server_reading = True
         self.client_reading = True
         self.write_paused = False
-        self.sender = [0]  # the thread that wrote last (``sent_by``)
+        self.sender = [0] if sender is None else sender  # the thread that wrote last (``sent_by``)
         self.closed = False
         self.lost = False
         self.delivering = False
@@ -290,8 +291,7 @@ class LocalServer:
         sender = [0]
         context.run(_SENDER.set, sender)
         # Made in that context, the protocol runs each request in a copy of it, where ``sent_by`` reads it.
-        pipe = Pipe(state.loop, context.run(self.factory, state), client, self.pipes, context)
-        pipe.sender = sender
+        Pipe(state.loop, context.run(self.factory, state), client, self.pipes, context, sender)
         return client
 
     async def stop(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 import httptools
 import uvloop
@@ -54,12 +55,12 @@ class FixedProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def main(port: int) -> None:
-    """Serve until killed."""
-    server = await asyncio.get_running_loop().create_server(FixedProtocol, "127.0.0.1", port, backlog=2048)
+async def serve(factory: Callable[[], asyncio.Protocol], port: int) -> None:
+    """Serve connections made by ``factory`` on ``port`` until killed."""
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", port, backlog=2048)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    uvloop.run(main(int(sys.argv[1])))
+    uvloop.run(serve(FixedProtocol, int(sys.argv[1])))

@@ -11,13 +11,12 @@ by ``python floor.py PORT`` (any other path answers ``ok``, for the harness's re
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 
-import httptools
 import msgspec
 import uvloop
+from ceiling import FixedProtocol, serve
 
 
 class Input(msgspec.Struct):
@@ -38,6 +37,7 @@ async def predict(text: str) -> Prediction:
     return Prediction(result=text.upper(), length=len(text))
 
 
+Api = Callable[[str], Coroutine[object, object, Prediction]]
 _ROUTES: dict[bytes, Api] = {b"/predict": predict}
 _decode = msgspec.json.Decoder(Input).decode
 _encode = msgspec.json.Encoder().encode
@@ -45,29 +45,15 @@ _HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
 _BAD = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n"
 
-Api = Callable[[str], Coroutine[object, object, Prediction]]
 
-
-class FloorProtocol(asyncio.Protocol):
-    """One connection answering ``POST /predict`` with the least work an api call needs."""
+class FloorProtocol(FixedProtocol):
+    """One connection answering ``POST /predict`` with the least work an api call needs (the ceiling's
+    parser, transport and error handling; its own url, body and answer)."""
 
     def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
+        super().__init__()
         self.api: Api | None = predict
         self.body: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the transport."""
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        """Feed the parser; close on garbage."""
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            assert self.transport is not None
-            self.transport.close()
 
     def on_url(self, url: bytes) -> None:
         """Pick the api by path."""
@@ -103,12 +89,5 @@ class FloorProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def main(port: int) -> None:
-    """Serve until killed."""
-    server = await asyncio.get_running_loop().create_server(FloorProtocol, "127.0.0.1", port, backlog=2048)
-    async with server:
-        await server.serve_forever()
-
-
 if __name__ == "__main__":
-    uvloop.run(main(int(sys.argv[1])))
+    uvloop.run(serve(FloorProtocol, int(sys.argv[1])))
