@@ -309,6 +309,46 @@ def start_app(app: ServiceApp, loop: asyncio.AbstractEventLoop) -> Callable[[], 
     return lambda: loop.run_until_complete(lifespan.shutdown(5.0))
 
 
+def load_app(target: str) -> Callable[..., object]:
+    """The ASGI app ``module:attribute`` names (a module of ``benchmarks/apps``)."""
+    import importlib
+
+    module, _, attribute = target.partition(":")
+    app: Callable[..., object] = getattr(importlib.import_module(module), attribute or "app")
+    return app
+
+
+def uvicorn_connection(
+    app: Callable[..., object], loop: asyncio.AbstractEventLoop
+) -> tuple[Connection, Callable[[], None]]:
+    """A connection of uvicorn's httptools protocol serving ``app`` as ``make bench`` runs it (the
+    command's defaults: proxy headers trusted from 127.0.0.1, no access log), after the app's lifespan
+    startup through uvicorn's own driver; and what runs its shutdown.
+
+    The ``date`` header is fixed, as for our server (``build_connection``). The only place that knows
+    uvicorn's internals: adapt it here when they change.
+    """
+    from uvicorn.config import Config
+    from uvicorn.lifespan.on import LifespanOn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState as UvicornState
+
+    config = Config(app, http="httptools", loop="none", access_log=False, log_config=None, lifespan="on")
+    config.load()
+    lifespan = LifespanOn(config)
+    loop.run_until_complete(lifespan.startup())
+    if lifespan.startup_failed:
+        raise SystemExit("lifespan startup failed on uvicorn")
+    from asgiserve.traffic import Deadlines
+
+    for sweep in [o for o in gc.get_objects() if isinstance(o, Deadlines)]:  # an asgiserve app's (start_app)
+        sweep.stop()
+    state = UvicornState()
+    state.default_headers = [(b"server", b"uvicorn"), (b"date", b"Thu, 01 Jan 2026 00:00:00 GMT")]
+    proto = HttpToolsProtocol(config, state, {}, _loop=loop)
+    return proto, lambda: loop.run_until_complete(lifespan.shutdown())
+
+
 def steady_clock() -> None:
     """Make ``time.monotonic`` a counter that moves 1 µs per call, before asgiserve imports it.
 
@@ -350,9 +390,19 @@ def request_for(path: str) -> tuple[bytes, bytes, str]:
 
 
 def serve(
-    path: str, http: str, loop_name: str, warmup: int, requests: int, access_log: bool = False
+    path: str,
+    http: str,
+    loop_name: str,
+    warmup: int,
+    requests: int,
+    access_log: bool = False,
+    asgi: str | None = None,
 ) -> dict[str, object]:
-    """Serve ``warmup + requests`` keep-alive requests on one connection; check every response."""
+    """Serve ``warmup + requests`` keep-alive requests on one connection; check every response.
+
+    ``asgi`` (``module:attribute`` of ``benchmarks/apps``) is the ASGI app uvicorn serves with ``--http
+    uvicorn``; by default the asgiserve app of the path's service, as ``make bench`` runs it on uvicorn.
+    """
     steady_clock()
     import importlib
 
@@ -372,10 +422,13 @@ def serve(
     # Older trees (``--root``) named the builder ``asgi_app``.
     build = getattr(asgiserve, "to_asgi", None) or asgiserve.asgi_app
     app = build(service)
-    shutdown = start_app(app, loop)
+    proto: Connection
+    if http == "uvicorn":
+        proto, shutdown = uvicorn_connection(load_app(asgi) if asgi else app, loop)
+    else:
+        shutdown = start_app(app, loop)
     client = Client(loop, request, expected)
     transport = MemoryTransport(client.on_response, client.on_close)
-    proto: Connection
     if http == "none":
         proto = CannedConnection(
             b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(expected), expected)
@@ -391,6 +444,8 @@ def serve(
 
         proto = FloorProtocol()
         proto.connection_made(transport)
+    elif http == "uvicorn":
+        proto.connection_made(transport)
     else:
         proto = build_connection(app, loop, http, transport, access_log)
         client.log = getattr(proto, "log", None)
@@ -401,6 +456,7 @@ def serve(
     # it (see ``count``), which leaves out start-up, imports and the warm-up.
     client.run(requests, functools.partial(operator.methodcaller("run_forever"), loop))
     elapsed = time.perf_counter() - t0
+    transport.on_close = lambda: None  # uvicorn closes the transport of a connection it is told is lost
     proto.connection_lost(None)
     shutdown()
     loop.close()
@@ -421,6 +477,7 @@ def count(
     requests: int,
     keep: Path | None = None,
     access_log: bool = False,
+    asgi: str | None = None,
 ) -> tuple[int, dict[str, object]]:
     """Instructions callgrind counts inside the timed part of one inner run, and the run's own report."""
     # The tree is reached through a link and this script runs from a copy, at the same paths for any
@@ -456,6 +513,7 @@ def count(
             "--requests",
             str(requests),
             *(["--access-log"] if access_log else []),
+            *(["--app", asgi] if asgi else []),
         ]
         # A fixed hash seed: set and dict layouts (and so the instructions spent probing them) repeat.
         env = {"PYTHONHASHSEED": "0", "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'benchmarks' / 'apps'}"}
@@ -486,17 +544,24 @@ def count(
 
 
 def per_request(
-    root: Path, path: str, http: str, n: int, warmup: int = 200, access_log: bool = False
+    root: Path,
+    path: str,
+    http: str,
+    n: int,
+    warmup: int = 200,
+    access_log: bool = False,
+    asgi: str | None = None,
 ) -> float:
     """Instructions one more request costs: ``(instr(2N) - instr(N)) / N``, counted as ``main`` does."""
-    small, _ = count(root, path, http, "uvloop", warmup, n, access_log=access_log)
-    large, _ = count(root, path, http, "uvloop", warmup, 2 * n, access_log=access_log)
+    small, _ = count(root, path, http, "uvloop", warmup, n, access_log=access_log, asgi=asgi)
+    large, _ = count(root, path, http, "uvloop", warmup, 2 * n, access_log=access_log, asgi=asgi)
     return (large - small) / n
 
 
 def annotate(rows: list[Row], quick: bool) -> list[str]:
     """Add the ``instructions/req`` column to the rows of ``make bench`` that this driver can reproduce
-    (asgiserve's own server, the ceiling and the floor); returns notes on what was left out."""
+    (asgiserve's own server, the ceiling, the floor, and the uvicorn peers on uvicorn's own protocol);
+    returns notes on what was left out."""
     from benchmarks import peers as P
     from benchmarks.report import CEILING, INSTR
 
@@ -507,36 +572,56 @@ def annotate(rows: list[Row], quick: bool) -> list[str]:
         "asgiserve (own server, h11)",
         ("FastAPI mounted in asgiserve (own server)"),
     )
-    plan = {
-        (P.PREDICT, own): ("/predict", "httptools", 1000),
-        (P.PREDICT, P.ACCESS_LOG): ("/predict", "httptools", 1000),
-        (P.PREDICT, P.CONTEXT): ("/predict_ctx", "httptools", 1000),
-        (P.PREDICT, h11): ("/predict", "h11", 1000),
-        (P.PREDICT, CEILING): ("/predict", "ceiling", 1000),
-        (P.PREDICT, P.FLOOR): ("/predict", "floor", 1000),
-        (P.HELLO, own): ("/hello", "httptools", 1000),
-        (P.HELLO, h11): ("/hello", "h11", 1000),
-        (P.HELLO, CEILING): ("/hello", "ceiling", 1000),
-        (P.STREAM, own): ("/stream", "httptools", 100),
-        (P.MOUNT_GET, mount): ("/v1/hello", "httptools", 300),
-        (P.MOUNT_POST, mount): ("/v1/predict", "httptools", 300),
+    on_uvicorn, raw, fastapi = (
+        "asgiserve app on uvicorn",
+        "raw ASGI + msgspec on uvicorn",
+        "FastAPI + pydantic on uvicorn",
+    )
+    # (path, server, N, the ASGI app uvicorn serves: None for the asgiserve app)
+    plan: dict[tuple[str, str], tuple[str, str, int, str | None]] = {
+        (P.PREDICT, own): ("/predict", "httptools", 1000, None),
+        (P.PREDICT, P.ACCESS_LOG): ("/predict", "httptools", 1000, None),
+        (P.PREDICT, P.CONTEXT): ("/predict_ctx", "httptools", 1000, None),
+        (P.PREDICT, h11): ("/predict", "h11", 1000, None),
+        (P.PREDICT, CEILING): ("/predict", "ceiling", 1000, None),
+        (P.PREDICT, P.FLOOR): ("/predict", "floor", 1000, None),
+        (P.PREDICT, on_uvicorn): ("/predict", "uvicorn", 1000, None),
+        (P.PREDICT, raw): ("/predict", "uvicorn", 1000, "raw_asgi:app"),
+        (P.HELLO, own): ("/hello", "httptools", 1000, None),
+        (P.HELLO, h11): ("/hello", "h11", 1000, None),
+        (P.HELLO, CEILING): ("/hello", "ceiling", 1000, None),
+        (P.HELLO, on_uvicorn): ("/hello", "uvicorn", 1000, None),
+        (P.HELLO, raw): ("/hello", "uvicorn", 1000, "raw_asgi:app"),
+        (P.STREAM, own): ("/stream", "httptools", 100, None),
+        (P.STREAM, on_uvicorn): ("/stream", "uvicorn", 100, None),
+        (P.MOUNT_GET, mount): ("/v1/hello", "httptools", 300, None),
+        (P.MOUNT_GET, fastapi): ("/hello", "uvicorn", 300, "fastapi_app:app"),
+        (P.MOUNT_POST, mount): ("/v1/predict", "httptools", 300, None),
+        (P.MOUNT_POST, fastapi): ("/predict", "uvicorn", 300, "fastapi_app:app"),
     }
     notes = []
+    counted: dict[tuple[str, str, int, str | None, bool], float] = {}  # FastAPI's rows repeat in groups
     for row in rows:
         job = plan.get((row.group, row.name))
         if job is None or row.value is None:
             continue
-        path, http, n = job
+        path, http, n, asgi = job
         if quick:
             n = max(n // 4, 20)
         logged = row.name == P.ACCESS_LOG
+        key = (path, http, n, asgi, logged)
         try:
-            row.extra[INSTR] = per_request(REPO, path, http, n, warmup=min(200, n), access_log=logged)
+            if key not in counted:
+                counted[key] = per_request(
+                    REPO, path, http, n, warmup=min(200, n), access_log=logged, asgi=asgi
+                )
+            row.extra[INSTR] = counted[key]
         except (SystemExit, OSError, subprocess.SubprocessError) as exc:
             notes.append(f"instructions/req for {row.name} ({path}): {exc}")
     notes.append(
         "instructions/req: user-space instructions one more request costs under callgrind "
-        "(benchmarks/instructions.py, in-memory transport, kernel excluded); for the stream, per stream"
+        "(benchmarks/instructions.py, in-memory transport, kernel excluded); for the stream, per stream; "
+        "uvicorn's rows run uvicorn's own httptools protocol (--http uvicorn) on the same driver"
     )
     return notes
 
@@ -552,11 +637,16 @@ def main() -> int:
     )
     ap.add_argument(
         "--http",
-        choices=["httptools", "h11", "none", "ceiling", "floor"],
+        choices=["httptools", "h11", "none", "ceiling", "floor", "uvicorn"],
         default="httptools",
         help="the parser; none: a canned answer instead of the server, to show what the driver costs; "
         "ceiling: the bare httptools protocol of benchmarks/apps/ceiling.py; floor: the least Python an "
-        "api call takes (benchmarks/apps/floor.py)",
+        "api call takes (benchmarks/apps/floor.py); uvicorn: uvicorn's httptools protocol, serving --app",
+    )
+    ap.add_argument(
+        "--app",
+        help="with --http uvicorn: the ASGI app it serves, module:attribute of benchmarks/apps "
+        "(default: the asgiserve app of --path's service; fastapi_app:app or raw_asgi:app for the peers)",
     )
     ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     ap.add_argument("-n", "--requests", type=int, default=2000, help="N: the runs serve N and 2N requests")
@@ -570,7 +660,9 @@ def main() -> int:
     args = ap.parse_args()
     root = args.root.resolve()
     if args.inner:
-        report = serve(args.path, args.http, args.loop, args.warmup, args.requests, args.access_log)
+        report = serve(
+            args.path, args.http, args.loop, args.warmup, args.requests, args.access_log, args.app
+        )
         print(json.dumps(report))
         return 0
     if args.path not in PATHS and not args.path.startswith("/predict"):
@@ -578,8 +670,12 @@ def main() -> int:
     n = args.requests
     for _ in range(args.repeat):
         t0 = time.monotonic()
-        small, info = count(root, args.path, args.http, args.loop, args.warmup, n, args.keep, args.access_log)
-        large, _ = count(root, args.path, args.http, args.loop, args.warmup, 2 * n, args.keep, args.access_log)
+        small, info = count(
+            root, args.path, args.http, args.loop, args.warmup, n, args.keep, args.access_log, args.app
+        )
+        large, _ = count(
+            root, args.path, args.http, args.loop, args.warmup, 2 * n, args.keep, args.access_log, args.app
+        )
         per_call = (large - small) / n
         expected_pkg = root / "asgiserve" / "__init__.py"
         if Path(str(info["asgiserve"])).resolve() != expected_pkg.resolve():
@@ -590,6 +686,7 @@ def main() -> int:
             "http": args.http,
             "loop": args.loop,
             "access_log": args.access_log,
+            "app": args.app,
             "n": n,
             "instr_n": small,
             "instr_2n": large,
