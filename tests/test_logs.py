@@ -85,6 +85,24 @@ def test_access_line_field_by_field(tmp_path, runner):
         assert server.stop() == 0
 
 
+def test_a_path_outside_ascii_is_logged_as_its_characters_in_order(tmp_path):
+    # Lines are written as bytes in the stream's encoding: a printable path shows as itself, and lines
+    # keep the order of their requests, after the server's own start-up lines.
+    server = start("asgiserve", "summarizer:Summarization", tmp_path)
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get("/caf%C3%A9", headers={"x-request-id": "first"}).status_code == 404
+            assert client.post("/summarize", json={"text": "A."}, headers={"x-request-id": "second"}).is_success
+        [first] = lines_matching(server, "id=first")
+        [second] = lines_matching(server, "id=second")
+        assert '"GET /café HTTP/1.1" 404 ' in first, first
+        lines = server.output().splitlines()
+        started = next(i for i, line in enumerate(lines) if "serving" in line.lower())
+        assert started < lines.index(first) < lines.index(second)
+    finally:
+        assert server.stop() == 0
+
+
 def test_generated_ids_are_unique_and_bad_ones_replaced(tmp_path):
     server = start("asgiserve", "summarizer:Summarization", tmp_path)
     try:

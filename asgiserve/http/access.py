@@ -9,12 +9,14 @@ echoed in the response's ``x-request-id``. A direct api call is logged from ``se
 whole there: status, bytes, and the clock since its body arrived); an ASGI request through a wrapper
 around the app (from the app's call to its last body message).
 
-A request leaves only a record (a tuple of what its line shows); the lines are formatted and written
-straight to the stream in batches: the first record queued schedules a flush 50 ms later, so a line shows
-at once to a person and a busy server formats and writes 20 times a second, not once per request. They do
-not go through ``logging``: a record per request (caller lookup, lock, format, flush) costs more than
-answering the request. ``repr`` escapes control characters in the text format and JSON escapes them in
-the JSON one, so a hostile path cannot forge a line.
+A request leaves its text line, as bytes joined from pieces made once (the line's client-and-target
+prefix, kept per connection and target; status, size and duration from tables: no number is formatted for
+most lines), or for the JSON format a record (a tuple of what its line shows). The lines are written to
+the stream in batches: the first one queued schedules a flush 50 ms later, so a line shows at once to a
+person and a busy server writes 20 times a second, not once per request. They do not go through
+``logging``: a record per request (caller lookup, lock, format, flush) costs more than answering the
+request. ``repr`` escapes control characters in the text format and JSON escapes them in the JSON one, so
+a hostile path cannot forge a line.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import TextIO, cast
+from typing import TextIO, TypeAlias, cast
 
 import msgspec
 
@@ -40,15 +42,19 @@ __all__ = ["AccessLog", "LoggedProtocol", "logged_class", "request_id_ok"]
 _ID_HEADER = b"x-request-id"
 _ID_OK = re.compile(rb"[!-~]{1,128}")
 _FLUSH_AFTER = 0.05  # seconds
-# Durations under 10 ms, formatted once: a float format costs more than the rest of the line.
-_MS = [f"{i / 100:.2f}" for i in range(1000)]
+# Pieces of a text line made once: a number formatted into bytes costs more than the rest of the line.
+_MS = [b"%.2fms id=" % (i / 100) for i in range(1000)]  # durations under 10 ms, by hundredths of a ms
+_SIZES = [b"%d " % i for i in range(2048)]
+_STATUSES = {status: b"%d " % status for status in range(100, 600)}
 _encode = msgspec.json.encode
 
-# What a request leaves for its line: the part of the line its connection and target decide (cached, see
+# What a request leaves for its JSON line: its client, method, path, query and HTTP version (cached, see
 # ``AccessLog.prefix``), status, body bytes, the clock when it began and when it ended, request id.
-Record = tuple["str | Request", int, int, float, float, str]
+Record = tuple["Request", int, int, float, float, str]
 # The request's part of a JSON line: client, method, path, query, HTTP version.
 Request = tuple[str, str, str, str, str]
+# The part of a line a request's connection and target decide: a text line's first bytes, or the above.
+Prefix: TypeAlias = "bytes | Request"
 
 
 def request_id_ok(value: bytes) -> bool:
@@ -57,66 +63,88 @@ def request_id_ok(value: bytes) -> bool:
 
 
 class AccessLog:
-    """Keeps a record per request and writes their lines (``text`` or ``json``) to ``stream`` in batches."""
+    """Keeps a line (text) or a record (JSON) per request and writes the lines to ``stream`` in batches."""
 
     def __init__(self, stream: TextIO, fmt: str = "text") -> None:
         self.stream = stream
         self.json = fmt == "json"
-        self.records: list[Record] = []
+        # Text lines are bytes in the stream's encoding (a path's characters as it would encode them).
+        self.encoding = getattr(stream, "encoding", None) or "utf-8"
+        self.records: list[bytes] | list[Record] = []
         # The next generated id, as a number: 48 random bits (drawn per worker: each worker's server makes
         # its own AccessLog; the top one set, so that the id is always 20 hex digits) over a 32-bit count.
         self.next_id = (int.from_bytes(os.urandom(6), "big") | 1 << 47) << 32
         # Line prefixes by (client, target, HTTP/1.0) for direct calls, (client, method, path, query,
         # version) for ASGI requests: most requests repeat a few, and the prefix is most of a line's cost.
-        self.prefixes: dict[tuple[object, ...], str | Request] = {}
+        self.prefixes: dict[tuple[object, ...], Prefix] = {}
         self._second = -1
         self._stamp = ""
 
-    def request_id(self, headers: Headers) -> str:
-        """The request's own id when it sent a sane one, else a new one."""
+    def request_id(self, headers: Headers) -> bytes:
+        """The request's own id when it sent a sane one (visible ASCII), else a new one."""
         for name, value in headers:
             if name == _ID_HEADER:
                 if _ID_OK.fullmatch(value) is not None:
-                    return value.decode("ascii")
+                    return bytes(value)
                 break
         self.next_id += 1
-        return "%x" % self.next_id  # noqa: UP031 (cheaper than a format spec, parsed per call)
+        return b"%x" % self.next_id
 
     def prefix(
         self, key: tuple[object, ...], who: str, method: str, path: str, query: bytes, version: str
-    ) -> str | Request:
+    ) -> Prefix:
         """The request's part of its line, kept under ``key``."""
-        made: str | Request
+        made: Prefix
         if self.json:
             made = (who, method, path, query.decode("latin-1"), version)
         else:
             target = path + "?" + query.decode("latin-1") if query else path
             if not target.isprintable():
                 target = repr(target)[1:-1]
-            made = f'INFO: {who} - "{method} {target} HTTP/{version}" '
+            text = f'INFO: {who} - "{method} {target} HTTP/{version}" '
+            made = text.encode(self.encoding, "backslashreplace")
         if len(self.prefixes) >= 4096:
             self.prefixes.clear()
         self.prefixes[key] = made
         return made
 
-    def add(self, record: Record, loop: asyncio.AbstractEventLoop) -> None:
-        """Queue one request's record; its line is written within 50 ms."""
+    def add(
+        self, pre: Prefix, status: int, size: int, t0: float, rid: bytes, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Queue one request's line (made now; for JSON, its record); it is written within 50 ms."""
         records = self.records
         if not records:
             loop.call_later(_FLUSH_AFTER, self.flush)
-        records.append(record)
+        end = monotonic()
+        if self.json:
+            cast("list[Record]", records).append(
+                (cast(Request, pre), status, size, t0, end, rid.decode("ascii"))
+            )
+        else:
+            cast("list[bytes]", records).append(text_line(cast(bytes, pre), status, size, end - t0, rid))
 
     def flush(self) -> None:
-        """Write the lines of the queued records."""
+        """Write the queued lines."""
         records = self.records
         if not records:
             return
         self.records = []
-        lines = self._json(records) if self.json else _text(records)
-        lines.append("")
         try:
-            self.stream.write("\n".join(lines))
-            self.stream.flush()
+            if self.json:
+                lines = self._json(cast("list[Record]", records))
+                lines.append("")
+                self.stream.write("\n".join(lines))
+                self.stream.flush()
+                return
+            data = b"".join(cast("list[bytes]", records))
+            buffer = getattr(self.stream, "buffer", None)
+            if buffer is None:
+                self.stream.write(data.decode(self.encoding))
+                self.stream.flush()
+            else:  # after what was written to the text layer, so that lines keep their order
+                self.stream.flush()
+                buffer.write(data)
+                buffer.flush()
         except (OSError, ValueError):  # stderr closed or gone: the server goes on serving
             pass
 
@@ -125,7 +153,7 @@ class AccessLog:
         wall = time.time() - monotonic()
         lines = []
         for pre, status, size, t0, end, rid in records:
-            who, method, path, query, version = cast(Request, pre)
+            who, method, path, query, version = pre
             now = wall + end
             second = int(now)
             if second != self._second:
@@ -149,16 +177,19 @@ class AccessLog:
         return lines
 
 
-def _text(records: list[Record]) -> list[str]:
-    """The text lines of ``records``."""
-    lines = []
-    ms_of = _MS
-    for pre, status, size, t0, end, rid in records:
-        seconds = end - t0
-        hundredths = int(seconds * 100_000)
-        ms = ms_of[hundredths] if hundredths < 1000 else f"{seconds * 1000:.2f}"
-        lines.append(f"{pre}{status} {size} {ms}ms id={rid}")
-    return lines
+def text_line(pre: bytes, status: int, size: int, seconds: float, rid: bytes) -> bytes:
+    """A text line: ``pre``, then status, body bytes, duration in ms and request id."""
+    hundredths = int(seconds * 100_000)
+    return b"".join(
+        (
+            pre,
+            _STATUSES.get(status) or b"%d " % status,
+            _SIZES[size] if size < 2048 else b"%d " % size,
+            _MS[hundredths] if hundredths < 1000 else b"%.2fms id=" % (seconds * 1000),
+            rid,
+            b"\n",
+        )
+    )
 
 
 class LoggedProtocol(HTTPProtocol):
@@ -173,14 +204,14 @@ class LoggedProtocol(HTTPProtocol):
         # which a keep-alive client's next call likely shares. One attribute for the three: past 29 of
         # them (the connection has 28), CPython 3.11 keeps an object's attributes in a dict of its own,
         # and every attribute read on the connection gets slower (measured: +1.8k instructions a request).
-        self.last: tuple[str, bytes, str | Request] = ("-", b"", "")
+        self.last: tuple[str, bytes, Prefix] = ("-", b"", b"")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """As usual, and the client's address as the lines show it."""
         super().connection_made(transport)
         client = self.client
         if client is not None:
-            self.last = (f"{client[0]}:{client[1]}", b"", "")
+            self.last = (f"{client[0]}:{client[1]}", b"", b"")
 
     async def logged(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app with ids echoed and a line logged per HTTP request."""
@@ -205,7 +236,7 @@ class LoggedProtocol(HTTPProtocol):
             who = self.last[0]
             key = (who, method, path, query, version)
             pre = log.prefixes.get(key) or log.prefix(key, who, method, path, query, version)
-            log.add((pre, code, 0 if method == "HEAD" else size, t0, monotonic(), rid), self.loop)
+            log.add(pre, code, 0 if method == "HEAD" else size, t0, rid, self.loop)
 
         # Not a coroutine of its own: it hands back the server's send, one coroutine less per message.
         def send_with_id(message: Message) -> Awaitable[None]:
@@ -224,7 +255,7 @@ class LoggedProtocol(HTTPProtocol):
                     if len(name) == 12 and name.lower() == _ID_HEADER:
                         break
                 else:
-                    message = {**message, "headers": [*headers, (_ID_HEADER, rid.encode())]}
+                    message = {**message, "headers": [*headers, (_ID_HEADER, rid)]}
             return send(message)
 
         try:
@@ -237,10 +268,10 @@ class LoggedProtocol(HTTPProtocol):
 
     def stream_fields(self, call: APICall) -> Headers | None:
         """A stream's head echoes its request id (made now: the line is written when the stream ends)."""
-        extra = call.extra = [(_ID_HEADER, self.log.request_id(call.headers).encode())]
+        extra = call.extra = [(_ID_HEADER, self.log.request_id(call.headers))]
         return extra
 
-    def _direct_prefix(self, c: APICall) -> str | Request:
+    def _direct_prefix(self, c: APICall) -> Prefix:
         who = self.last[0]
         key = (who, c.target, c.http10)
         pre = self.log.prefixes.get(key)
@@ -252,9 +283,9 @@ class LoggedProtocol(HTTPProtocol):
     def end_stream(self, c: APICall, whole: bool) -> None:
         """A streamed answer ended: logged (status 500 when it broke), then ended as usual."""
         extra, c.extra = c.extra, None
-        rid = extra[0][1].decode() if extra else self.log.request_id(c.headers)
+        rid = extra[0][1] if extra else self.log.request_id(c.headers)
         status = c.status if whole else 500
-        self.log.add((self._direct_prefix(c), status, c.sent, c.t0, monotonic(), rid), self.loop)
+        self.log.add(self._direct_prefix(c), status, c.sent, c.t0, rid, self.loop)
         HTTPProtocol.end_stream(self, c, whole)
 
     def send_answer(self, c: APICall, answer: Answer | None) -> None:
@@ -266,12 +297,13 @@ class LoggedProtocol(HTTPProtocol):
             for name, value in c.headers:
                 if name == _ID_HEADER:
                     if _ID_OK.fullmatch(value) is not None:
-                        rid = value.decode("ascii")
+                        rid = value
                     break
             if rid is None:
                 log.next_id = number = log.next_id + 1
                 value = b"%x" % number
-                rid = value.decode()
+            else:
+                value = rid
             status, ctype, out, more = answer
             size = len(out)
             target = c.target
@@ -282,10 +314,28 @@ class LoggedProtocol(HTTPProtocol):
                 pre = log.prefixes.get((last[0], target, c.http10)) or self._direct_prefix(c)
                 if not c.http10:
                     self.last = (last[0], target, pre)
-            records = log.records  # ``AccessLog.add``, inlined
-            if not records:
-                self.loop.call_later(_FLUSH_AFTER, log.flush)
-            records.append((pre, status, size, c.t0, monotonic(), rid))
+            if log.json:
+                log.add(pre, status, size, c.t0, value, self.loop)
+            else:  # ``AccessLog.add`` and ``text_line``, inlined
+                # Text: the records are lines, the prefix bytes (no ``cast`` call on this path).
+                lines: list[bytes] = log.records  # type: ignore[assignment]
+                line_pre: bytes = pre  # type: ignore[assignment]
+                if not lines:
+                    self.loop.call_later(_FLUSH_AFTER, log.flush)
+                seconds = monotonic() - c.t0
+                hundredths = int(seconds * 100_000)
+                lines.append(
+                    b"".join(
+                        (
+                            line_pre,
+                            _STATUSES.get(status) or b"%d " % status,
+                            _SIZES[size] if size < 2048 else b"%d " % size,
+                            _MS[hundredths] if hundredths < 1000 else b"%.2fms id=" % (seconds * 1000),
+                            value,
+                            b"\n",
+                        )
+                    )
+                )
             server = self.server
             keep_alive = c.keep_alive and not server.draining
             prefix = (
