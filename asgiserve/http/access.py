@@ -316,26 +316,12 @@ class LoggedProtocol(HTTPProtocol):
                     self.last = (last[0], target, pre)
             if log.json:
                 log.add(pre, status, size, c.t0, value, self.loop)
-            else:  # ``AccessLog.add`` and ``text_line``, inlined
+            else:  # ``AccessLog.add``, inlined
                 # Text: the records are lines, the prefix bytes (no ``cast`` call on this path).
                 lines: list[bytes] = log.records  # type: ignore[assignment]
-                line_pre: bytes = pre  # type: ignore[assignment]
                 if not lines:
                     self.loop.call_later(_FLUSH_AFTER, log.flush)
-                seconds = monotonic() - c.t0
-                hundredths = int(seconds * 100_000)
-                lines.append(
-                    b"".join(
-                        (
-                            line_pre,
-                            _STATUSES.get(status) or b"%d " % status,
-                            _SIZES[size] if size < 2048 else b"%d " % size,
-                            _MS[hundredths] if hundredths < 1000 else b"%.2fms id=" % (seconds * 1000),
-                            value,
-                            b"\n",
-                        )
-                    )
-                )
+                lines.append(text_line(pre, status, size, monotonic() - c.t0, value))  # type: ignore[arg-type]
             server = self.server
             keep_alive = c.keep_alive and not server.draining
             prefix = (
