@@ -11,12 +11,13 @@
 One process serves the benchmark service (``apps/asgiserve_svc.py``) through the server's own connection
 class over an in-memory transport: each keep-alive request is fed as one read, the loop runs until the
 response is written, and the response is checked (a 200 with the expected body, byte for byte the same as
-the first). With ``--access-log``, the log's lines are written every 500 requests (``FLUSH_EVERY``)
-instead of 50 ms after the first of them: under callgrind the server runs about 50 times slower, so the
-50 ms would come every few dozen requests and put a batch's fixed cost (a timer, a write) on each dozen,
-where under the load ``make bench`` puts on it (about 60,000 requests a second) a batch holds about 3,000
-lines. Each line's own formatting is still counted. That process runs under ``valgrind --tool=callgrind`` twice, with N and 2N requests after the
-same warm-up; ``(instr(2N) - instr(N)) / N`` is what one more request costs, start-up and imports excluded.
+the first but for the access log's request id). With ``--access-log``, the log's lines are written every
+500 requests (``FLUSH_EVERY``) instead of 50 ms after the first of them: under callgrind the server runs
+about 50 times slower, so the 50 ms would come every few dozen requests and put a batch's fixed cost (a
+timer, a write) on each dozen, where under the load ``make bench`` puts on it (about 60,000 requests a
+second) a batch holds about 3,000 lines. Each line's own formatting is still counted. That process runs
+under ``valgrind --tool=callgrind`` twice, with N and 2N requests after the same warm-up;
+``(instr(2N) - instr(N)) / N`` is what one more request costs, start-up and imports excluded.
 No sockets are involved, so the figure covers parsing, dispatch, the api call and the response bytes, and
 the event loop passes around them, but not the kernel's side; ``--http none`` shows what the driver
 itself adds (a connection answering with canned bytes).
@@ -205,7 +206,7 @@ class Client:
 
     Each request is fed to the connection from a plain loop callback, as a socket read is (never inside a
     task); the first response is checked (a 200 with the expected body) and every later one must be the
-    same bytes.
+    same bytes, but for its request id when the access log is on.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, request: bytes, expected: bytes) -> None:
@@ -214,6 +215,8 @@ class Client:
         self.expected = expected
         self.feed: Callable[[bytes], None] = lambda data: None
         self.first = b""
+        self.size = -1  # the first response's length, and its bytes before and after its request id
+        self.head = self.tail = b""
         self.left = 0
         self.error: str | None = None
         self.log: object = None  # the connection's access log, when on: flushed every FLUSH_EVERY requests
@@ -230,12 +233,14 @@ class Client:
 
     def on_response(self, response: bytes) -> None:
         """A whole response arrived: check it, then send the next request or stop the loop."""
-        # With the access log on, each response carries its own generated request id. The same cut (one
-        # ``find`` when there is none) runs with the log off, so the driver costs the same either way.
-        cut = response.find(_REQUEST_ID)
-        if cut >= 0:
-            response = response[:cut] + response[response.index(b"\r", cut + 2) :]
-        if response != self.first:
+        # Every later response must be the first one's bytes around its request id (with the access log
+        # on, each carries its own; without, the split is at a fixed place): the same three checks either
+        # way, so that the driver costs the same with the log on and off.
+        if (
+            len(response) != self.size
+            or not response.startswith(self.head)
+            or not response.endswith(self.tail)
+        ):
             if self.first:
                 self.fail(f"response changed: {response!r} after {self.first!r}")
                 return
@@ -246,6 +251,13 @@ class Client:
                 self.fail(f"unexpected response: {response!r}")
                 return
             self.first = response
+            self.size = len(response)
+            cut = response.find(_REQUEST_ID)
+            if cut >= 0:
+                cut += len(_REQUEST_ID)
+                self.head, self.tail = response[:cut], response[response.index(b"\r", cut) :]
+            else:
+                self.head, self.tail = response[:12], response[12:]
         self.left -= 1
         if self.log is not None and not self.left % FLUSH_EVERY:
             self.log.flush()  # type: ignore[attr-defined]
@@ -660,9 +672,7 @@ def main() -> int:
     args = ap.parse_args()
     root = args.root.resolve()
     if args.inner:
-        report = serve(
-            args.path, args.http, args.loop, args.warmup, args.requests, args.access_log, args.app
-        )
+        report = serve(args.path, args.http, args.loop, args.warmup, args.requests, args.access_log, args.app)
         print(json.dumps(report))
         return 0
     if args.path not in PATHS and not args.path.startswith("/predict"):

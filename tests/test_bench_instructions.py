@@ -31,6 +31,8 @@ def inner(*args: str) -> subprocess.CompletedProcess[str]:
     "args",
     [
         ("--path", "/predict", "--http", "httptools"),
+        ("--path", "/predict", "--http", "httptools", "--access-log"),  # each response with its own id
+        ("--path", "/predict_ctx", "--http", "httptools"),
         ("--path", "/predict", "--http", "uvicorn"),
         ("--path", "/predict", "--http", "uvicorn", "--app", "raw_asgi:app"),
         ("--path", "/hello", "--http", "uvicorn", "--app", "raw_asgi:app"),

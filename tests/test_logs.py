@@ -113,8 +113,12 @@ def test_generated_ids_are_unique_and_bad_ones_replaced(tmp_path):
             for bad in ("x" * 129, "has space", "tab\there", "é"):
                 r = client.get("/livez", headers={"x-request-id": bad.encode("latin-1")})
                 assert GENERATED.match(r.headers["x-request-id"]), (bad, r.headers)
-            r = client.get("/livez", headers={"x-request-id": "y" * 128})
-            assert r.headers["x-request-id"] == "y" * 128
+                # A direct api call takes its id from the server's own pass over the head.
+                r = client.post("/summarize", json={"text": "A."}, headers={"x-request-id": bad.encode("latin-1")})
+                assert r.is_success and GENERATED.match(r.headers["x-request-id"]), (bad, r.headers)
+            for path in ("/livez", "/summarize"):
+                r = client.request("GET" if path == "/livez" else "POST", path, json={"text": "A."}, headers={"x-request-id": "y" * 128})
+                assert r.headers["x-request-id"] == "y" * 128
     finally:
         assert server.stop() == 0
 

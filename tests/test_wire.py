@@ -84,17 +84,22 @@ def test_error_response_is_complete_json():
 @pytest.mark.parametrize(
     ("headers", "version", "expected"),
     [
-        ([(b"host", b"h")], "1.1", (0, True, False, False)),
-        ([(b"host", b"h"), (b"content-length", b"12")], "1.1", (12, True, False, False)),
-        ([(b"host", b"h"), (b"transfer-encoding", b"Chunked")], "1.1", (CHUNKED, True, False, False)),
-        ([(b"host", b"h"), (b"connection", b"Keep-Alive, CLOSE")], "1.1", (0, False, False, False)),
-        ([(b"connection", b"keep-alive")], "1.0", (0, True, False, False)),
-        ([], "1.0", (0, False, False, False)),
-        ([(b"host", b"h"), (b"expect", b"100-Continue")], "1.1", (0, True, True, False)),
+        ([(b"host", b"h")], "1.1", (0, True, False, False, None)),
+        ([(b"host", b"h"), (b"content-length", b"12")], "1.1", (12, True, False, False, None)),
+        ([(b"host", b"h"), (b"transfer-encoding", b"Chunked")], "1.1", (CHUNKED, True, False, False, None)),
+        ([(b"host", b"h"), (b"connection", b"Keep-Alive, CLOSE")], "1.1", (0, False, False, False, None)),
+        ([(b"connection", b"keep-alive")], "1.0", (0, True, False, False, None)),
+        ([], "1.0", (0, False, False, False, None)),
+        ([(b"host", b"h"), (b"expect", b"100-Continue")], "1.1", (0, True, True, False, None)),
         (
             [(b"host", b"h"), (b"connection", b"upgrade"), (b"upgrade", b"websocket")],
             "1.1",
-            (0, False, False, True),
+            (0, False, False, True, None),
+        ),
+        (
+            [(b"host", b"h"), (b"x-request-id", b"abc-1"), (b"x-request-id", b"2")],
+            "1.1",
+            (0, True, False, False, b"abc-1"),
         ),
     ],
 )

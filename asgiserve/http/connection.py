@@ -152,7 +152,7 @@ class HTTPProtocol(Calls):
             raise ProtocolError("Unknown or malformed method")
         if len(headers) > server.max_headers:
             raise ProtocolError("Too many header fields", 431)
-        length, keep_alive, expect, upgrade = request_framing(method, version, headers, server.max_body)
+        length, keep_alive, expect, upgrade, rid = request_framing(method, version, headers, server.max_body)
         path, raw_path, query = target_cache.get(target) or split_target(target)
         if upgrade and name == "GET" and self.current is None and wants_websocket(headers):
             self.open_websocket(version, path, raw_path, query, headers)
@@ -164,9 +164,9 @@ class HTTPProtocol(Calls):
             call = self.spare
             if call is not None:
                 self.spare = None
-                call.reuse(handler, headers, target, keep_alive, version == "1.0")
+                call.reuse(handler, headers, target, keep_alive, version == "1.0", rid)
             else:
-                call = APICall(self, handler, headers, target, keep_alive, version == "1.0")
+                call = APICall(self, handler, headers, target, keep_alive, version == "1.0", rid)
             c = call
         else:
             scope = http_scope(

@@ -91,7 +91,7 @@ class APICall(Exchange):
     A streaming api's call is also its ``types.ChunkWriter``: ``head`` is set once its response began.
     """
 
-    __slots__ = ("extra", "handler", "head", "headers", "held", "out", "own", "t0", "target")
+    __slots__ = ("extra", "handler", "head", "headers", "held", "out", "own", "rid", "t0", "target")
 
     def __init__(
         self,
@@ -101,6 +101,7 @@ class APICall(Exchange):
         target: bytes,
         keep_alive: bool,
         http10: bool,
+        rid: bytes | None = None,
     ) -> None:
         super().__init__(keep_alive, http10)
         self.direct = True
@@ -108,6 +109,7 @@ class APICall(Exchange):
         self.handler = handler
         self.headers = headers  # the request's header fields
         self.target = target  # for the access log
+        self.rid = rid  # the request's own X-Request-ID, for the access log
         self.t0 = 0.0
         self.own: object = False  # its coroutine is the api's own (see ``types.Started``)
         self.head: ResponseHead | None = None  # a stream's response head, once written
@@ -190,13 +192,20 @@ class APICall(Exchange):
         return "POST", path, query, "1.0" if self.http10 else "1.1"
 
     def reuse(
-        self, handler: DirectHandler, headers: Headers, target: bytes, keep_alive: bool, http10: bool
+        self,
+        handler: DirectHandler,
+        headers: Headers,
+        target: bytes,
+        keep_alive: bool,
+        http10: bool,
+        rid: bytes | None,
     ) -> None:
         """Serve another api call with this finished one: resetting what a call changes costs less than a
         new object's slots to allocate, fill and free."""
         self.handler = handler
         self.headers = headers
         self.target = target
+        self.rid = rid
         self.keep_alive = keep_alive
         self.http10 = http10
         self.buffered = self.received = 0

@@ -97,8 +97,9 @@ METHODS: dict[bytes, str] = {
     ]
 }
 
-# Header names the framing decision looks at; every other header is passed through untouched.
-_CL, _TE, _CONN, _EXPECT, _HOST, _UPGRADE = range(6)
+# Header names the framing decision looks at (and the request id, which the access log echoes: picked up
+# in the same pass over the headers); every other header is passed through untouched.
+_CL, _TE, _CONN, _EXPECT, _HOST, _UPGRADE, _RID = range(7)
 _SPECIAL = {
     b"content-length": _CL,
     b"transfer-encoding": _TE,
@@ -106,6 +107,7 @@ _SPECIAL = {
     b"expect": _EXPECT,
     b"host": _HOST,
     b"upgrade": _UPGRADE,
+    b"x-request-id": _RID,
 }
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _MAX_CL_DIGITS = 18  # below 2**63, so int() never grows past a machine word
@@ -114,8 +116,9 @@ _CL_VALUES: dict[bytes, int] = {}  # valid Content-Length values seen, parsed
 
 def request_framing(
     method: bytes, version: str, headers: list[tuple[bytes, bytes]], max_body: int
-) -> tuple[int, bool, bool, bool]:
-    """Decide ``(length or CHUNKED, keep_alive, expect_100, upgrade)`` for a parsed request head.
+) -> tuple[int, bool, bool, bool, bytes | None]:
+    """Decide ``(length or CHUNKED, keep_alive, expect_100, upgrade, request_id)`` for a parsed request
+    head; ``request_id`` is the first ``X-Request-ID`` value, or None.
 
     ``headers`` have lowercase names. Raises ``ProtocolError`` for anything a smuggler could use: both
     Content-Length and Transfer-Encoding, a repeated or malformed Content-Length, a Transfer-Encoding other
@@ -130,6 +133,7 @@ def request_framing(
     length = NO_BODY
     cl: bytes | None = None
     te: bytes | None = None
+    rid: bytes | None = None
     hosts = 0
     expect = upgrade = False
     for name, value in headers:
@@ -157,6 +161,8 @@ def request_framing(
                     upgrade = True
         elif kind == _EXPECT:
             expect = value.lower() == b"100-continue" and version == "1.1"
+        elif kind == _RID and rid is None:
+            rid = value
     if hosts != 1 and version == "1.1":
         raise ProtocolError("HTTP/1.1 requests need exactly one Host header")
     if te is not None:
@@ -180,7 +186,7 @@ def request_framing(
         # Tunnels and protocol switches are not served: answer over HTTP, then close.
         keep_alive = False
         upgrade = True
-    return length, keep_alive, expect, upgrade
+    return length, keep_alive, expect, upgrade, rid
 
 
 def check_transfer_encoding(value: bytes) -> None:
