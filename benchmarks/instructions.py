@@ -186,8 +186,12 @@ def build_connection(
     from asgiserve.http.connection import ServerState
 
     state = ServerState(app, loop)
-    state.defaults = b"server: asgiserve\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
-    state.head_end = state.defaults + b"\r\n"
+    defaults = b"server: asgiserve\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
+    if hasattr(state, "set_defaults"):
+        state.set_defaults(defaults)
+    else:  # an older tree (``--root``)
+        state.defaults = defaults
+        state.head_end = defaults + b"\r\n"
     factory = protocol_class(http)
     if access_log:  # as the server builds it with --access-log, writing its lines to /dev/null
         from asgiserve.http import access

@@ -357,8 +357,7 @@ def _build(
 
     settings = Limits(**{**dataclasses.asdict(DEFAULT_LIMITS), **limits})
     state = ServerState(app, loop, settings, access_log=access_log, root_path=root_path)
-    state.defaults = DATE_HEADERS  # what the server's tick sets every second
-    state.head_end = DATE_HEADERS + b"\r\n"
+    state.set_defaults(DATE_HEADERS)  # what the server's tick sets every second
     cls = protocol_class(kind)
     if access_log:
         from asgiserve.http.access import AccessLog, logged_class

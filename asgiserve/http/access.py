@@ -39,7 +39,7 @@ from ..types import Answer, Headers, Message, Receive, Scope, Send
 from .connection import HTTPProtocol, ServerState
 from .exchange import APICall
 from .state import split_target
-from .wire import LENGTHS, OK_PREFIX
+from .wire import OK_PREFIX
 
 __all__ = ["AccessLog", "LoggedProtocol", "logged_class", "request_id_ok"]
 
@@ -51,6 +51,7 @@ _MS = [b"%.2fms id=" % (i / 100) for i in range(1000)]  # durations under 10 ms,
 _SIZES = [b"%d " % i for i in range(2048)]
 _STATUSES = [b"%d " % status for status in range(600)]
 _OK_SIZES = [b"200 %d " % i for i in range(2048)]  # most lines' status and size in one piece
+_ID_LENGTHS = [b"%d\r\nx-request-id: " % i for i in range(2048)]  # a head's length, then the id's name
 # A batch of generated ids ends in these (after an empty first piece: see ``AccessLog.new_id``).
 _ID_ENDS = [b"", *(b"%02x" % i for i in reversed(range(256)))]
 _encode = msgspec.json.encode
@@ -367,11 +368,11 @@ class LoggedProtocol(HTTPProtocol):
             if prefix is not None:
                 # ``Calls.send_answer``'s prebuilt head with the id line in it: through ``api_head`` (as
                 # for any answer with headers of its own) the id would cost three times as much.
-                length = LENGTHS[size] if size < 2048 else b"%d\r\n" % size
                 c.status = status
                 c.finished = True
                 c.sent = size
-                data = b"".join((prefix, length, b"x-request-id: ", value, b"\r\n", server.head_end, out))
+                length = _ID_LENGTHS[size] if size < 2048 else b"%d\r\nx-request-id: " % size
+                data = b"".join((prefix, length, value, server.field_end, out))
                 if self.out is None and not server.pass_open:  # ``emit``'s first case, inlined
                     server.pass_open = True
                     self.loop.call_soon(server.flush)

@@ -201,7 +201,7 @@ class Calls(asyncio.Protocol):
                 data = b"".join((prefix, length, server.head_end, out))
             else:  # one field of its own (a header the api set, a request id): after the length, as api_head
                 name, value = extra[0]
-                data = b"".join((prefix, length, name, b": ", value, b"\r\n", server.head_end, out))
+                data = b"".join((prefix, length, name, b": ", value, server.field_end, out))
         else:
             data = api_head(status, ctype, size, extra, server.defaults, keep_alive, c.http10) + out
         if self.out is None and not server.pass_open:

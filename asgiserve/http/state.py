@@ -82,6 +82,7 @@ class ServerState:
         self.connections: set[Live] = set()
         self.defaults = b""  # server and date headers, refreshed every second by the server's tick
         self.head_end = b"\r\n"  # the same, then the blank line that ends a head
+        self.field_end = b"\r\n\r\n"  # the end of a header field, then ``head_end``: one join item less
         self.now = loop.time()
         self.state: dict[str, object] = {}
         self.draining = False
@@ -113,6 +114,12 @@ class ServerState:
                 handler = direct_handler(path)
                 if handler is not None:
                     self.direct[path] = handler
+
+    def set_defaults(self, defaults: bytes) -> None:
+        """Set the fields every response carries (``server``, ``date``) and the heads' ends made of them."""
+        self.defaults = defaults
+        self.head_end = defaults + b"\r\n"
+        self.field_end = b"\r\n" + self.head_end
 
     def flush(self) -> None:
         """The loop pass is over: write the responses held back during it."""

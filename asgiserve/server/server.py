@@ -110,8 +110,7 @@ class Server:
         second = int(time.time())
         if second != self._second:
             self._second = second
-            state.defaults = b"server: asgiserve\r\ndate: %s\r\n" % formatdate(usegmt=True).encode()
-            state.head_end = state.defaults + b"\r\n"
+            state.set_defaults(b"server: asgiserve\r\ndate: %s\r\n" % formatdate(usegmt=True).encode())
             if self.every_second is not None:
                 self.every_second()
             if self.parent is not None and os.getppid() != self.parent:
