@@ -349,7 +349,7 @@ class LoggedProtocol(HTTPProtocol):
                 lines = log.lines
                 if not lines:
                     self.loop.call_later(_FLUSH_AFTER, log.flush)
-                # ``floor``, not ``int``: a plain builtin call, where ``int()`` is a type's (measured: 0.9k instructions)
+                # ``floor``, not ``int``: a plain builtin call, where ``int()`` is a type's (0.9k instructions).
                 hundredths = floor((monotonic() - c.t0) * 100_000.0)
                 lines += (
                     pre,  # type: ignore[arg-type]  # bytes for the text format (no ``cast`` call here)
