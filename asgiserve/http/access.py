@@ -5,21 +5,22 @@ only when the log is on, so without it the connection code runs unchanged (no cl
 no line). With it on, each request gets an id: its own ``X-Request-ID`` when that is a sane token (1-128
 visible ASCII characters, so it can be echoed and logged as is), else 20 hex digits: a random per-process
 prefix plus a counter (unique across workers and restarts, and no syscall as ``uuid4`` makes), made 256 at
-a time (a list popped costs half what formatting one number does). The id is echoed in the response's
-``x-request-id``; a direct call's own id was picked up by ``wire.request_framing`` in its pass over the
-headers, which costs nothing when the log is off, where another pass here cost 1.3k instructions. A direct api call is logged from ``send_answer`` (its answer is
-whole there: status, bytes, and the clock since its body arrived); an ASGI request through a wrapper
-around the app (from the app's call to its last body message).
+a time by two C calls and popped. The id is echoed in the response's ``x-request-id``; a direct call's own
+id was picked up by ``wire.request_framing`` in its pass over the headers (a second pass here cost 1.3k
+instructions). A direct api call is logged from ``send_answer`` (its answer is whole there: status, bytes,
+and the clock since its body arrived); an ASGI request through a wrapper around the app (from the app's
+call to its last body message).
 
-A request leaves its text line as five pieces of bytes added to one list (the line's client-and-target
-prefix, kept per connection and target; status, size and duration from tables: no number is formatted for
-most lines), joined when the lines are written: a join per line, or a call to make it, costs more than
-the line's own pieces. For the JSON format it leaves a record (a tuple of what its line shows). The lines are written to
-the stream in batches: the first one queued schedules a flush 50 ms later, so a line shows at once to a
-person and a busy server writes 20 times a second, not once per request. They do not go through
-``logging``: a record per request (caller lookup, lock, format, flush) costs more than answering the
-request. ``repr`` escapes control characters in the text format and JSON escapes them in the JSON one, so
-a hostile path cannot forge a line.
+A request leaves its text line as pieces of bytes added to one list, joined when the lines are written (a
+join per line, or a call to make it, costs more than the pieces): the line up to its status and size,
+kept per connection for a keep-alive client that repeats its target (and per client and target in
+``AccessLog.prefixes``), the duration from a table (no number formatted for most lines) and the id. Each
+line's pieces begin with its newline, so that no piece ends it. For the JSON format a request leaves a
+record (a tuple of what its line shows). The lines are written to the stream in batches: the first one
+queued schedules a flush 50 ms later, so a line shows at once to a person and a busy server writes 20
+times a second, not once per request. They do not go through ``logging``: a record per request (caller
+lookup, lock, format, flush) costs more than answering the request. ``repr`` escapes control characters in
+the text format and JSON escapes them in the JSON one, so a hostile path cannot forge a line.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ _STATUSES = [b"%d " % status for status in range(600)]
 _OK_SIZES = [b"200 %d " % i for i in range(2048)]  # most lines' status and size in one piece
 _ID_LENGTHS = [b"%d\r\nx-request-id: " % i for i in range(2048)]  # a head's length, then the id's name
 # A batch of generated ids ends in these (after an empty first piece: see ``AccessLog.new_id``).
-_ID_ENDS = [b"", *(b"%02x" % i for i in reversed(range(256)))]
+_ID_ENDS = [b"%02x" % i for i in reversed(range(256))]  # a batch's ids' last digits, popped: 00 first
 _encode = msgspec.json.encode
 
 # What a request leaves for its JSON line: its client, method, path, query and HTTP version (cached, see
@@ -78,13 +79,16 @@ class AccessLog:
         self.json = fmt == "json"
         # Text lines are bytes in the stream's encoding (a path's characters as it would encode them).
         self.encoding = getattr(stream, "encoding", None) or "utf-8"
-        self.lines: list[bytes] = []  # text lines' pieces, five a line
+        self.lines: list[bytes] = []  # text lines' pieces, each line's first its newline
         self.records: list[Record] = []  # JSON lines' records
         # The next batch of generated ids, as a number: 48 random bits (drawn per worker: each worker's
         # server makes its own AccessLog; the top one set, so that the id is always 20 hex digits) over a
-        # 32-bit count. ``ids`` holds what is left of the current batch, last first.
+        # 32-bit count. A batch's ids are ``high`` (its first 18 digits) and one of the last digits left
+        # in ``lows``: two pieces that exist already, where one id's bytes to make and free cost more than
+        # the piece more that lines and heads then join.
         self.next_id = (int.from_bytes(os.urandom(6), "big") | 1 << 47) << 32
-        self.ids: list[bytes] = []
+        self.high = b""
+        self.lows: list[bytes] = []
         # Line prefixes by (client, target, HTTP/1.0) for direct calls, (client, method, path, query,
         # version) for ASGI requests: most requests repeat a few, and the prefix is most of a line's cost.
         self.prefixes: dict[tuple[object, ...], Prefix] = {}
@@ -108,14 +112,17 @@ class AccessLog:
 
     def new_id(self) -> bytes:
         """A generated request id."""
-        ids = self.ids
-        if not ids:
-            high = b"%018x" % (self.next_id >> 8)
+        low = self.next_low()
+        return self.high + low
+
+    def next_low(self) -> bytes:
+        """The last digits of the next generated id (``high`` holds the rest, from now on)."""
+        lows = self.lows
+        if not lows:
+            self.high = b"%018x" % (self.next_id >> 8)
             self.next_id += 256
-            # `` {high}ff {high}fe ... {high}00`` split: the 256 ids made by two C calls, not a Python loop
-            # (measured: 0.1k instructions less an id). Popped from the end: 00 first.
-            self.ids = ids = (b" " + high).join(_ID_ENDS).split()
-        return ids.pop()
+            lows += _ID_ENDS  # the same list: ``text_answers`` holds it
+        return lows.pop()
 
     def prefix(
         self, key: tuple[object, ...], who: str, method: str, path: str, query: bytes, version: str
@@ -128,7 +135,7 @@ class AccessLog:
             target = path + "?" + query.decode("latin-1") if query else path
             if not target.isprintable():
                 target = repr(target)[1:-1]
-            text = f'INFO: {who} - "{method} {target} HTTP/{version}" '
+            text = f'\nINFO: {who} - "{method} {target} HTTP/{version}" '
             made = text.encode(self.encoding, "backslashreplace")
         if len(self.prefixes) >= 4096:
             self.prefixes.clear()
@@ -156,18 +163,21 @@ class AccessLog:
                 records = self.records
                 if records:
                     self.records = []
-                    lines = self._json(records)
-                    lines.append("")
-                    self.stream.write("\n".join(lines))
+                    texts = self._json(records)
+                    texts.append("")
+                    self.stream.write("\n".join(texts))
                     self.stream.flush()
                 return
-            if not self.lines:
+            lines = self.lines
+            if not lines:
                 return
-            data = b"".join(self.lines)
-            self.lines = []
+            # Each line's pieces begin with its newline: the batch's first one goes at its end instead.
+            lines.append(b"\n")
+            data = memoryview(b"".join(lines))[1:]
+            lines.clear()  # the same list: ``text_answers`` holds it
             buffer = getattr(self.stream, "buffer", None)
             if buffer is None:
-                self.stream.write(data.decode(self.encoding))
+                self.stream.write(str(data, self.encoding))
                 self.stream.flush()
             else:  # after what was written to the text layer, so that lines keep their order
                 self.stream.flush()
@@ -206,14 +216,13 @@ class AccessLog:
 
 
 def text_line(pre: bytes, status: int, size: int, seconds: float, rid: bytes) -> tuple[bytes, ...]:
-    """A text line's five pieces: ``pre``, then status and body bytes, duration in ms, request id, end."""
+    """A text line's pieces: ``pre`` (from its newline), status and body bytes, duration in ms, request id."""
     hundredths = floor(seconds * 100_000.0)
     return (
         pre,
         _OK_SIZES[size] if status == 200 and size < 2048 else status_size(status, size),
         _MS[hundredths] if hundredths < 1000 else slow_ms(hundredths),
         rid,
-        b"\n",
     )
 
 
@@ -241,14 +250,14 @@ class LoggedProtocol(HTTPProtocol):
         # which a keep-alive client's next call likely shares. One attribute for the three: past 29 of
         # them (the connection has 28), CPython 3.11 keeps an object's attributes in a dict of its own,
         # and every attribute read on the connection gets slower (measured: +1.8k instructions a request).
-        self.last: tuple[str, bytes, Prefix] = ("-", b"", b"")
+        self.last: tuple[str, bytes, int, bytes] = ("-", b"", -1, b"")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """As usual, and the client's address as the lines show it."""
         super().connection_made(transport)
         client = self.client
         if client is not None:
-            self.last = (f"{client[0]}:{client[1]}", b"", b"")
+            self.last = (f"{client[0]}:{client[1]}", b"", -1, b"")
 
     async def logged(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app with ids echoed and a line logged per HTTP request."""
@@ -326,65 +335,87 @@ class LoggedProtocol(HTTPProtocol):
         HTTPProtocol.end_stream(self, c, whole)
 
     def send_answer(self, c: APICall, answer: Answer | None) -> None:
-        """A direct api answer: logged, with the request id among its headers."""
+        """A direct api answer: logged, with the request id among its headers (the JSON format's; text
+        lines have ``text_answers``)."""
         if answer is not None and not c.disconnected:
             log = self.log
-            value = c.rid
-            if value is None or _ID_OK.fullmatch(value) is None:
-                ids = log.ids  # ``AccessLog.new_id``, inlined but for a new batch
-                value = ids.pop() if ids else log.new_id()
+            rid = log.own_id(c.rid)
             status, ctype, out, more = answer
-            size = len(out)
-            target = c.target
-            last = self.last
-            if target == last[1] and not c.http10:  # a keep-alive client repeats its target
-                pre = last[2]
-            else:
-                pre = log.prefixes.get((last[0], target, c.http10)) or self._direct_prefix(c)
-                if not c.http10:
-                    self.last = (last[0], target, pre)
-            if log.json:
-                log.add(pre, status, size, c.t0, value, self.loop)
-            else:  # ``AccessLog.add`` and ``text_line``, inlined
-                lines = log.lines
-                if not lines:
-                    self.loop.call_later(_FLUSH_AFTER, log.flush)
-                # ``floor``, not ``int``: a plain builtin call, where ``int()`` is a type's (0.9k instructions).
-                hundredths = floor((monotonic() - c.t0) * 100_000.0)
-                lines += (
-                    pre,  # type: ignore[arg-type]  # bytes for the text format (no ``cast`` call here)
-                    _OK_SIZES[size] if status == 200 and size < 2048 else status_size(status, size),
-                    _MS[hundredths] if hundredths < 1000 else slow_ms(hundredths),
-                    value,
-                    b"\n",
-                )
-            server = self.server
-            keep_alive = c.keep_alive and not server.draining
-            prefix = (
-                OK_PREFIX.get(ctype)
-                if status == 200 and more is None and keep_alive and not c.http10
-                else None
-            )
-            if prefix is not None:
-                # ``Calls.send_answer``'s prebuilt head with the id line in it: through ``api_head`` (as
-                # for any answer with headers of its own) the id would cost three times as much.
-                c.status = status
-                c.finished = True
-                c.sent = size
-                length = _ID_LENGTHS[size] if size < 2048 else b"%d\r\nx-request-id: " % size
-                data = b"".join((prefix, length, value, server.field_end, out))
-                if self.out is None and not server.pass_open:  # ``emit``'s first case, inlined
-                    server.pass_open = True
-                    self.loop.call_soon(server.flush)
-                    self.transport.write(data)
-                else:
-                    self.emit(data)
-                self.response_complete(c, keep_alive)
-                self.spare = c
-                return
-            header = (_ID_HEADER, value)
+            log.add(self._direct_prefix(c), status, len(out), c.t0, rid, self.loop)
+            header = (_ID_HEADER, rid)
             answer = (status, ctype, out, [header] if more is None else [*more, header])
         HTTPProtocol.send_answer(self, c, answer)
+
+    def line_start(self, c: APICall, status: int, size: int) -> bytes:
+        """A direct call's text line up to its duration; kept as ``last`` for a 200 on HTTP/1.1."""
+        pre = cast(bytes, self._direct_prefix(c)) + status_size(status, size)
+        if status == 200 and not c.http10:
+            self.last = (self.last[0], c.target, size, pre)
+        return pre
+
+
+def text_answers(log: AccessLog) -> Callable[[LoggedProtocol, APICall, Answer | None], None]:
+    """``LoggedProtocol.send_answer`` for text lines, with ``log``'s lists bound to it (closure cells read
+    faster than the log's attributes: ``AccessLog.flush`` and ``new_id`` keep the same list objects)."""
+    lines = log.lines
+    lows = log.lows
+    flush = log.flush
+
+    def send_answer(self: LoggedProtocol, c: APICall, answer: Answer | None) -> None:
+        """A direct api answer: logged, with the request id among its headers."""
+        nonlocal lines
+        if answer is None or c.disconnected:
+            HTTPProtocol.send_answer(self, c, answer)
+            return
+        high = c.rid
+        if high is None or _ID_OK.fullmatch(high) is None:
+            try:  # ``AccessLog.next_low``, inlined but for a new batch (a ``try`` costs nothing until it fails)
+                low = lows.pop()
+            except IndexError:
+                low = log.next_low()
+            high = log.high
+        else:
+            low = b""
+        status, ctype, out, more = answer
+        size = len(out)
+        last = self.last
+        # A keep-alive client repeats its target, and its answers their status and size: the line up to
+        # the duration, made once.
+        if c.target == last[1] and size == last[2] and status == 200 and not c.http10:
+            pre = last[3]
+        else:
+            pre = self.line_start(c, status, size)
+        if not lines:
+            self.loop.call_later(_FLUSH_AFTER, flush)
+        # ``floor``, not ``int``: a plain builtin call, where ``int()`` is a type's (0.9k instructions).
+        hundredths = floor((monotonic() - c.t0) * 100_000.0)
+        lines += (pre, _MS[hundredths] if hundredths < 1000 else slow_ms(hundredths), high, low)
+        server = self.server
+        keep_alive = c.keep_alive and not server.draining
+        prefix = (
+            OK_PREFIX.get(ctype) if status == 200 and more is None and keep_alive and not c.http10 else None
+        )
+        if prefix is not None:
+            # ``Calls.send_answer``'s prebuilt head with the id line in it: through ``api_head`` (as for
+            # any answer with headers of its own) the id would cost three times as much.
+            c.status = status
+            c.finished = True
+            c.sent = size
+            length = _ID_LENGTHS[size] if size < 2048 else b"%d\r\nx-request-id: " % size
+            data = b"".join((prefix, length, high, low, server.field_end, out))
+            if self.out is None and not server.pass_open:  # ``emit``'s first case, inlined
+                server.pass_open = True
+                self.loop.call_soon(server.flush)
+                self.transport.write(data)
+            else:
+                self.emit(data)
+            self.response_complete(c, keep_alive)
+            self.spare = c
+            return
+        header = (_ID_HEADER, high + low)
+        HTTPProtocol.send_answer(self, c, (status, ctype, out, [header] if more is None else [*more, header]))
+
+    return send_answer
 
 
 def logged_class(
@@ -392,5 +423,8 @@ def logged_class(
 ) -> Callable[[ServerState], HTTPProtocol]:
     """The connection class ``base`` (from ``auto.protocol_class``) with the access log ``log`` on."""
     name = "Logged" + getattr(base, "__name__", "Protocol")
-    cls = type(name, (LoggedProtocol, cast(type, base)), {"log": log})
+    namespace: dict[str, object] = {"log": log}
+    if not log.json:
+        namespace["send_answer"] = text_answers(log)
+    cls = type(name, (LoggedProtocol, cast(type, base)), namespace)
     return cast(Callable[[ServerState], HTTPProtocol], cls)
