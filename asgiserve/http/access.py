@@ -99,9 +99,7 @@ class AccessLog:
         """The request's own id when it sent a sane one (visible ASCII), else a new one."""
         for name, value in headers:
             if name == _ID_HEADER:
-                if _ID_OK.fullmatch(value) is not None:
-                    return bytes(value)
-                break
+                return self.own_id(value)
         return self.new_id()
 
     def own_id(self, value: bytes | None) -> bytes:
